@@ -1,0 +1,156 @@
+"""Base models: find, check and load frozen TensorFlow models of any supported format.
+
+Two of the honest ways of DESIGN.md are resolved here (a frozen backbone with a
+cross-fitted head is the third, planned):
+
+1. a fold-model directory (``fold_0.keras`` … ``fold_{K-1}.keras`` + ``stacking.json``)
+   whose manifest's fold-plan digest equals the experiment's;
+2. a single model declared ``trained_on: external``.
+
+Anything else raises :class:`~stacking.errors.LeakageError` explaining both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stacking.base._base import FrozenModel, ModelLoader
+from stacking.base._keras import KerasLoader
+from stacking.base._manifest import MANIFEST, read_manifest, write_manifest
+from stacking.base._savedmodel import SavedModelLoader
+from stacking.config import BaseModelConfig
+from stacking.errors import BaseModelError, DataFileNotFoundError, LeakageError
+
+__all__ = [
+    "LOADERS",
+    "MANIFEST",
+    "BaseModelSource",
+    "FrozenModel",
+    "ModelLoader",
+    "load_base_model",
+    "read_manifest",
+    "resolve_base_model",
+    "write_manifest",
+]
+
+LOADERS: list[ModelLoader] = [KerasLoader(), SavedModelLoader()]
+
+_HOW = (
+    "tf-stacking only uses a model on rows it never trained on: give a directory of fold "
+    "models (fold_0.keras … + stacking.json, see stacking.train_fold_models), or declare a "
+    "single model trained on disjoint data with `trained_on: external`"
+)
+
+
+def load_base_model(path: str | Path, *, output: str | int | None = None) -> FrozenModel:
+    """Load one model file or SavedModel folder frozen, whatever its format.
+
+    >>> model = load_base_model("models/cnn/fold_0.keras")
+    >>> probs = model.predict([x], batch_size=4096)
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataFileNotFoundError(f"model path {str(path)!r} does not exist")
+    for loader in LOADERS:
+        if loader.matches(path):
+            return loader.load(path, output=output)
+    raise BaseModelError(
+        f"{str(path)!r} is not a model format tf-stacking reads; use .keras, .h5 or a "
+        "SavedModel folder (a folder with saved_model.pb)"
+    )
+
+
+@dataclass
+class BaseModelSource:
+    """Where a base model's predictions come from: K fold models or one external model."""
+
+    name: str
+    kind: str  # "folds" | "external"
+    fold_paths: list[Path]
+    full_path: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [*self.fold_paths, *([self.full_path] if self.full_path else [])]
+
+
+def _is_model(path: Path) -> bool:
+    return any(loader.matches(path) for loader in LOADERS)
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    found = [p for p in sorted(directory.glob(f"{stem}*")) if p.stem == stem and _is_model(p)]
+    found += [p for p in [directory / stem] if p.is_dir() and _is_model(p)]
+    return found[0] if found else None
+
+
+def resolve_base_model(
+    name: str, cfg: BaseModelConfig, *, folds_digest: str, n_splits: int, task: str, classes
+) -> BaseModelSource:
+    """Check a configured base model against the experiment and find its files."""
+    path = cfg.path
+    if not path.exists():
+        raise DataFileNotFoundError(f"base model {name!r}: path {str(path)!r} does not exist")
+    is_fold_dir = path.is_dir() and not _is_model(path)
+    if not is_fold_dir:
+        if cfg.trained_on != "external":
+            raise LeakageError(
+                f"base model {name!r} is a single model ({str(path)!r}) with no declaration "
+                f"of what it was trained on. {_HOW}"
+            )
+        return BaseModelSource(name=name, kind="external", fold_paths=[path])
+    if cfg.trained_on == "external":
+        raise BaseModelError(
+            f"base model {name!r}: `trained_on: external` names one model, but "
+            f"{str(path)!r} is a directory; point `path` at the model file"
+        )
+    if not (path / MANIFEST).is_file():
+        raise LeakageError(
+            f"base model {name!r}: {str(path)!r} has no {MANIFEST}, so its fold plan cannot "
+            f"be checked. Write one with stacking.write_manifest(dir, fold_plan=...) if the "
+            f"models were trained on this experiment's folds.csv. {_HOW}"
+        )
+    manifest = read_manifest(path)
+    if manifest["n_splits"] != n_splits or manifest["folds_digest"] != folds_digest:
+        raise LeakageError(
+            f"base model {name!r} was trained on fold plan {manifest['folds_digest']} "
+            f"(K={manifest['n_splits']}) but this experiment's plan is {folds_digest} "
+            f"(K={n_splits}); a fold model could have seen the rows it predicts. Use the "
+            f"same folds (e.g. `folds: {{column: fold}}` from the training folds.csv) or "
+            f"retrain with stacking.train_fold_models"
+        )
+    if manifest["task"] != task:
+        raise BaseModelError(
+            f"base model {name!r} was trained for a {manifest['task']} task but the data is "
+            f"{task}; set data.task or use a matching model"
+        )
+    expected = [str(c) for c in classes]
+    if manifest.get("classes") and manifest["classes"] != expected:
+        raise BaseModelError(
+            f"base model {name!r} predicts classes {manifest['classes']} but the data's "
+            f"target has {expected}; its output columns would be misread"
+        )
+    fold_paths = []
+    for k in range(n_splits):
+        found = _find(path, f"fold_{k}")
+        if found is None:
+            raise BaseModelError(
+                f"base model {name!r}: {str(path)!r} has no fold_{k} model "
+                f"(.keras, .h5 or SavedModel folder) though its manifest says K={n_splits}"
+            )
+        fold_paths.append(found)
+    full = _find(path, "full")
+    if cfg.test_with == "full" and full is None:
+        raise BaseModelError(
+            f"base model {name!r}: `test_with: full` but {str(path)!r} has no full model"
+        )
+    return BaseModelSource(
+        name=name,
+        kind="folds",
+        fold_paths=fold_paths,
+        full_path=full if cfg.test_with == "full" else None,
+        manifest=manifest,
+    )

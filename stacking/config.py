@@ -1,0 +1,232 @@
+"""The experiment configuration: YAML validated once, at the edge, by pydantic models.
+
+Inside tf-stacking code trusts a :class:`Config`. Unknown keys and wrong types are
+errors that name the key path, echo what was received and list what is allowed::
+
+    >>> cfg = load_config("configs/digits.yaml", overrides=["meta.features=logit"])
+    >>> cfg.folds.n_splits
+    5
+
+Relative paths in the file are resolved against the folder of the YAML file, so a config
+runs the same from any working directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from stacking.errors import ConfigError, DataFileNotFoundError
+
+Task = Literal["auto", "binary", "multiclass", "multilabel", "regression"]
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class ViewConfig(_Strict):
+    """Which columns a base model reads, and the shape one row is reshaped to."""
+
+    columns: list[str] | str = Field(description="column names, or one glob such as 'px_*'")
+    shape: list[int] | None = Field(None, description="per-row shape, e.g. [8, 8, 1]")
+    dtype: Literal["float32", "float64", "int32", "int64"] = "float32"
+
+    @field_validator("shape")
+    @classmethod
+    def _positive(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or any(d <= 0 for d in v)):
+            raise ValueError(f"shape must be positive integers. Received: shape={v}")
+        return v
+
+
+class DataConfig(_Strict):
+    train: Path
+    test: Path | None = None
+    id: str | None = Field(None, description="id column; default: the row number")
+    target: str | list[str]
+    task: Task = "auto"
+    weight: str | None = Field(None, description="sample-weight column")
+    views: dict[str, ViewConfig] = Field(default_factory=dict)
+
+
+class FoldsConfig(_Strict):
+    kind: Literal["kfold", "stratified", "group"] = "stratified"
+    n_splits: int = Field(5, ge=2)
+    seed: int = 0
+    shuffle: bool = True
+    column: str | None = Field(None, description="take each row's fold from this column")
+    group: str | None = Field(None, description="group column, for kind: group")
+
+    @model_validator(mode="after")
+    def _group_needs_column(self) -> FoldsConfig:
+        if self.kind == "group" and self.group is None and self.column is None:
+            raise ValueError("kind: group needs `group: COLUMN` naming the group column")
+        return self
+
+
+class BaseModelConfig(_Strict):
+    path: Path
+    input: str | ViewConfig | list[str | ViewConfig] = Field(
+        description="a view name from data.views, an inline view, or a list for multi-input"
+    )
+    trained_on: Literal["folds", "external"] | None = Field(
+        None, description="'folds' for a fold-model directory; 'external' for one model"
+    )
+    output: str | int | None = Field(None, description="which output of a multi-output model")
+    outputs_are: Literal["auto", "proba", "logits"] = "auto"
+    test_with: Literal["mean", "full"] = "mean"
+
+
+class CandidateConfig(_Strict):
+    name: str | None = None
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeaturesConfig(_Strict):
+    kind: Literal["proba", "logit", "rank"] = "proba"
+    drop_redundant: bool = True
+    passthrough: list[str] = Field(default_factory=list)
+    fwls: list[str] = Field(default_factory=list)
+
+
+class LevelConfig(_Strict):
+    candidates: list[str | CandidateConfig]
+
+
+class MetaConfig(_Strict):
+    features: FeaturesConfig | Literal["proba", "logit", "rank"] = Field(
+        default_factory=FeaturesConfig
+    )
+    candidates: list[str | CandidateConfig] = Field(default_factory=lambda: ["default"])
+    levels: list[LevelConfig] = Field(default_factory=list)
+    bootstrap: int = Field(1000, ge=0, description="paired bootstrap resamples; 0 turns off")
+    seed: int = 0
+
+    @field_validator("features", mode="after")
+    @classmethod
+    def _expand(cls, v: Any) -> FeaturesConfig:
+        return FeaturesConfig(kind=v) if isinstance(v, str) else v
+
+
+class TrackingConfig(_Strict):
+    enabled: bool = True
+    uri: str | None = Field(None, description="default: MLflow's own default store")
+    experiment: str = "tf-stacking"
+    run_name: str | None = None
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    dir: Path = Path(".stacking_cache")
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["local"] = "local"
+    batch_size: int = Field(4096, ge=1)
+
+
+class Config(_Strict):
+    name: str = "experiment"
+    data: DataConfig
+    folds: FoldsConfig = Field(default_factory=FoldsConfig)
+    base_models: dict[str, BaseModelConfig]
+    meta: MetaConfig = Field(default_factory=MetaConfig)
+    metrics: list[str] = Field(default_factory=list, description="first is primary")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("base_models")
+    @classmethod
+    def _names(cls, v: dict[str, BaseModelConfig]) -> dict[str, BaseModelConfig]:
+        if not v:
+            raise ValueError("at least one base model is needed")
+        for name in v:
+            if not _NAME.match(name) or "__" in name:
+                raise ValueError(
+                    f"base model name {name!r} must start with a letter, use letters, digits, "
+                    "'_', '-', '.', and not contain '__' (it separates model and output)"
+                )
+        return v
+
+    def resolve_paths(self, root: Path) -> Config:
+        """Make relative paths absolute against ``root`` (the YAML file's folder)."""
+
+        def fix(p: Path | None) -> Path | None:
+            return p if p is None or p.is_absolute() else (root / p).resolve()
+
+        self.data.train = fix(self.data.train)
+        self.data.test = fix(self.data.test)
+        for model in self.base_models.values():
+            model.path = fix(model.path)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-", "str")))
+    received = first.get("input")
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown key {loc!r}. Remove it or check its spelling"
+    if first["type"] == "missing":
+        return f"{source}: missing required key {loc!r}"
+    shown = repr(received) if not isinstance(received, dict) else "a mapping"
+    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+    return f"{source}: invalid value for {loc!r}: {first['msg']}. Received: {shown}{more}"
+
+
+def _apply_override(raw: dict[str, Any], override: str) -> None:
+    key, sep, value = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(
+            f"--set expects dotted.key=value. Received: {override!r}; e.g. --set folds.n_splits=3"
+        )
+    parsed = yaml.safe_load(value) if value else ""
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section. Received: {override!r}")
+        node = child
+    node[parts[-1]] = parsed
+
+
+def parse_config(
+    raw: dict[str, Any], *, root: Path, source: str = "config", overrides: list[str] = ()
+) -> Config:
+    """Validate a raw mapping (e.g. from YAML) into a :class:`Config`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level. Received: {raw!r}")
+    for override in overrides:
+        _apply_override(raw, override)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from exc
+    return cfg.resolve_paths(root)
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read and validate a YAML config; ``overrides`` are ``dotted.key=value`` strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileNotFoundError(f"config file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    raw.setdefault("name", path.stem) if isinstance(raw, dict) else None
+    return parse_config(raw, root=path.parent.resolve(), source=str(path), overrides=overrides)

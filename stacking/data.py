@@ -1,0 +1,200 @@
+"""Training and test tables: rows, ids, target, task, input views and a content digest.
+
+A :class:`Dataset` holds the training rows (and optional test rows) exactly as read,
+plus the encoded target every later stage uses:
+
+* binary / multiclass: ``y`` holds class indices ``0..C-1`` into ``classes``;
+* multilabel: ``y`` is the ``(n, L)`` 0/1 indicator, ``classes`` the label columns;
+* regression: ``y`` is float.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from stacking.config import DataConfig, ViewConfig
+from stacking.errors import DataError, DataFileNotFoundError
+
+ROW_ID = "row_id"
+_MAX_CLASSES_FOR_AUTO = 50
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read a CSV or Parquet file; the error names the file and the supported formats."""
+    if not path.exists():
+        raise DataFileNotFoundError(f"data file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            return pd.read_parquet(path)
+        if suffix in {".csv", ".txt"}:
+            return pd.read_csv(path)
+    except Exception as exc:
+        raise DataError(f"cannot read {str(path)!r}: {exc}") from exc
+    raise DataError(f"data file {str(path)!r} has suffix {suffix!r}; use .csv or .parquet")
+
+
+def table_digest(frame: pd.DataFrame) -> str:
+    """A content digest of a table: same rows, columns and values give the same digest."""
+    h = hashlib.sha256()
+    h.update(",".join(map(str, frame.columns)).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def infer_task(target: pd.Series | pd.DataFrame) -> str:
+    """``multilabel`` for several target columns, else by the values of the one."""
+    if isinstance(target, pd.DataFrame):
+        return "multilabel"
+    values = target.dropna()
+    n_unique = values.nunique()
+    if n_unique <= 2:
+        return "binary"
+    is_float = pd.api.types.is_float_dtype(values)
+    if is_float and not np.all(np.equal(np.mod(values.to_numpy(), 1), 0)):
+        return "regression"
+    if pd.api.types.is_numeric_dtype(values) and n_unique > _MAX_CLASSES_FOR_AUTO:
+        return "regression"
+    return "multiclass"
+
+
+@dataclass
+class Dataset:
+    """Training rows (and test rows) with the encoded target; see the module docstring."""
+
+    train: pd.DataFrame
+    ids: np.ndarray
+    y: np.ndarray
+    task: str
+    classes: list
+    id_column: str
+    target: str | list[str]
+    digest: str
+    sample_weight: np.ndarray | None = None
+    test: pd.DataFrame | None = None
+    test_ids: np.ndarray | None = None
+    source: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def n_outputs(self) -> int:
+        """Columns in one model's prediction: classes, labels, or 1 for regression."""
+        return 1 if self.task == "regression" else len(self.classes)
+
+    def output_names(self) -> list[str]:
+        """Names of one model's prediction columns (``pred`` for regression)."""
+        return ["pred"] if self.task == "regression" else [str(c) for c in self.classes]
+
+    def view(self, spec: ViewConfig, *, which: str = "train") -> np.ndarray:
+        """The array a model reads: the view's columns, cast, reshaped to ``spec.shape``."""
+        frame = self.train if which == "train" else self.test
+        source = self.source.get(which, which)
+        columns = resolve_columns(frame, spec.columns, source=source)
+        array = frame[columns].to_numpy(dtype=spec.dtype)
+        if spec.shape is not None:
+            size = int(np.prod(spec.shape))
+            if size != len(columns):
+                raise DataError(
+                    f"view {spec.columns!r} in {source} has {len(columns)} columns but shape "
+                    f"{spec.shape} needs {size}; fix the columns or the shape"
+                )
+            array = array.reshape(len(frame), *spec.shape)
+        return array
+
+
+def resolve_columns(frame: pd.DataFrame, columns: list[str] | str, *, source: str) -> list[str]:
+    """Expand a glob (``px_*``) or check a list of columns against ``frame``."""
+    names = [str(c) for c in frame.columns]
+    if isinstance(columns, str):
+        matched = [c for c in names if fnmatch.fnmatchcase(c, columns)]
+        if not matched:
+            raise DataError(f"no column of {source} matches {columns!r}; columns are {names[:8]}…")
+        return matched
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DataError(f"{source} has no column(s) {missing}; columns are {names[:8]}…")
+    return list(columns)
+
+
+def _encode_target(frame: pd.DataFrame, cfg: DataConfig, source: str):
+    targets = cfg.target if isinstance(cfg.target, list) else [cfg.target]
+    resolve_columns(frame, targets, source=source)
+    raw = frame[targets] if isinstance(cfg.target, list) else frame[cfg.target]
+    if raw.isna().to_numpy().any():
+        raise DataError(f"target {cfg.target!r} in {source} has missing values; drop those rows")
+    task = infer_task(raw) if cfg.task == "auto" else cfg.task
+    if task == "multilabel":
+        values = raw.to_numpy() if isinstance(raw, pd.DataFrame) else None
+        if values is None or not np.isin(values, [0, 1]).all():
+            raise DataError(
+                f"multilabel target {cfg.target!r} in {source} must be a list of 0/1 columns"
+            )
+        return values.astype(int), task, list(targets)
+    if isinstance(raw, pd.DataFrame):
+        raise DataError(f"task {task!r} takes one target column. Received: {cfg.target!r}")
+    if task == "regression":
+        if not pd.api.types.is_numeric_dtype(raw):
+            raise DataError(f"regression target {cfg.target!r} in {source} is not numeric")
+        return raw.to_numpy(dtype=float), task, []
+    classes = sorted(raw.unique().tolist())
+    if task == "binary" and len(classes) != 2:
+        raise DataError(
+            f"task binary needs 2 classes in {cfg.target!r}; {source} has {len(classes)}: "
+            f"{classes[:10]}. Set data.task to multiclass or fix the target"
+        )
+    if len(classes) < 2:
+        raise DataError(f"target {cfg.target!r} in {source} has a single class {classes}")
+    y = pd.Categorical(raw, categories=classes).codes.astype(int)
+    return y, ("binary" if len(classes) == 2 else "multiclass"), classes
+
+
+def load_dataset(cfg: DataConfig) -> Dataset:
+    """Read ``cfg.train`` (and ``cfg.test``) and encode the target."""
+    train = read_table(cfg.train)
+    source = str(cfg.train)
+    if len(train) == 0:
+        raise DataError(f"{source} has no rows")
+    id_column = cfg.id or ROW_ID
+    if cfg.id is None:
+        train = train.reset_index(drop=True)
+        train.insert(0, ROW_ID, np.arange(len(train)))
+    resolve_columns(train, [id_column], source=source)
+    ids = train[id_column].to_numpy()
+    if pd.Series(ids).duplicated().any():
+        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+        raise DataError(f"id column {id_column!r} in {source} has duplicates, e.g. {dup!r}")
+    y, task, classes = _encode_target(train, cfg, source)
+    weight = None
+    if cfg.weight is not None:
+        resolve_columns(train, [cfg.weight], source=source)
+        weight = train[cfg.weight].to_numpy(dtype=float)
+        if not np.all(np.isfinite(weight)) or (weight < 0).any():
+            raise DataError(f"weight column {cfg.weight!r} in {source} must be finite and >= 0")
+    test, test_ids, sources = None, None, {"train": source}
+    if cfg.test is not None:
+        test = read_table(cfg.test)
+        sources["test"] = str(cfg.test)
+        if cfg.id is None:
+            test = test.reset_index(drop=True)
+            test.insert(0, ROW_ID, np.arange(len(test)))
+        resolve_columns(test, [id_column], source=str(cfg.test))
+        test_ids = test[id_column].to_numpy()
+    return Dataset(
+        train=train,
+        ids=ids,
+        y=y,
+        task=task,
+        classes=classes,
+        id_column=id_column,
+        target=cfg.target,
+        digest=table_digest(train),
+        sample_weight=weight,
+        test=test,
+        test_ids=test_ids,
+        source=sources,
+    )

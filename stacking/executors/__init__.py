@@ -1,0 +1,15 @@
+"""Executors run inference jobs: in process (default) or, at scale, elsewhere."""
+
+from __future__ import annotations
+
+from stacking.executors._base import Executor, Job, run_job
+from stacking.executors._local import LocalExecutor
+
+__all__ = ["Executor", "Job", "LocalExecutor", "make_executor", "run_job"]
+
+
+def make_executor(cfg, *, progress: bool = True) -> Executor:
+    """The executor a :class:`~stacking.config.ExecutorConfig` asks for."""
+    if cfg.kind == "local":
+        return LocalExecutor(progress=progress)
+    raise AssertionError(f"config validation admits no executor {cfg.kind!r}")

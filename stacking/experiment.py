@@ -1,0 +1,371 @@
+"""The one orchestrator behind the CLI and the Python API.
+
+>>> result = Experiment.from_yaml("configs/digits.yaml").run()
+>>> result.leaderboard.head()
+>>> result.oof, result.test_predictions, result.run_id
+
+``run`` goes down the data flow of DESIGN.md: data → fold plan → base models (checked
+against the fold plan) → cached OOF/test predictions → level-1 matrix → meta candidates
+cross-fitted on the same folds, level after level → leaderboard with bootstrap intervals
+→ results directory → tracker. The results directory appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from stacking.base import resolve_base_model
+from stacking.cache import CacheStore, open_cache
+from stacking.config import Config, ViewConfig, load_config
+from stacking.data import Dataset, load_dataset
+from stacking.engine import predict_base_models
+from stacking.errors import ConfigError, DataError
+from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
+from stacking.executors import Executor, make_executor
+from stacking.folds import FoldPlan, make_fold_plan
+from stacking.level1 import Level1, block_names, build_level1, to_block
+from stacking.meta import Candidate, cross_fit, make_candidate, predict_output, refit
+from stacking.meta.weights import weights_table
+from stacking.metrics import default_metrics, get_metric
+from stacking.tracking import ChildRecord, RunRecord, Tracker, make_tracker
+
+BASE_MEAN = "base_mean"
+
+
+@dataclass
+class ExperimentResult:
+    """What a run produced; the same content as its results directory."""
+
+    leaderboard: pd.DataFrame
+    oof: pd.DataFrame
+    test_predictions: pd.DataFrame | None
+    weights: pd.DataFrame
+    metrics: dict[str, Any]
+    ensemble: str
+    meta_model: Any
+    output_dir: Path
+    run_id: str | None
+
+    def summary(self) -> str:
+        primary = get_metric(self.metrics["primary_metric"])
+        text = format_leaderboard(self.leaderboard, primary)
+        return f"{text}\n\nensemble: {self.ensemble}  results: {self.output_dir}"
+
+
+class Experiment:
+    """A configured stacking experiment; ``run()`` executes it end to end."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        output_dir: str | Path | None = None,
+        tracker: Tracker | None = None,
+        executor: Executor | None = None,
+        cache: CacheStore | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.output_dir = Path(output_dir) if output_dir else None
+        self.tracker = tracker if tracker is not None else make_tracker(config.tracking)
+        self.executor = executor or make_executor(config.executor, progress=progress)
+        self.cache = cache or open_cache(config.cache)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] = (), **kwargs) -> Experiment:
+        return cls(load_config(path, overrides), **kwargs)
+
+    # -- stages ---------------------------------------------------------------------------
+    def _metrics(self, task: str) -> list[str]:
+        names = self.config.metrics or default_metrics(task)
+        for name in names:
+            metric = get_metric(name)
+            if task not in metric.tasks:
+                raise ConfigError(
+                    f"metrics: {name!r} does not apply to a {task} task; "
+                    f"try {default_metrics(task)}"
+                )
+        return names
+
+    def _levels(self, task: str) -> list[list[Candidate]]:
+        specs = [self.config.meta.candidates] + [lv.candidates for lv in self.config.meta.levels]
+        levels, seen = [], {BASE_MEAN, *self.config.base_models}
+        for i, level in enumerate(specs):
+            where = "meta.candidates" if i == 0 else f"meta.levels[{i - 1}].candidates"
+            if not level:
+                raise ConfigError(f"{where} is empty; name at least one meta-model")
+            candidates = [make_candidate(s, task=task, where=where) for s in level]
+            for c in candidates:
+                if c.name in seen:
+                    raise ConfigError(
+                        f"{where}: the name {c.name!r} is used twice; give candidates "
+                        "distinct `name:` values"
+                    )
+                seen.add(c.name)
+            levels.append(candidates)
+        return levels
+
+    def _views(self, name: str, spec) -> list[ViewConfig]:
+        specs = spec if isinstance(spec, list) else [spec]
+        views = []
+        for s in specs:
+            if isinstance(s, str):
+                if s not in self.config.data.views:
+                    raise ConfigError(
+                        f"base_models.{name}.input: no view {s!r} in data.views "
+                        f"(defined: {sorted(self.config.data.views)})"
+                    )
+                s = self.config.data.views[s]
+            views.append(s)
+        return views
+
+    def _predict_bases(self, data: Dataset, plan: FoldPlan):
+        sources = []
+        for name, cfg in self.config.base_models.items():
+            source = resolve_base_model(
+                name,
+                cfg,
+                folds_digest=plan.digest,
+                n_splits=plan.n_splits,
+                task=data.task,
+                classes=data.classes,
+            )
+            views = self._views(name, cfg.input)
+            inputs = [data.view(v) for v in views]
+            test_inputs = [data.view(v, which="test") for v in views] if data.test is not None else None
+            options = {"output": cfg.output, "outputs_are": cfg.outputs_are}
+            sources.append((source, inputs, test_inputs, options))
+        return predict_base_models(
+            sources,
+            plan,
+            task=data.task,
+            n_outputs=data.n_outputs,
+            executor=self.executor,
+            cache=self.cache,
+            batch_size=self.config.executor.batch_size,
+        )
+
+    def _stack(self, level1: Level1, data: Dataset, plan: FoldPlan, levels):
+        """Cross-fit every level; return meta entries and every candidate refitted."""
+        entries, fitted, test_out, inputs = [], {}, {}, {}
+        block_models, feature_names = list(level1.models), list(level1.features.columns)
+        X_blocks, X_features = level1.blocks, level1.features.to_numpy()
+        T_blocks, T_features = level1.test_blocks, (
+            None if level1.test_features is None else level1.test_features.to_numpy()
+        )
+        kw = {"task": data.task, "n_outputs": data.n_outputs}
+        for depth, candidates in enumerate(levels, start=2):
+            oofs, tests = [], []
+            for cand in candidates:
+                X = X_blocks if cand.uses_blocks else X_features
+                oof = cross_fit(cand, X, data.y, plan, sample_weight=data.sample_weight, **kw)
+                model = refit(cand, X, data.y, sample_weight=data.sample_weight)
+                fitted[cand.name] = model
+                inputs[cand.name] = (block_models, block_models if cand.uses_blocks else feature_names)
+                entries.append(Entry(cand.name, "meta", depth, oof))
+                oofs.append(oof)
+                T = T_blocks if cand.uses_blocks else T_features
+                test = predict_output(model, T, **kw) if T is not None else None
+                test_out[cand.name] = test
+                tests.append(test)
+            # The next level reads this level's OOF predictions, in block layout.
+            X_blocks = np.hstack([to_block(o, data.task) for o in oofs])
+            X_features = X_blocks
+            block_models = [c.name for c in candidates]
+            feature_names = [n for c in candidates for n in block_names(c.name, data)]
+            if T_blocks is not None:
+                T_blocks = np.hstack([to_block(t, data.task) for t in tests])
+                T_features = T_blocks
+        return entries, fitted, test_out, inputs
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> ExperimentResult:
+        cfg = self.config
+        data = load_dataset(cfg.data)
+        plan = make_fold_plan(cfg.folds, data)
+        metric_names = self._metrics(data.task)
+        primary = get_metric(metric_names[0])
+        levels = self._levels(data.task)
+
+        preds = self._predict_bases(data, plan)
+        level1 = build_level1(preds, data, cfg.meta.features)
+
+        entries = [Entry(name, "base", 1, p.oof) for name, p in preds.items()]
+        entries.append(Entry(BASE_MEAN, "base_mean", 1, np.mean([p.oof for p in preds.values()], 0)))
+        meta_entries, fitted, test_out, inputs = self._stack(level1, data, plan, levels)
+        entries += meta_entries
+        for entry in entries:
+            score_entry(
+                entry, data.y, plan, task=data.task, metrics=metric_names,
+                sample_weight=data.sample_weight,
+            )
+        last_level = [e for e in meta_entries if e.level == len(levels) + 1]
+        ensemble = best_of(last_level, primary)
+        board = leaderboard(
+            entries,
+            data.y,
+            task=data.task,
+            metrics=metric_names,
+            selected=ensemble.name,
+            n_resamples=cfg.meta.bootstrap,
+            seed=cfg.meta.seed,
+            sample_weight=data.sample_weight,
+        )
+        weights = weights_table(fitted, inputs, data.output_names())
+        oof = self._oof_frame(data, plan, level1)
+        test_frame = self._test_frame(data, level1, test_out.get(ensemble.name))
+        metrics = self._metrics_json(data, plan, entries, ensemble, metric_names, board)
+        out = self._write(data, plan, oof, test_frame, board, weights, metrics, entries)
+        run_id = self.tracker.log(self._record(data, plan, entries, ensemble, metric_names, out))
+        if run_id:
+            metrics["run_id"] = run_id
+            (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        return ExperimentResult(
+            leaderboard=board,
+            oof=oof,
+            test_predictions=test_frame,
+            weights=weights,
+            metrics=metrics,
+            ensemble=ensemble.name,
+            meta_model=fitted[ensemble.name],
+            output_dir=out,
+            run_id=run_id,
+        )
+
+    # -- outputs --------------------------------------------------------------------------
+    def _target_frame(self, data: Dataset) -> pd.DataFrame:
+        targets = data.target if isinstance(data.target, list) else [data.target]
+        return data.train[targets].reset_index(drop=True)
+
+    def _oof_frame(self, data: Dataset, plan: FoldPlan, level1: Level1) -> pd.DataFrame:
+        head = pd.DataFrame({data.id_column: data.ids, "fold": plan.folds})
+        return pd.concat([head, self._target_frame(data), level1.features], axis=1)
+
+    def _test_frame(self, data: Dataset, level1: Level1, ensemble_test) -> pd.DataFrame | None:
+        if data.test is None or ensemble_test is None:
+            return None
+        head = pd.DataFrame({data.id_column: data.test_ids})
+        names = block_names("ensemble", data, drop_redundant=False)
+        ens = pd.DataFrame(np.asarray(ensemble_test).reshape(len(head), -1), columns=names)
+        frame = pd.concat([head, level1.test_features, ens], axis=1)
+        if data.task in ("binary", "multiclass"):
+            frame["prediction"] = np.asarray(data.classes, dtype=object)[ensemble_test.argmax(1)]
+        elif data.task == "multilabel":
+            frame["prediction"] = [
+                ",".join(c for c, on in zip(data.classes, row) if on) for row in ensemble_test >= 0.5
+            ]
+        else:
+            frame["prediction"] = ensemble_test
+        return frame
+
+    def _metrics_json(self, data, plan, entries, ensemble, metric_names, board) -> dict:
+        return {
+            "task": data.task,
+            "primary_metric": get_metric(metric_names[0]).name,
+            "directions": {
+                get_metric(m).name: ("higher" if get_metric(m).greater_is_better else "lower")
+                for m in metric_names
+            },
+            "ensemble": ensemble.name,
+            "best_base": board[board.role == "base"].iloc[0]["model"],
+            "data_digest": data.digest,
+            "folds_digest": plan.digest,
+            "n_rows": int(len(data.ids)),
+            "n_splits": plan.n_splits,
+            "entries": {
+                e.name: {
+                    "role": e.role,
+                    "level": e.level,
+                    "scores": e.scores,
+                    "fold_scores": e.fold_scores,
+                }
+                for e in entries
+            },
+            "leaderboard": json.loads(board.to_json(orient="records")),
+        }
+
+    def _default_dir(self) -> Path:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        return Path("runs") / f"{self.config.name}-{stamp}"
+
+    def _write(self, data, plan, oof, test_frame, board, weights, metrics, entries) -> Path:
+        """Write the results directory into a temporary sibling, then rename it in place."""
+        out = self.output_dir or self._default_dir()
+        if out.exists() and any(out.iterdir()):
+            raise DataError(f"output directory {str(out)!r} is not empty; choose another --output")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.parent / f".{out.name}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            oof.to_parquet(tmp / "oof.parquet", index=False)
+            meta = pd.DataFrame({data.id_column: data.ids, "fold": plan.folds})
+            for e in entries:
+                if e.role != "base":
+                    cols = block_names(e.name, data, drop_redundant=False)
+                    meta[cols] = np.asarray(e.oof).reshape(len(meta), -1)
+            meta.to_parquet(tmp / "meta_oof.parquet", index=False)
+            if test_frame is not None:
+                test_frame.to_parquet(tmp / "test_predictions.parquet", index=False)
+            board.to_csv(tmp / "leaderboard.csv", index=False)
+            weights.to_csv(tmp / "weights.csv", index=False)
+            plan.save(tmp / "folds.csv", id_column=data.id_column)
+            (tmp / "config.resolved.yaml").write_text(
+                yaml.safe_dump(self.config.to_dict(), sort_keys=False)
+            )
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+            if out.exists():
+                out.rmdir()
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    def _record(self, data, plan, entries, ensemble, metric_names, out) -> RunRecord:
+        names = [get_metric(m).name for m in metric_names]
+        parent = {f"cv_{m}": ensemble.scores[m] for m in names}
+        children = []
+        for e in entries:
+            if e.role == "base":
+                parent.update({f"base.{e.name}.cv_{m}": e.scores[m] for m in names})
+            role = "meta" if e.role == "meta" else "base"
+            if e.role == "base_mean":
+                continue
+            children.append(
+                ChildRecord(
+                    name=e.name,
+                    role=role,
+                    params={"level": e.level, **self._child_params(e)},
+                    metrics={f"cv_{m}": e.scores[m] for m in names},
+                    fold_metrics={m: e.fold_scores[m] for m in names},
+                )
+            )
+        return RunRecord(
+            name=self.config.tracking.run_name or self.config.name,
+            params=self.config.to_dict(),
+            metrics=parent,
+            tags={
+                "stacking.data_digest": data.digest,
+                "stacking.folds_digest": plan.digest,
+                "stacking.task": data.task,
+                "stacking.ensemble": ensemble.name,
+                "stacking.primary_metric": names[0],
+            },
+            children=children,
+            artifacts_dir=out,
+        )
+
+    def _child_params(self, entry: Entry) -> dict:
+        if entry.role == "base":
+            return {"path": str(self.config.base_models[entry.name].path)}
+        return {}

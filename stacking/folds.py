@@ -1,0 +1,115 @@
+"""The fold plan: which fold each row belongs to, and a digest that identifies it.
+
+Every level of a stack uses one fold plan. Fold models must have been trained with the
+same plan (their manifest records its digest), otherwise a row could be predicted by a
+model that saw it. The digest depends only on the id → fold mapping, not on row order.
+
+>>> plan = FoldPlan(ids=np.array([10, 11, 12, 13]), folds=np.array([0, 1, 0, 1]))
+>>> plan.n_splits, plan.train_index(0).tolist()
+(2, [1, 3])
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+
+from stacking.config import FoldsConfig
+from stacking.data import Dataset
+from stacking.errors import DataError
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """``folds[i]`` is the fold of row ``ids[i]``; folds are ``0..n_splits-1``."""
+
+    ids: np.ndarray
+    folds: np.ndarray
+
+    def __post_init__(self) -> None:
+        present = np.unique(self.folds)
+        if present.size < 2 or not np.array_equal(present, np.arange(present.size)):
+            raise DataError(
+                f"a fold plan needs folds numbered 0..K-1 with K >= 2. Received folds "
+                f"{present.tolist()[:20]}"
+            )
+
+    @property
+    def n_splits(self) -> int:
+        return int(self.folds.max()) + 1
+
+    @property
+    def digest(self) -> str:
+        """sha256 over the id → fold pairs sorted by id; independent of row order."""
+        keys = np.array([str(i) for i in self.ids])
+        order = np.argsort(keys, kind="stable")
+        lines = "\n".join(f"{k},{f}" for k, f in zip(keys[order], self.folds[order]))
+        return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+    def train_index(self, k: int) -> np.ndarray:
+        return np.flatnonzero(self.folds != k)
+
+    def test_index(self, k: int) -> np.ndarray:
+        return np.flatnonzero(self.folds == k)
+
+    def split(self):
+        """Yield ``(train_index, test_index)`` like a scikit-learn splitter."""
+        for k in range(self.n_splits):
+            yield self.train_index(k), self.test_index(k)
+
+    def to_frame(self, id_column: str = "id") -> pd.DataFrame:
+        return pd.DataFrame({id_column: self.ids, "fold": self.folds})
+
+    def save(self, path: Path, id_column: str = "id") -> None:
+        self.to_frame(id_column).to_csv(path, index=False)
+
+    @classmethod
+    def from_csv(cls, path: Path) -> FoldPlan:
+        frame = pd.read_csv(path)
+        return cls(ids=frame.iloc[:, 0].to_numpy(), folds=frame["fold"].to_numpy(dtype=int))
+
+
+def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
+    """Build the plan from a fold column of the data or from a scikit-learn splitter."""
+    source = data.source.get("train", "the training data")
+    if cfg.column is not None:
+        if cfg.column not in data.train.columns:
+            raise DataError(f"folds.column {cfg.column!r} is not a column of {source}")
+        raw = data.train[cfg.column]
+        if not pd.api.types.is_integer_dtype(raw):
+            raise DataError(
+                f"fold column {cfg.column!r} in {source} must hold integers 0..K-1. "
+                f"Received dtype {raw.dtype}"
+            )
+        return FoldPlan(ids=data.ids, folds=raw.to_numpy(dtype=int))
+    n = len(data.ids)
+    if cfg.n_splits > n:
+        raise DataError(f"folds.n_splits={cfg.n_splits} exceeds the {n} rows of {source}")
+    seed = cfg.seed if cfg.shuffle else None
+    groups = None
+    if cfg.kind == "kfold":
+        splitter = KFold(cfg.n_splits, shuffle=cfg.shuffle, random_state=seed)
+        y_split = None
+    elif cfg.kind == "stratified":
+        if data.task == "regression":
+            raise DataError("folds.kind: stratified needs a class target; use kind: kfold")
+        splitter = StratifiedKFold(cfg.n_splits, shuffle=cfg.shuffle, random_state=seed)
+        # Multilabel: stratify on the label combination, the usual approximation.
+        y_split = data.y if data.y.ndim == 1 else [str(r) for r in data.y.tolist()]
+    else:
+        if cfg.group not in data.train.columns:
+            raise DataError(f"folds.group {cfg.group!r} is not a column of {source}")
+        splitter = GroupKFold(cfg.n_splits)
+        groups, y_split = data.train[cfg.group].to_numpy(), None
+    folds = np.empty(n, dtype=int)
+    try:
+        for k, (_, test_idx) in enumerate(splitter.split(np.zeros(n), y_split, groups)):
+            folds[test_idx] = k
+    except ValueError as exc:
+        raise DataError(f"cannot build {cfg.kind} folds on {source}: {exc}") from exc
+    return FoldPlan(ids=data.ids, folds=folds)

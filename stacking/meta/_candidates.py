@@ -1,0 +1,168 @@
+"""Meta-model candidates: resolve a config entry, cross-fit it on the fold plan, refit.
+
+A candidate is any scikit-learn-compatible estimator: a short name of tf-stacking's own
+learners (``mean``, ``nnls``, ``selection``, ``mlp``, ``convex`` …), scikit-learn's
+(``logistic``, ``ridge``), or an import path (``lightgbm.LGBMClassifier``) with params.
+Short names resolve to the classifier or regressor variant for the task.
+
+Meta-level cross-validation uses the experiment's own fold plan: the candidate is fitted
+on the level-1 rows of every other fold and predicts fold *k*; those out-of-fold
+predictions give its scores and are the features of the next level.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.base import clone, is_classifier
+from sklearn.utils.validation import has_fit_parameter
+
+from stacking.config import CandidateConfig
+from stacking.errors import ConfigError
+
+_OURS = "stacking.meta"
+_SHORT: dict[str, tuple[str | None, str | None, dict]] = {
+    # name: (classifier path, regressor path, default params)
+    "logistic": ("sklearn.linear_model.LogisticRegression", None, {"max_iter": 1000}),
+    "ridge": (None, "sklearn.linear_model.Ridge", {}),
+    "mean": (f"{_OURS}.CombinerClassifier", f"{_OURS}.CombinerRegressor", {"method": "mean"}),
+    "weighted": (
+        f"{_OURS}.CombinerClassifier",
+        f"{_OURS}.CombinerRegressor",
+        {"method": "weighted"},
+    ),
+    "median": (None, f"{_OURS}.CombinerRegressor", {"method": "median"}),
+    "vote": (f"{_OURS}.CombinerClassifier", None, {"method": "vote"}),
+    "rank": (f"{_OURS}.CombinerClassifier", None, {"method": "rank"}),
+    "geometric": (f"{_OURS}.CombinerClassifier", None, {"method": "geometric"}),
+    "nnls": (f"{_OURS}.NNLSClassifier", f"{_OURS}.NNLSRegressor", {}),
+    "selection": (
+        f"{_OURS}.EnsembleSelectionClassifier",
+        f"{_OURS}.EnsembleSelectionRegressor",
+        {},
+    ),
+    "mlp": (f"{_OURS}.KerasMLPClassifier", f"{_OURS}.KerasMLPRegressor", {}),
+    "convex": (
+        f"{_OURS}.ConvexCombinationClassifier",
+        f"{_OURS}.ConvexCombinationRegressor",
+        {},
+    ),
+}
+SHORT_NAMES = sorted([*_SHORT, "default"])
+# tf-stacking's learners that combine per-model probability blocks (see _layout.py).
+_BLOCKS = {
+    f"{family}{kind}"
+    for family in ("Combiner", "NNLS", "EnsembleSelection", "ConvexCombination")
+    for kind in ("Classifier", "Regressor")
+}
+
+
+@dataclass
+class Candidate:
+    """A named, unfitted meta-model; ``uses_blocks`` when it combines probabilities."""
+
+    name: str
+    estimator: object
+    uses_blocks: bool
+
+
+def _import(path: str, where: str):
+    module, _, attr = path.rpartition(".")
+    if not module:
+        raise ConfigError(
+            f"{where}: {path!r} is neither a short name ({', '.join(SHORT_NAMES)}) "
+            "nor an import path such as sklearn.linear_model.LogisticRegression"
+        )
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"{where}: cannot import {path!r}: {exc}") from exc
+
+
+def make_candidate(spec: str | CandidateConfig, *, task: str, where: str = "meta") -> Candidate:
+    """Resolve a candidate entry of the config for ``task``."""
+    if isinstance(spec, str):
+        spec = CandidateConfig(estimator=spec)
+    key = spec.estimator
+    if key == "default":
+        key = "ridge" if task == "regression" else "logistic"
+    params = dict(spec.params)
+    if key in _SHORT:
+        cls_path, reg_path, defaults = _SHORT[key]
+        path = reg_path if task == "regression" else cls_path
+        if path is None:
+            raise ConfigError(
+                f"{where}: {key!r} does not apply to a {task} task; "
+                f"choose from {[k for k, v in _SHORT.items() if v[task == 'regression']]}"
+            )
+        params = {**defaults, **params}
+        name = spec.name or (key if spec.estimator != "default" else key)
+    else:
+        path = key
+        name = spec.name or key.rpartition(".")[2].lower()
+    cls = _import(path, where)
+    if task == "multilabel" and path == "sklearn.linear_model.LogisticRegression":
+        from sklearn.multioutput import MultiOutputClassifier
+
+        estimator = MultiOutputClassifier(cls(**params))
+    else:
+        try:
+            estimator = cls(**params)
+        except TypeError as exc:
+            raise ConfigError(f"{where}: candidate {name!r}: {exc}") from exc
+    if (task == "regression") == is_classifier(estimator):
+        kind = "regressor" if task == "regression" else "classifier"
+        raise ConfigError(f"{where}: candidate {name!r} ({path}) is not a {kind}")
+    uses_blocks = getattr(cls, "__module__", "").startswith(_OURS) and cls.__name__ in _BLOCKS
+    return Candidate(name=name, estimator=estimator, uses_blocks=uses_blocks)
+
+
+def predict_output(estimator, X, *, task: str, n_outputs: int) -> np.ndarray:
+    """The candidate's prediction in the common representation (probas or values)."""
+    if task == "regression":
+        return np.asarray(estimator.predict(X), dtype=float).ravel()
+    if not hasattr(estimator, "predict_proba"):
+        raise ConfigError(
+            f"meta-model {type(estimator).__name__} has no predict_proba; stacking needs "
+            "probabilities (wrap it in sklearn.calibration.CalibratedClassifierCV)"
+        )
+    proba = estimator.predict_proba(X)
+    if task == "multilabel":
+        if isinstance(proba, list):
+            proba = np.column_stack([p[:, -1] for p in proba])
+        return np.asarray(proba, dtype=float)
+    out = np.zeros((len(X), n_outputs))
+    out[:, np.asarray(estimator.classes_, dtype=int)] = proba
+    return out
+
+
+def _fit(estimator, X, y, sample_weight, name):
+    if sample_weight is None:
+        return estimator.fit(X, y)
+    if not has_fit_parameter(estimator, "sample_weight"):
+        raise ConfigError(
+            f"meta-model {name!r} does not accept sample_weight, but data.weight is set; "
+            "choose another candidate or remove data.weight"
+        )
+    return estimator.fit(X, y, sample_weight=sample_weight)
+
+
+def cross_fit(candidate: Candidate, X, y, plan, *, task, n_outputs, sample_weight=None):
+    """Out-of-fold predictions of ``candidate`` over ``plan``; returns ``(oof, fold_fits)``."""
+    X = np.asarray(X, dtype=float)
+    oof = np.zeros((len(X),) if task == "regression" else (len(X), n_outputs))
+    for k in range(plan.n_splits):
+        train, test = plan.train_index(k), plan.test_index(k)
+        est = clone(candidate.estimator)
+        w = None if sample_weight is None else sample_weight[train]
+        _fit(est, X[train], y[train], w, candidate.name)
+        oof[test] = predict_output(est, X[test], task=task, n_outputs=n_outputs)
+    return oof
+
+
+def refit(candidate: Candidate, X, y, *, sample_weight=None):
+    """The candidate fitted on every row, for test predictions and serving."""
+    est = clone(candidate.estimator)
+    return _fit(est, np.asarray(X, dtype=float), y, sample_weight, candidate.name)

@@ -1,0 +1,49 @@
+"""Interpretability: each fitted meta-model's weights as a table (base model → weight).
+
+Learners that combine probability blocks (convex, NNLS, ensemble selection, weighted
+mean) expose ``weights_``: one weight per base model, or per base model and class.
+Linear scikit-learn models expose ``coef_``: one weight per level-1 feature, and the
+feature name ``<model>__<output>`` says which base model it belongs to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+COLUMNS = ["candidate", "base_model", "feature", "output", "weight"]
+
+
+def _rows_from_weights(name, weights, models, outputs):
+    weights = np.asarray(weights, dtype=float)
+    if weights.ndim == 1:
+        return [(name, m, "", "all", float(w)) for m, w in zip(models, weights)]
+    return [
+        (name, m, "", str(outputs[j]) if j < len(outputs) else str(j), float(weights[i, j]))
+        for i, m in enumerate(models)
+        for j in range(weights.shape[1])
+    ]
+
+
+def _rows_from_coef(name, coef, features, outputs):
+    coef = np.atleast_2d(np.asarray(coef, dtype=float))
+    labels = outputs if coef.shape[0] == len(outputs) else [outputs[-1]] * coef.shape[0]
+    return [
+        (name, f.split("__")[0] if "__" in f else "", f, str(labels[j]), float(coef[j, i]))
+        for j in range(coef.shape[0])
+        for i, f in enumerate(features)
+    ]
+
+
+def weights_table(fitted: dict, inputs: dict, output_names: list[str]) -> pd.DataFrame:
+    """Rows ``(candidate, base_model, feature, output, weight)`` for every candidate with
+    readable weights; ``inputs[name]`` is ``(block model names, feature names)``."""
+    rows = []
+    for name, model in fitted.items():
+        models, features = inputs[name]
+        if hasattr(model, "weights_"):
+            rows += _rows_from_weights(name, model.weights_, models, output_names)
+        elif hasattr(model, "coef_") and np.ndim(model.coef_) <= 2:
+            if np.shape(model.coef_)[-1] == len(features):
+                rows += _rows_from_coef(name, model.coef_, features, output_names)
+    return pd.DataFrame(rows, columns=COLUMNS)

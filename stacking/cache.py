@@ -109,7 +109,7 @@ class LocalCacheStore(CacheStore):
             return None
         try:
             return np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, EOFError) as exc:  # EOFError: an empty file
             log.warning("dropping unreadable cache entry %s: %s", path, exc)
             path.unlink(missing_ok=True)
             return None

@@ -172,16 +172,43 @@ class Config(_Strict):
         return self.model_dump(mode="json")
 
 
-def _format_error(exc: ValidationError, source: str) -> str:
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-", "str")))
+def _key_path(loc: tuple, raw: Any, *, keep_last: bool) -> tuple[str, ...]:
+    """The user's dotted key: ``loc`` without pydantic's union tags (``str``, ``ViewConfig``).
+
+    A tag is a ``loc`` part that is not a key (or index) of the input at that point; the
+    last part of a ``missing`` error is kept although the input lacks it by definition.
+    """
+    parts, node = [], raw
+    for i, part in enumerate(loc):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and part < len(node)
+        ):
+            parts.append(str(part))
+            node = node[part]
+        elif keep_last and i == len(loc) - 1:
+            parts.append(str(part))
+    return tuple(parts)
+
+
+def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
+    errors = exc.errors()
+    # For a union (``str | ViewConfig``) pydantic reports one error per member; the most
+    # specific one is the deepest, and a wrong value beats a wrong type.
+    first = max(errors, key=lambda e: (len(e["loc"]), not e["type"].endswith("_type")))
+    path = _key_path(first["loc"], raw, keep_last=first["type"] == "missing")
+    loc = ".".join(path)
     received = first.get("input")
     if first["type"] == "extra_forbidden":
         return f"{source}: unknown key {loc!r}. Remove it or check its spelling"
     if first["type"] == "missing":
         return f"{source}: missing required key {loc!r}"
     shown = repr(received) if not isinstance(received, dict) else "a mapping"
-    more = f" (and {len(exc.errors()) - 1} more problems)" if len(exc.errors()) > 1 else ""
+    others = {
+        key
+        for e in errors
+        if (key := _key_path(e["loc"], raw, keep_last=e["type"] == "missing")) != path[: len(key)]
+    }
+    more = f" (and {len(others)} more problems)" if others else ""
     return f"{source}: invalid value for {loc!r}: {first['msg']}. Received: {shown}{more}"
 
 
@@ -215,7 +242,7 @@ def parse_config(
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc, source)) from exc
+        raise ConfigError(_format_error(exc, source, raw)) from exc
     return cfg.resolve_paths(root)
 
 

@@ -153,6 +153,16 @@ def _encode_target(frame: pd.DataFrame, cfg: DataConfig, source: str):
     return y, ("binary" if len(classes) == 2 else "multiclass"), classes
 
 
+def _with_row_id(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    if ROW_ID in frame.columns:
+        raise DataError(
+            f"{source} already has a column {ROW_ID!r}; set data.id: {ROW_ID} to use it as the id"
+        )
+    frame = frame.reset_index(drop=True)
+    frame.insert(0, ROW_ID, np.arange(len(frame)))
+    return frame
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Read ``cfg.train`` (and ``cfg.test``) and encode the target."""
     train = read_table(cfg.train)
@@ -161,17 +171,21 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         raise DataError(f"{source} has no rows")
     id_column = cfg.id or ROW_ID
     if cfg.id is None:
-        train = train.reset_index(drop=True)
-        train.insert(0, ROW_ID, np.arange(len(train)))
+        train = _with_row_id(train, source)
     resolve_columns(train, [id_column], source=source)
     ids = train[id_column].to_numpy()
     if pd.Series(ids).duplicated().any():
-        dup = pd.Series(ids)[pd.Series(ids).duplicated()].iloc[0]
+        dup = pd.Series(ids)[pd.Series(ids).duplicated()].tolist()[0]  # a Python scalar
         raise DataError(f"id column {id_column!r} in {source} has duplicates, e.g. {dup!r}")
     y, task, classes = _encode_target(train, cfg, source)
     weight = None
     if cfg.weight is not None:
         resolve_columns(train, [cfg.weight], source=source)
+        if not pd.api.types.is_numeric_dtype(train[cfg.weight]):
+            raise DataError(
+                f"weight column {cfg.weight!r} in {source} must be numeric. "
+                f"Received dtype {train[cfg.weight].dtype}"
+            )
         weight = train[cfg.weight].to_numpy(dtype=float)
         if not np.all(np.isfinite(weight)) or (weight < 0).any():
             raise DataError(f"weight column {cfg.weight!r} in {source} must be finite and >= 0")
@@ -180,8 +194,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         test = read_table(cfg.test)
         sources["test"] = str(cfg.test)
         if cfg.id is None:
-            test = test.reset_index(drop=True)
-            test.insert(0, ROW_ID, np.arange(len(test)))
+            test = _with_row_id(test, str(cfg.test))
         resolve_columns(test, [id_column], source=str(cfg.test))
         test_ids = test[id_column].to_numpy()
     return Dataset(

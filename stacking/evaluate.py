@@ -51,8 +51,12 @@ def _per_row(metric: Metric, y, pred, task) -> np.ndarray:
         if task == "multilabel":
             p = np.clip(pred, _EPS, 1 - _EPS)
             return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1)
-        return -np.log(np.clip(pred[np.arange(len(y)), y], _EPS, None))
+        p = np.clip(pred, _EPS, 1.0)
+        p = p / p.sum(axis=1, keepdims=True)  # as metrics.log_loss does
+        return -np.log(p[np.arange(len(y)), y])
     if metric.name == "brier_score":
+        if task == "binary":
+            return (pred[:, 1] - y) ** 2
         onehot = y if task == "multilabel" else np.eye(pred.shape[1])[y]
         return ((pred - onehot) ** 2).sum(axis=1)
     if metric.name == "accuracy":

@@ -167,6 +167,9 @@ class Experiment:
             oofs, tests = [], []
             for cand in candidates:
                 X = X_blocks if cand.uses_blocks else X_features
+                if "columns_per_model" in cand.estimator.get_params():
+                    # Explicit, so a meta fold missing a class still reads the layout right.
+                    cand.estimator.set_params(columns_per_model=level1.columns_per_model)
                 oof = cross_fit(cand, X, data.y, plan, sample_weight=data.sample_weight, **kw)
                 model = refit(cand, X, data.y, sample_weight=data.sample_weight)
                 fitted[cand.name] = model

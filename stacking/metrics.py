@@ -85,6 +85,8 @@ def _roc_auc(y, p, task, w):
 
 
 def _brier(y, p, task, w):
+    if task == "binary":  # scikit-learn's binary Brier: the positive column only
+        return np.average((p[:, 1] - y) ** 2, weights=w)
     onehot = y if task == "multilabel" else np.eye(p.shape[1])[y]
     return np.average(((p - onehot) ** 2).sum(axis=1), weights=w)
 

@@ -64,10 +64,11 @@ def build_cnn():
     from keras import layers
 
     inputs = keras.Input((8, 8, 1))
-    x = layers.Conv2D(16, 3, padding="same", activation="relu")(inputs)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu")(inputs)
     x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(32, 3, padding="same", activation="relu")(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    x = layers.Flatten()(x)
+    x = layers.Dropout(0.3)(x)
     return _compile(keras.Model(inputs, layers.Dense(10, activation="softmax")(x), name="cnn"))
 
 
@@ -87,16 +88,16 @@ def build_gru():
     from keras import layers
 
     inputs = keras.Input((8, 8))
-    x = layers.GRU(24)(inputs)
+    x = layers.GRU(48)(inputs)
     return _compile(keras.Model(inputs, layers.Dense(10, activation="softmax")(x), name="gru"))
 
 
 # name: (builder, view shape, epochs)
 ARCHITECTURES = {
     "mlp": (build_mlp, None, 40),
-    "cnn": (build_cnn, (8, 8, 1), 40),
+    "cnn": (build_cnn, (8, 8, 1), 50),
     "linear": (build_linear, None, 30),
-    "gru": (build_gru, (8, 8), 40),
+    "gru": (build_gru, (8, 8), 60),
 }
 
 

@@ -8,12 +8,24 @@ loop; one ``tf.function`` over large batches is many times faster (see
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from stacking.base._base import FrozenModel, ModelLoader, pick_output
 from stacking.errors import BaseModelError
+
+
+class _DropRetracingNotice(logging.Filter):
+    """Each frozen model traces its own function once, by design; TF's heuristic counts
+    those first traces across models as 'retracing' and warns. Drop only that notice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_DropRetracingNotice())
 
 
 class KerasModel(FrozenModel):

@@ -1,0 +1,45 @@
+# Two entry points, both self-contained on a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test install install-dev lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+## demo: install, train the digits base models once, stack them, print the leaderboard
+demo: install
+	$(BIN)/python experiments/digits/train_base_models.py
+	$(BIN)/stacking run configs/digits.yaml
+
+## test: install with the dev extra, lint, run the whole test suite
+test: install-dev lint
+	$(BIN)/python -m pytest
+
+lint: install-dev
+	$(BIN)/ruff check stacking tests experiments
+	$(BIN)/ruff format --check stacking tests experiments
+
+format: install-dev
+	$(BIN)/ruff format stacking tests experiments
+	$(BIN)/ruff check --fix stacking tests experiments
+
+bench: install-dev
+	$(BIN)/python experiments/benchmarks/bench_inference.py
+
+clean:
+	rm -rf runs .stacking_cache mlflow.db mlruns experiments/digits/models experiments/digits/data

@@ -1,0 +1,119 @@
+"""Loading frozen models of each format, and resolving base-model directories."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from stacking import BaseModelError, LeakageError, load_base_model
+from stacking.base import read_manifest, resolve_base_model
+from stacking.config import BaseModelConfig
+from stacking.errors import DataFileNotFoundError
+
+
+@pytest.fixture(scope="module")
+def keras_model():
+    from tests.conftest import build_model
+
+    model = build_model("multiclass", 3, hidden=4)
+    return model
+
+
+@pytest.fixture(scope="module")
+def x():
+    return np.random.default_rng(0).normal(size=(50, 6)).astype("float32")
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_load_base_model_matches_keras_and_is_frozen(keras_model, x, tmp_path, suffix):
+    path = tmp_path / f"m{suffix}"
+    keras_model.save(path)
+    frozen = load_base_model(path)
+    assert frozen.input_shapes == [(6,)]
+    assert frozen._model.trainable is False
+    got = frozen.predict([x], batch_size=16)  # several batches, last one partial
+    np.testing.assert_allclose(got, keras_model(x, training=False).numpy(), atol=1e-6)
+
+
+def test_load_base_model_reads_savedmodel_folder(keras_model, x, tmp_path):
+    keras_model.export(tmp_path / "sm", verbose=False)
+    frozen = load_base_model(tmp_path / "sm")
+    assert len(frozen.output_names) == 1
+    got = frozen.predict([x], batch_size=20)
+    np.testing.assert_allclose(got, keras_model(x, training=False).numpy(), atol=1e-5)
+
+
+def test_load_base_model_multi_output_needs_output(tmp_path, x):
+    import keras
+
+    inputs = keras.Input((6,))
+    model = keras.Model(
+        inputs,
+        [keras.layers.Dense(2, name="head_a")(inputs), keras.layers.Dense(3, name="head_b")(inputs)],
+    )
+    model.save(tmp_path / "two.keras")
+    with pytest.raises(BaseModelError, match=r"several outputs.*Received: output=None"):
+        load_base_model(tmp_path / "two.keras")
+    picked = load_base_model(tmp_path / "two.keras", output=1)
+    assert picked.predict([x], batch_size=64).shape == (50, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "match", "error"),
+    [
+        ("missing.keras", "does not exist", DataFileNotFoundError),
+        ("notes.txt", "not a model format", BaseModelError),
+        ("broken.keras", "cannot load Keras model", BaseModelError),
+    ],
+)
+def test_load_base_model_errors(tmp_path, name, match, error):
+    if name != "missing.keras":
+        (tmp_path / name).write_text("not a model")
+    with pytest.raises(error, match=match):
+        load_base_model(tmp_path / name)
+
+
+def _resolve(project, **changes):
+    cfg = BaseModelConfig(**{"path": project.root / "models/wide", "input": "x", **changes})
+    manifest = read_manifest(project.root / "models/wide")
+    return resolve_base_model(
+        "wide",
+        cfg,
+        folds_digest=manifest["folds_digest"],
+        n_splits=3,
+        task="multiclass",
+        classes=["ant", "bee", "cat"],
+    )
+
+
+def test_resolve_base_model_finds_every_fold(multiclass_project):
+    source = _resolve(multiclass_project)
+    assert source.kind == "folds"
+    assert [p.name for p in source.fold_paths] == [f"fold_{k}.keras" for k in range(3)]
+
+
+def test_resolve_base_model_refuses_missing_fold_and_manifest(multiclass_project, tmp_path):
+    import shutil
+
+    copy = tmp_path / "wide"
+    shutil.copytree(multiclass_project.root / "models/wide", copy)
+    (copy / "fold_2.keras").unlink()
+    with pytest.raises(BaseModelError, match="no fold_2 model"):
+        _resolve(multiclass_project, path=copy)
+    (copy / "stacking.json").unlink()
+    with pytest.raises(LeakageError, match="no stacking.json"):
+        _resolve(multiclass_project, path=copy)
+
+
+def test_resolve_base_model_refuses_other_classes(multiclass_project, tmp_path):
+    import shutil
+
+    copy = tmp_path / "wide"
+    shutil.copytree(multiclass_project.root / "models/wide", copy)
+    manifest = json.loads((copy / "stacking.json").read_text())
+    manifest["classes"] = ["bee", "ant", "cat"]
+    (copy / "stacking.json").write_text(json.dumps(manifest))
+    with pytest.raises(BaseModelError, match="predicts classes .* misread"):
+        _resolve(multiclass_project, path=copy)

@@ -1,0 +1,261 @@
+"""CombinerClassifier / CombinerRegressor: hand-computed outputs, layouts, errors, conformance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import is_classifier
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from stacking.errors import ConfigError, DataError
+from stacking.meta._combiners import (
+    LAYOUT_REFUSED_CHECKS,
+    CombinerClassifier,
+    CombinerRegressor,
+)
+
+# Binary: two models, one column each (P(class 1)), three rows.
+X_BIN = np.array([[0.9, 0.6], [0.2, 0.4], [0.6, 0.3]])
+Y_BIN = np.array([1, 0, 1])
+
+# Multiclass: two models, three classes, block = [P(0), P(1), P(2)].
+X_MC = np.array(
+    [
+        [0.7, 0.2, 0.1, 0.2, 0.5, 0.3],
+        [0.1, 0.5, 0.4, 0.3, 0.2, 0.5],
+        [0.1, 0.1, 0.8, 0.2, 0.2, 0.6],
+    ]
+)
+Y_MC = np.array([0, 1, 2])
+
+
+@pytest.mark.parametrize(
+    ("method", "expected_p1", "expected_pred"),
+    [
+        # mean of the two columns
+        ("mean", [0.75, 0.30, 0.45], [1, 0, 0]),
+        # sqrt(p_a p_b) / (sqrt(p_a p_b) + sqrt((1-p_a)(1-p_b))); row 0: .7348/(.7348+.2)
+        ("geometric", [0.786061, 0.289898, 0.444994], [1, 0, 0]),
+        # votes: row 0 both 1; row 1 both 0; row 2 one each -> tie broken by the mean .45 < .5
+        ("vote", [1.0, 0.0, 0.5], [1, 0, 0]),
+        # ranks over rows: a [3, 1, 2], b [3, 2, 1]; mean [3, 1.5, 1.5]; (r - 1) / 2
+        ("rank", [1.0, 0.25, 0.25], [1, 0, 0]),
+    ],
+)
+def test_combiner_classifier_binary_hand_computed(method, expected_p1, expected_pred):
+    clf = CombinerClassifier(method=method).fit(X_BIN, Y_BIN)
+    proba = clf.predict_proba(X_BIN)
+    assert_allclose(proba[:, 1], expected_p1, atol=1e-6)
+    assert_allclose(proba.sum(axis=1), 1.0)
+    assert_array_equal(clf.predict(X_BIN), expected_pred)
+    assert_allclose(clf.weights_, [0.5, 0.5])
+    assert (clf.n_models_, clf.columns_per_model_) == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("X", "y", "weights", "expected"),
+    [
+        # [3, 1] -> [.75, .25]; P(1), row 0: .75 * .9 + .25 * .6 = .825
+        (X_BIN, Y_BIN, [3, 1], [[0.175, 0.825], [0.75, 0.25], [0.475, 0.525]]),
+        # [1, 3] -> [.25, .75]; row 0: .25 * [.7, .2, .1] + .75 * [.2, .5, .3]
+        (
+            X_MC,
+            Y_MC,
+            [1, 3],
+            [[0.325, 0.425, 0.25], [0.25, 0.275, 0.475], [0.175, 0.175, 0.65]],
+        ),
+    ],
+)
+def test_combiner_classifier_weighted_hand_computed(X, y, weights, expected):
+    clf = CombinerClassifier("weighted", weights=weights).fit(X, y)
+    assert_allclose(clf.weights_, np.array(weights) / sum(weights))
+    assert_allclose(clf.predict_proba(X), expected)
+
+
+@pytest.mark.parametrize(
+    ("method", "expected", "expected_pred"),
+    [
+        ("mean", [[0.45, 0.35, 0.2], [0.2, 0.35, 0.45], [0.15, 0.15, 0.7]], [0, 2, 2]),
+        # row 0: sqrt([.14, .10, .03]) = [.3742, .3162, .1732], / .8636
+        (
+            "geometric",
+            [
+                [0.433263, 0.366174, 0.200562],
+                [0.18492, 0.337617, 0.477463],
+                [0.144949] * 2 + [0.710102],
+            ],
+            [0, 2, 2],
+        ),
+        # row 0: a says 0, b says 1, the mean prefers 0; row 1: 1 vs 2, the mean prefers 2
+        ("vote", [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]], [0, 2, 2]),
+        # mean ranks per class over rows: c0 [2.25, 2.25, 1.5], c1 [2.5, 2.25, 1.25],
+        # c2 [1, 2, 3]; (r - 1) / 2 then per-row normalisation, row 0: [.625, .75, 0] / 1.375
+        (
+            "rank",
+            [
+                [0.454545, 0.545455, 0.0],
+                [0.357143, 0.357143, 0.285714],
+                [0.181818, 0.090909, 0.727273],
+            ],
+            [1, 0, 2],
+        ),
+    ],
+)
+def test_combiner_classifier_multiclass_hand_computed(method, expected, expected_pred):
+    clf = CombinerClassifier(method=method).fit(X_MC, Y_MC)
+    assert_allclose(clf.predict_proba(X_MC), expected, atol=1e-6)
+    assert_array_equal(clf.predict(X_MC), expected_pred)
+    assert (clf.n_models_, clf.columns_per_model_) == (2, 3)
+
+
+def test_combiner_classifier_string_labels_follow_classes_order():
+    clf = CombinerClassifier().fit(X_BIN, np.array(["yes", "no", "yes"]))
+    assert_array_equal(clf.classes_, ["no", "yes"])
+    assert_array_equal(clf.predict(X_BIN), ["yes", "no", "no"])
+
+
+def test_combiner_classifier_dropped_first_class_layout_matches_full_blocks():
+    # Blocks holding classes 1..C-1 only imply P(0) = 1 - sum, as a binary block does.
+    dropped = X_MC[:, [1, 2, 4, 5]]
+    full = CombinerClassifier("geometric").fit(X_MC, Y_MC).predict_proba(X_MC)
+    for columns in ("auto", 2):
+        clf = CombinerClassifier("geometric", columns_per_model=columns).fit(dropped, Y_MC)
+        assert clf.columns_per_model_ == 2
+        assert_allclose(clf.predict_proba(dropped), full)
+
+
+def test_combiner_classifier_explicit_width_keeps_classes_absent_from_y():
+    # A meta-level training fold without class 1: the blocks still hold classes 0, 1, 2.
+    clf = CombinerClassifier(columns_per_model=3).fit(X_MC, np.array([0, 2, 2]))
+    assert_array_equal(clf.classes_, [0, 1, 2])
+    assert_allclose(clf.predict_proba(X_MC)[0], [0.45, 0.35, 0.2])
+
+
+@pytest.mark.parametrize("method", ["mean", "geometric", "vote", "rank"])
+def test_combiner_classifier_out_of_range_values_give_probabilities(method):
+    X = np.array([[-3.0, 2.0, 0.5, 7.0, -1.0, 0.0], [0.0, 0.0, 0.0, -2.0, -2.0, -2.0]])
+    proba = CombinerClassifier(method).fit(X, [0, 1]).predict_proba(X)
+    assert np.all((proba >= 0) & (proba <= 1))
+    assert_allclose(proba.sum(axis=1), 1.0)
+
+
+def test_combiner_classifier_multilabel_mean_and_geometric():
+    # Two labels, two models; block = [P(label 0), P(label 1)].
+    X = np.array([[0.9, 0.2, 0.7, 0.4], [0.1, 0.8, 0.3, 0.6]])
+    Y = np.array([[1, 0], [0, 1]])
+    clf = CombinerClassifier().fit(X, Y)
+    assert_allclose(clf.predict_proba(X), [[0.8, 0.3], [0.2, 0.7]])
+    assert_array_equal(clf.predict(X), Y)
+    # label 0, row 0: sqrt(.63) / (sqrt(.63) + sqrt(.03)) = .7937 / (.7937 + .1732)
+    geo = CombinerClassifier("geometric").fit(X, Y).predict_proba(X)
+    assert_allclose(geo[0, 0], 0.820871, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("method", "weights", "X", "expected"),
+    [
+        ("mean", None, [[1.0, 2.0, 6.0], [3.0, 3.0, 0.0]], [3.0, 2.0]),
+        ("median", None, [[1.0, 2.0, 6.0], [3.0, 3.0, 0.0]], [2.0, 3.0]),
+        # [1, 1, 2] -> [.25, .25, .5]; row 0: .25 + .5 + 3
+        ("weighted", [1, 1, 2], [[1.0, 2.0, 6.0], [3.0, 3.0, 0.0]], [3.75, 1.5]),
+    ],
+)
+def test_combiner_regressor_hand_computed(method, weights, X, expected):
+    reg = CombinerRegressor(method, weights=weights).fit(X, [0.0, 1.0])
+    assert_allclose(reg.predict(X), expected)
+    assert reg.n_models_ == 3
+
+
+@pytest.mark.parametrize(
+    ("estimator", "X", "y", "error", "match"),
+    [
+        (CombinerClassifier("foo"), X_BIN, Y_BIN, InvalidParameterError, "'method'.*'foo'"),
+        (CombinerRegressor("vote"), X_BIN, Y_BIN, InvalidParameterError, "'method'.*'vote'"),
+        (
+            CombinerClassifier("weighted"),
+            X_BIN,
+            Y_BIN,
+            ConfigError,
+            "method='weighted' needs one weight per base model. Received: weights=None",
+        ),
+        (
+            CombinerRegressor("weighted", weights=[1, 2, 3]),
+            X_BIN,
+            Y_BIN,
+            ConfigError,
+            r"X has 2 base-model blocks. Received: weights=\[1, 2, 3\]",
+        ),
+        (
+            CombinerClassifier("weighted", weights=[1, -1]),
+            X_BIN,
+            Y_BIN,
+            ConfigError,
+            "non-negative",
+        ),
+        (
+            CombinerClassifier("mean", weights=[1, 1]),
+            X_BIN,
+            Y_BIN,
+            ConfigError,
+            "only used by method='weighted'. Received: method='mean'",
+        ),
+        (
+            CombinerClassifier(),
+            X_MC[:, :5],
+            Y_MC,
+            DataError,
+            r"X has 5 feature\(s\), which is not a whole number of base-model blocks of 3 or 2",
+        ),
+        (
+            CombinerClassifier(columns_per_model=3),
+            X_MC[:, :4],
+            Y_MC,
+            DataError,
+            r"X has 4 feature\(s\).*Received: columns_per_model=3",
+        ),
+        (
+            CombinerClassifier(columns_per_model=5),
+            X_MC,
+            ["a", "b", "c"],
+            ConfigError,
+            "holds 3 or 2 columns for 3 classes/labels. Received: columns_per_model=5",
+        ),
+        (
+            CombinerClassifier("vote"),
+            X_BIN,
+            np.array([[1, 0], [0, 1], [1, 1]]),
+            ConfigError,
+            "method='vote' is not defined for multilabel",
+        ),
+        (CombinerClassifier(), X_BIN, [1, 1, 1], DataError, "at least 2 classes"),
+        (CombinerClassifier(), X_BIN, [0.5, 1.5, 2.2], ValueError, "Unknown label type"),
+    ],
+)
+def test_combiner_errors(estimator, X, y, error, match):
+    with pytest.raises(error, match=match):
+        estimator.fit(X, y)
+
+
+def _expected_failed_checks(estimator):
+    if not is_classifier(estimator):
+        return {}
+    failures = dict(LAYOUT_REFUSED_CHECKS)
+    if getattr(estimator, "method", None) == "rank":
+        failures["check_methods_subset_invariance"] = (
+            "rank mean ranks scores over the rows predicted, so a row depends on its batch"
+        )
+    return failures
+
+
+# method="weighted" is covered above: its weights fix the number of base models, which
+# the conformance suite's arbitrary X varies.
+@parametrize_with_checks(
+    [CombinerClassifier(method=m) for m in ("mean", "vote", "rank", "geometric")]
+    + [CombinerRegressor(), CombinerRegressor("median")],
+    expected_failed_checks=_expected_failed_checks,
+    xfail_strict=True,
+)
+def test_combiner_sklearn_conformance(estimator, check):
+    check(estimator)

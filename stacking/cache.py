@@ -49,7 +49,8 @@ def path_digest(path: Path) -> str:
         return _file_digests[stamp]
     h = hashlib.sha256()
     for p in files:
-        h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode())
+        if path.is_dir():  # a file's own name is not content; a folder's layout is
+            h.update(str(p.relative_to(path)).encode())
         with open(p, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
@@ -127,7 +128,10 @@ class LocalCacheStore(CacheStore):
             raise
 
     def _entries(self):
-        return list(self.directory.glob("*/*.npy")) if self.directory.is_dir() else []
+        if not self.directory.is_dir():
+            return []
+        # ".tmp-*" files are writes in progress (or left by a killed process): not entries.
+        return [p for p in self.directory.glob("*/*.npy") if not p.name.startswith(".")]
 
     def info(self):
         entries = self._entries()

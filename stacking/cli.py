@@ -1,7 +1,8 @@
 """``stacking`` command line: a thin layer over :class:`~stacking.experiment.Experiment`.
 
 Exit codes: 0 success; 2 a user error (one line ``error: …`` on stderr, no traceback
-unless ``--debug``); 1 an internal failure (a bug: the traceback is printed).
+unless ``--debug``); 1 an internal failure (a bug: the traceback is printed); 3 from
+``reproduce`` when the re-run's scores differ from the recorded ones.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from stacking.errors import StackingError
+from stacking.errors import ConfigError, StackingError
 
 
 def _run(args) -> int:
@@ -25,13 +26,59 @@ def _run(args) -> int:
     result = experiment.run()
     print(result.summary())
     if result.run_id:
-        uri = experiment.config.tracking.uri
-        if uri is None:
-            import mlflow
+        from stacking.tracking import resolved_uri
 
-            uri = mlflow.get_tracking_uri()
+        uri = resolved_uri(experiment.config.tracking.uri)
         print(f"mlflow run: {result.run_id}")
         print(f"browse it:  mlflow ui --backend-store-uri {uri}")
+    return 0
+
+
+def _reproduce(args) -> int:
+    from stacking.experiment import Experiment
+
+    experiment = Experiment.from_run(
+        args.run_id, tracking_uri=args.tracking_uri, output_dir=args.output, progress=False
+    )
+    result = experiment.run()
+    print(result.summary())
+    old_id, recorded = experiment.reproduces
+    differ = []
+    for name, old in sorted(recorded.items()):
+        new = result.metrics["entries"][result.ensemble]["scores"].get(name.removeprefix("cv_"))
+        same = new is not None and abs(new - old) <= 1e-9 * max(1.0, abs(old))
+        print(f"{name}: recorded {old:.6f}  reproduced {new:.6f}  {'same' if same else 'DIFFERS'}")
+        differ += [] if same else [name]
+    print(f"new run: {result.run_id} (tag stacking.reproduces={old_id})")
+    if differ:
+        print(f"not reproduced: {', '.join(differ)} differ", file=sys.stderr)
+        return 3
+    print("reproduced: every recorded cv_ metric is equal")
+    return 0
+
+
+def _predict(args) -> int:
+    from stacking.data import read_table
+    from stacking.predictor import load_predictor
+
+    model = args.model
+    if ":/" in model:  # an MLflow model URI
+        from stacking.tracking import download_model
+
+        model = download_model(model)
+    predictor = load_predictor(model)
+    frame = read_table(Path(args.data))
+    result = predictor.predict(frame)
+    out = Path(args.output)
+    if out.suffix.lower() not in {".csv", ".parquet"}:
+        raise ConfigError(f"--output {str(out)!r} must end in .csv or .parquet")
+    tmp = out.with_name(f".{out.name}.partial")
+    if out.suffix.lower() == ".csv":
+        result.to_csv(tmp, index=False)
+    else:
+        result.to_parquet(tmp, index=False)
+    tmp.replace(out)
+    print(f"wrote {len(result)} predictions to {out}")
     return 0
 
 
@@ -79,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
 
+    predict = sub.add_parser("predict", help="predict new rows with a saved ensemble")
+    predict.add_argument(
+        "model", help="a results directory, its ensemble/ folder, or an MLflow model URI"
+    )
+    predict.add_argument("data", help="CSV or Parquet rows with the base models' input columns")
+    predict.add_argument("--output", required=True, help="predictions file (.csv or .parquet)")
+    predict.set_defaults(func=_predict)
+
+    reproduce = sub.add_parser("reproduce", help="re-run a recorded experiment and compare")
+    reproduce.add_argument("run_id")
+    reproduce.add_argument("--tracking-uri", help="MLflow store of the run (default: MLflow's)")
+    reproduce.add_argument("--output", help="results directory for the new run")
+    reproduce.set_defaults(func=_reproduce)
+
     inspect = sub.add_parser("inspect", help="show a model's inputs, outputs and manifest")
     inspect.add_argument("model_path")
     inspect.set_defaults(func=_inspect)
@@ -92,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # keeps errors to one line
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # if mlflow is imported already
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

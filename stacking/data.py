@@ -91,20 +91,24 @@ class Dataset:
         return ["pred"] if self.task == "regression" else [str(c) for c in self.classes]
 
     def view(self, spec: ViewConfig, *, which: str = "train") -> np.ndarray:
-        """The array a model reads: the view's columns, cast, reshaped to ``spec.shape``."""
+        """The array a model reads from the train (or test) rows; see :func:`view_array`."""
         frame = self.train if which == "train" else self.test
-        source = self.source.get(which, which)
-        columns = resolve_columns(frame, spec.columns, source=source)
-        array = frame[columns].to_numpy(dtype=spec.dtype)
-        if spec.shape is not None:
-            size = int(np.prod(spec.shape))
-            if size != len(columns):
-                raise DataError(
-                    f"view {spec.columns!r} in {source} has {len(columns)} columns but shape "
-                    f"{spec.shape} needs {size}; fix the columns or the shape"
-                )
-            array = array.reshape(len(frame), *spec.shape)
-        return array
+        return view_array(frame, spec, source=self.source.get(which, which))
+
+
+def view_array(frame: pd.DataFrame, spec: ViewConfig, *, source: str) -> np.ndarray:
+    """The view's columns of ``frame``, cast to its dtype, reshaped to ``spec.shape``."""
+    columns = resolve_columns(frame, spec.columns, source=source)
+    array = frame[columns].to_numpy(dtype=spec.dtype)
+    if spec.shape is not None:
+        size = int(np.prod(spec.shape))
+        if size != len(columns):
+            raise DataError(
+                f"view {spec.columns!r} in {source} has {len(columns)} columns but shape "
+                f"{spec.shape} needs {size}; fix the columns or the shape"
+            )
+        array = array.reshape(len(frame), *spec.shape)
+    return array
 
 
 def resolve_columns(frame: pd.DataFrame, columns: list[str] | str, *, source: str) -> list[str]:

@@ -34,6 +34,7 @@ class BasePredictions:
     test: np.ndarray | None
     cached: int = 0
     computed: int = 0
+    outputs_are: str = "proba"
 
 
 @dataclass
@@ -52,6 +53,13 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
+
+
+def detect_outputs_are(raw: list[np.ndarray]) -> str:
+    """``logits`` when any value lies outside [0, 1], else ``proba``."""
+    low = min(float(np.min(r)) for r in raw)
+    high = max(float(np.max(r)) for r in raw)
+    return "logits" if low < -1e-6 or high > 1 + 1e-6 else "proba"
 
 
 def to_representation(
@@ -75,8 +83,7 @@ def to_representation(
             "check the model and `data.target`"
         )
     if outputs_are == "auto":
-        values = np.concatenate([r.ravel() for r in raw])
-        outputs_are = "logits" if values.min() < -1e-6 or values.max() > 1 + 1e-6 else "proba"
+        outputs_are = detect_outputs_are(raw)
     if outputs_are == "logits":
         squash = _softmax if (task != "multilabel" and width > 1) else _sigmoid
         raw = [squash(r) for r in raw]
@@ -165,12 +172,12 @@ def predict_base_models(
     n = len(plan.ids)
     for name, (oof_parts, test_parts, options) in planned.items():
         n_computed = sum(len(j.keys) for j in jobs if j.model == name)
+        raw = [p.output for p in [*oof_parts, *test_parts]]
+        outputs_are = options["outputs_are"]
+        if outputs_are == "auto":
+            outputs_are = detect_outputs_are(raw)
         mapped = to_representation(
-            [p.output for p in [*oof_parts, *test_parts]],
-            name=name,
-            task=task,
-            n_outputs=n_outputs,
-            outputs_are=options["outputs_are"],
+            raw, name=name, task=task, n_outputs=n_outputs, outputs_are=outputs_are
         )
         oof_out, test_out = mapped[: len(oof_parts)], mapped[len(oof_parts) :]
         if len(oof_parts) == 1:
@@ -186,5 +193,6 @@ def predict_base_models(
             test=test,
             cached=len(oof_parts) + len(test_parts) - n_computed,
             computed=n_computed,
+            outputs_are=outputs_are,
         )
     return results

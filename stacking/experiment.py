@@ -25,18 +25,19 @@ import yaml
 
 from stacking.base import resolve_base_model
 from stacking.cache import CacheStore, open_cache
-from stacking.config import Config, ViewConfig, load_config
+from stacking.config import Config, ViewConfig, load_config, parse_config
 from stacking.data import Dataset, load_dataset
 from stacking.engine import predict_base_models
 from stacking.errors import ConfigError, DataError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
 from stacking.executors import Executor, make_executor
 from stacking.folds import FoldPlan, make_fold_plan
-from stacking.level1 import Level1, block_names, build_level1, to_block
+from stacking.level1 import Level1, block_names, build_level1, pre_features, to_block
 from stacking.meta import Candidate, cross_fit, make_candidate, predict_output, refit
 from stacking.meta.weights import weights_table
 from stacking.metrics import default_metrics, get_metric
-from stacking.tracking import ChildRecord, RunRecord, Tracker, make_tracker
+from stacking.predictor import BaseRecipe, EnsemblePredictor
+from stacking.tracking import ChildRecord, RunRecord, Tracker, fetch_run, make_tracker
 
 BASE_MEAN = "base_mean"
 
@@ -52,6 +53,7 @@ class ExperimentResult:
     metrics: dict[str, Any]
     ensemble: str
     meta_model: Any
+    predictor: EnsemblePredictor
     output_dir: Path
     run_id: str | None
 
@@ -79,10 +81,34 @@ class Experiment:
         self.tracker = tracker if tracker is not None else make_tracker(config.tracking)
         self.executor = executor or make_executor(config.executor, progress=progress)
         self.cache = cache or open_cache(config.cache)
+        self.reproduces: tuple[str, dict[str, float]] | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] = (), **kwargs) -> Experiment:
         return cls(load_config(path, overrides), **kwargs)
+
+    @classmethod
+    def from_run(cls, run_id: str, *, tracking_uri: str | None = None, **kwargs) -> Experiment:
+        """The experiment of a recorded MLflow run, from its ``config.resolved.yaml``.
+
+        Its data and fold plan must still have the digests the run recorded; the new run
+        is tagged ``stacking.reproduces`` with the old run's id.
+        """
+        raw, tags, metrics = fetch_run(run_id, tracking_uri)
+        raw.setdefault("tracking", {})["uri"] = tracking_uri or raw["tracking"].get("uri")
+        config = parse_config(raw, root=Path.cwd(), source=f"run {run_id}'s config")
+        data = load_dataset(config.data)
+        plan = make_fold_plan(config.folds, data)
+        for what, now in [("data", data.digest), ("folds", plan.digest)]:
+            recorded = tags.get(f"stacking.{what}_digest")
+            if recorded != now:
+                raise DataError(
+                    f"run {run_id} used {what} with digest {recorded}, but "
+                    f"{config.data.train} now gives {now}; the {what} changed since that run"
+                )
+        experiment = cls(config, **kwargs)
+        experiment.reproduces = (run_id, {k: v for k, v in metrics.items() if k.startswith("cv_")})
+        return experiment
 
     # -- stages ---------------------------------------------------------------------------
     def _metrics(self, task: str) -> list[str]:
@@ -141,10 +167,12 @@ class Experiment:
             )
             views = self._views(name, cfg.input)
             inputs = [data.view(v) for v in views]
-            test_inputs = [data.view(v, which="test") for v in views] if data.test is not None else None
+            test_inputs = (
+                [data.view(v, which="test") for v in views] if data.test is not None else None
+            )
             options = {"output": cfg.output, "outputs_are": cfg.outputs_are}
             sources.append((source, inputs, test_inputs, options))
-        return predict_base_models(
+        preds = predict_base_models(
             sources,
             plan,
             task=data.task,
@@ -153,14 +181,29 @@ class Experiment:
             cache=self.cache,
             batch_size=self.config.executor.batch_size,
         )
+        recipes = [
+            BaseRecipe(
+                name=src.name,
+                paths=[str(p) for p in ([src.full_path] if src.full_path else src.fold_paths)],
+                views=[
+                    v.model_dump(mode="json")
+                    for v in self._views(src.name, self.config.base_models[src.name].input)
+                ],
+                output=options["output"],
+                outputs_are=preds[src.name].outputs_are,
+            )
+            for src, _, _, options in sources
+        ]
+        return preds, recipes
 
     def _stack(self, level1: Level1, data: Dataset, plan: FoldPlan, levels):
         """Cross-fit every level; return meta entries and every candidate refitted."""
         entries, fitted, test_out, inputs = [], {}, {}, {}
         block_models, feature_names = list(level1.models), list(level1.features.columns)
         X_blocks, X_features = level1.blocks, level1.features.to_numpy()
-        T_blocks, T_features = level1.test_blocks, (
-            None if level1.test_features is None else level1.test_features.to_numpy()
+        T_blocks, T_features = (
+            level1.test_blocks,
+            (None if level1.test_features is None else level1.test_features.to_numpy()),
         )
         kw = {"task": data.task, "n_outputs": data.n_outputs}
         for depth, candidates in enumerate(levels, start=2):
@@ -173,7 +216,10 @@ class Experiment:
                 oof = cross_fit(cand, X, data.y, plan, sample_weight=data.sample_weight, **kw)
                 model = refit(cand, X, data.y, sample_weight=data.sample_weight)
                 fitted[cand.name] = model
-                inputs[cand.name] = (block_models, block_models if cand.uses_blocks else feature_names)
+                inputs[cand.name] = (
+                    block_models,
+                    block_models if cand.uses_blocks else feature_names,
+                )
                 entries.append(Entry(cand.name, "meta", depth, oof))
                 oofs.append(oof)
                 T = T_blocks if cand.uses_blocks else T_features
@@ -199,16 +245,22 @@ class Experiment:
         primary = get_metric(metric_names[0])
         levels = self._levels(data.task)
 
-        preds = self._predict_bases(data, plan)
+        preds, recipes = self._predict_bases(data, plan)
         level1 = build_level1(preds, data, cfg.meta.features)
 
         entries = [Entry(name, "base", 1, p.oof) for name, p in preds.items()]
-        entries.append(Entry(BASE_MEAN, "base_mean", 1, np.mean([p.oof for p in preds.values()], 0)))
+        entries.append(
+            Entry(BASE_MEAN, "base_mean", 1, np.mean([p.oof for p in preds.values()], 0))
+        )
         meta_entries, fitted, test_out, inputs = self._stack(level1, data, plan, levels)
         entries += meta_entries
         for entry in entries:
             score_entry(
-                entry, data.y, plan, task=data.task, metrics=metric_names,
+                entry,
+                data.y,
+                plan,
+                task=data.task,
+                metrics=metric_names,
                 sample_weight=data.sample_weight,
             )
         last_level = [e for e in meta_entries if e.level == len(levels) + 1]
@@ -227,8 +279,12 @@ class Experiment:
         oof = self._oof_frame(data, plan, level1)
         test_frame = self._test_frame(data, level1, test_out.get(ensemble.name))
         metrics = self._metrics_json(data, plan, entries, ensemble, metric_names, board)
-        out = self._write(data, plan, oof, test_frame, board, weights, metrics, entries)
-        run_id = self.tracker.log(self._record(data, plan, entries, ensemble, metric_names, out))
+        predictor = self._predictor(data, preds, recipes, levels, fitted, ensemble.name)
+        out = self._write(data, plan, oof, test_frame, board, weights, metrics, entries, predictor)
+        record = self._record(data, plan, entries, ensemble, metric_names, out)
+        if self.reproduces:
+            record.tags["stacking.reproduces"] = self.reproduces[0]
+        run_id = self.tracker.log(record)
         if run_id:
             metrics["run_id"] = run_id
             (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
@@ -240,6 +296,7 @@ class Experiment:
             metrics=metrics,
             ensemble=ensemble.name,
             meta_model=fitted[ensemble.name],
+            predictor=predictor,
             output_dir=out,
             run_id=run_id,
         )
@@ -264,7 +321,8 @@ class Experiment:
             frame["prediction"] = np.asarray(data.classes, dtype=object)[ensemble_test.argmax(1)]
         elif data.task == "multilabel":
             frame["prediction"] = [
-                ",".join(c for c, on in zip(data.classes, row) if on) for row in ensemble_test >= 0.5
+                ",".join(c for c, on in zip(data.classes, row) if on)
+                for row in ensemble_test >= 0.5
             ]
         else:
             frame["prediction"] = ensemble_test
@@ -282,7 +340,7 @@ class Experiment:
             "best_base": board[board.role == "base"].iloc[0]["model"],
             "data_digest": data.digest,
             "folds_digest": plan.digest,
-            "n_rows": int(len(data.ids)),
+            "n_rows": len(data.ids),
             "n_splits": plan.n_splits,
             "entries": {
                 e.name: {
@@ -300,7 +358,28 @@ class Experiment:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         return Path("runs") / f"{self.config.name}-{stamp}"
 
-    def _write(self, data, plan, oof, test_frame, board, weights, metrics, entries) -> Path:
+    def _predictor(self, data, preds, recipes, levels, fitted, ensemble) -> EnsemblePredictor:
+        features = self.config.meta.features
+        reference = {}
+        if features.kind == "rank":
+            reference = {m: pre_features(p.oof, data.task, features) for m, p in preds.items()}
+        return EnsemblePredictor(
+            task=data.task,
+            classes=list(data.classes),
+            output_names=data.output_names(),
+            id_column=data.id_column,
+            base_models=recipes,
+            features=features.model_dump(mode="json"),
+            levels=[[{"name": c.name, "uses_blocks": c.uses_blocks} for c in lv] for lv in levels],
+            ensemble=ensemble,
+            meta_models=fitted,
+            reference=reference,
+            batch_size=self.config.executor.batch_size,
+        )
+
+    def _write(
+        self, data, plan, oof, test_frame, board, weights, metrics, entries, predictor
+    ) -> Path:
         """Write the results directory into a temporary sibling, then rename it in place."""
         out = self.output_dir or self._default_dir()
         if out.exists() and any(out.iterdir()):
@@ -326,6 +405,7 @@ class Experiment:
                 yaml.safe_dump(self.config.to_dict(), sort_keys=False)
             )
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+            predictor.save(tmp / "ensemble")
             if out.exists():
                 out.rmdir()
             tmp.rename(out)
@@ -366,6 +446,7 @@ class Experiment:
             },
             children=children,
             artifacts_dir=out,
+            model_dir=out / "ensemble",
         )
 
     def _child_params(self, entry: Entry) -> dict:

@@ -70,7 +70,8 @@ class FoldPlan:
 
     @classmethod
     def from_csv(cls, path: Path) -> FoldPlan:
-        frame = pd.read_csv(path)
+        # Ids as written (strings): "001" must stay "001" for the digest to match.
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         return cls(ids=frame.iloc[:, 0].to_numpy(), folds=frame["fold"].to_numpy(dtype=int))
 
 

@@ -47,38 +47,39 @@ def to_block(pred: np.ndarray, task: str) -> np.ndarray:
 
 
 def block_names(model: str, data: Dataset, *, drop_redundant: bool = True) -> list[str]:
-    names = data.output_names()
-    if data.task == "binary" and drop_redundant:
-        names = names[1:]
+    return output_columns(model, data.task, data.output_names(), drop_redundant=drop_redundant)
+
+
+def output_columns(
+    model: str, task: str, output_names: list[str], *, drop_redundant: bool = True
+) -> list[str]:
+    """``<model>__<output>`` names of one model's columns (binary: positive class only)."""
+    names = output_names[1:] if task == "binary" and drop_redundant else output_names
     return [f"{model}__{n}" for n in names]
 
 
-def _transform(train: np.ndarray, test: np.ndarray | None, kind: str, task: str):
-    if kind == "proba" or task == "regression" and kind == "logit":
-        return train, test
+def pre_features(pred: np.ndarray, task: str, cfg: FeaturesConfig) -> np.ndarray:
+    """A model's prediction as level-1 columns, before the ``kind`` transform."""
+    keep_both = task == "binary" and not cfg.drop_redundant
+    return pred if keep_both else to_block(pred, task)
+
+
+def _transform(values: np.ndarray, kind: str, task: str, reference: np.ndarray) -> np.ndarray:
+    if kind == "proba" or (task == "regression" and kind == "logit"):
+        return values
     if kind == "logit":
-
-        def logit(p):
-            p = np.clip(p, _EPS, 1 - _EPS)
-            return np.log(p) if task == "multiclass" else np.log(p / (1 - p))
-
-        return logit(train), None if test is None else logit(test)
-    # rank: each column's rank among the training OOF values, scaled to (0, 1]; test rows
-    # are placed by the same training distribution so train and test ranks agree.
-    ranked = np.empty_like(train, dtype=float)
-    ranked_test = None if test is None else np.empty_like(test, dtype=float)
-    n = len(train)
-    for j in range(train.shape[1]):
-        ordered = np.sort(train[:, j])
-        ranked[:, j] = np.searchsorted(ordered, train[:, j], side="right") / n
-        if test is not None:
-            ranked_test[:, j] = np.searchsorted(ordered, test[:, j], side="right") / n
-    return ranked, ranked_test
+        p = np.clip(values, _EPS, 1 - _EPS)
+        return np.log(p) if task == "multiclass" else np.log(p / (1 - p))
+    # rank: each column's rank among the training OOF values, scaled to (0, 1]; new rows
+    # are placed in the same training distribution so train and test ranks agree.
+    ranked = np.empty_like(values, dtype=float)
+    for j in range(values.shape[1]):
+        ordered = np.sort(reference[:, j])
+        ranked[:, j] = np.searchsorted(ordered, values[:, j], side="right") / len(ordered)
+    return ranked
 
 
-def _original(data: Dataset, columns: list[str], which: str) -> pd.DataFrame:
-    frame = data.train if which == "train" else data.test
-    source = data.source.get(which, which)
+def _original(frame: pd.DataFrame, columns: list[str], source: str) -> pd.DataFrame:
     names = [c for spec in columns for c in resolve_columns(frame, spec, source=source)]
     values = frame[names]
     if not all(pd.api.types.is_numeric_dtype(values[c]) for c in names):
@@ -86,56 +87,68 @@ def _original(data: Dataset, columns: list[str], which: str) -> pd.DataFrame:
     return values.astype(float).reset_index(drop=True)
 
 
+def level1_features(
+    preds: dict[str, np.ndarray],
+    frame: pd.DataFrame,
+    cfg: FeaturesConfig,
+    *,
+    task: str,
+    output_names: list[str],
+    reference: dict[str, np.ndarray] | None = None,
+    source: str = "data",
+) -> pd.DataFrame:
+    """Level-1 features of rows ``frame`` from each base model's prediction ``preds[m]``.
+
+    ``reference[m]`` holds the training rows' :func:`pre_features` (rank features place
+    new rows among them); ``None`` for the training rows themselves.
+    """
+    parts = []
+    for m, pred in preds.items():
+        values = pre_features(pred, task, cfg)
+        ref = values if reference is None else reference[m]
+        names = output_columns(m, task, output_names, drop_redundant=cfg.drop_redundant)
+        parts.append(pd.DataFrame(_transform(values, cfg.kind, task, ref), columns=names))
+    base = pd.concat(parts, axis=1)
+    extra = [base]
+    if cfg.fwls:
+        meta = _original(frame, cfg.fwls, source)
+        extra += [
+            pd.DataFrame(
+                base[c].to_numpy()[:, None] * meta.to_numpy(),
+                columns=[f"{c}__x__{f}" for f in meta.columns],
+            )
+            for c in base.columns
+        ]
+    if cfg.passthrough:
+        extra.append(_original(frame, cfg.passthrough, source))
+    return pd.concat(extra, axis=1)
+
+
 def build_level1(preds: dict, data: Dataset, cfg: FeaturesConfig) -> Level1:
     """Assemble :class:`Level1` from each base model's ``BasePredictions``."""
     models = list(preds)
     has_test = all(p.test is not None for p in preds.values()) and data.test is not None
-    blocks = [to_block(preds[m].oof, data.task) for m in models]
-    test_blocks = [to_block(preds[m].test, data.task) for m in models] if has_test else None
-
-    def features_of(m, which):
-        pred = preds[m].oof if which == "train" else preds[m].test
-        keep_both = data.task == "binary" and not cfg.drop_redundant
-        return pred if keep_both else to_block(pred, data.task)
-
-    frames, test_frames = [], []
-    for m in models:
-        train, test = _transform(
-            features_of(m, "train"),
-            features_of(m, "test") if has_test else None,
-            cfg.kind,
-            data.task,
+    kw = {"task": data.task, "output_names": data.output_names()}
+    oof = {m: preds[m].oof for m in models}
+    features = level1_features(oof, data.train, cfg, source=data.source["train"], **kw)
+    test_features = test_blocks = None
+    if has_test:
+        reference = {m: pre_features(oof[m], data.task, cfg) for m in models}
+        test_features = level1_features(
+            {m: preds[m].test for m in models},
+            data.test,
+            cfg,
+            reference=reference,
+            source=data.source["test"],
+            **kw,
         )
-        names = block_names(m, data, drop_redundant=cfg.drop_redundant)
-        frames.append(pd.DataFrame(train, columns=names))
-        if has_test:
-            test_frames.append(pd.DataFrame(test, columns=names))
-    features = pd.concat(frames, axis=1)
-    test_features = pd.concat(test_frames, axis=1) if has_test else None
-    for which in ["train", "test"] if has_test else ["train"]:
-        base = features if which == "train" else test_features
-        parts = [base]
-        if cfg.fwls:
-            meta = _original(data, cfg.fwls, which)
-            parts += [
-                pd.DataFrame(
-                    base[c].to_numpy()[:, None] * meta.to_numpy(),
-                    columns=[f"{c}__x__{f}" for f in meta.columns],
-                )
-                for c in base.columns
-            ]
-        if cfg.passthrough:
-            parts.append(_original(data, cfg.passthrough, which))
-        joined = pd.concat(parts, axis=1)
-        if which == "train":
-            features = joined
-        else:
-            test_features = joined
+        test_blocks = np.hstack([to_block(preds[m].test, data.task) for m in models])
+    blocks = [to_block(oof[m], data.task) for m in models]
     return Level1(
         models=models,
         features=features,
         blocks=np.hstack(blocks),
         columns_per_model=blocks[0].shape[1],
         test_features=test_features,
-        test_blocks=np.hstack(test_blocks) if has_test else None,
+        test_blocks=test_blocks,
     )

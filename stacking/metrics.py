@@ -79,9 +79,7 @@ def _roc_auc(y, p, task, w):
     if task == "multilabel":
         return skm.roc_auc_score(y, p, average="macro", sample_weight=w)
     p = p / p.sum(axis=1, keepdims=True)
-    return skm.roc_auc_score(
-        y, p, multi_class="ovr", labels=np.arange(p.shape[1]), sample_weight=w
-    )
+    return skm.roc_auc_score(y, p, multi_class="ovr", labels=np.arange(p.shape[1]), sample_weight=w)
 
 
 def _brier(y, p, task, w):

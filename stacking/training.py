@@ -67,9 +67,7 @@ def train_fold_models(
         )
     if directory.exists():
         if not overwrite and any(directory.iterdir()):
-            raise ConfigError(
-                f"{str(directory)!r} is not empty; pass overwrite=True to replace it"
-            )
+            raise ConfigError(f"{str(directory)!r} is not empty; pass overwrite=True to replace it")
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     fit_kwargs = {"verbose": 0, **(fit_kwargs or {})}
@@ -94,6 +92,5 @@ def train_fold_models(
         task=task,
         classes=classes,
         has_full=train_full,
-        outputs_are="proba",
     )
     return directory

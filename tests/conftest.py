@@ -120,8 +120,11 @@ def make_project(root: Path, task: str) -> Project:
             "task": task,
             "views": {"x": {"columns": "f_*"}},
         },
-        "folds": {"kind": "kfold" if task in ("regression", "multilabel") else "stratified",
-                  "n_splits": N_SPLITS, "seed": 0},
+        "folds": {
+            "kind": "kfold" if task in ("regression", "multilabel") else "stratified",
+            "n_splits": N_SPLITS,
+            "seed": 0,
+        },
         "base_models": {
             "wide": {"path": "models/wide", "input": "x"},
             "logit": {"path": "models/logit", "input": "x"},
@@ -139,12 +142,24 @@ def make_project(root: Path, task: str) -> Project:
     n_out = data.n_outputs
     fit = {"epochs": 15, "batch_size": 64}
     train_fold_models(
-        lambda: build_model(task, n_out, hidden=16), x, data.y, plan, root / "models/wide",
-        task=task, classes=data.classes, fit_kwargs=fit,
+        lambda: build_model(task, n_out, hidden=16),
+        x,
+        data.y,
+        plan,
+        root / "models/wide",
+        task=task,
+        classes=data.classes,
+        fit_kwargs=fit,
     )
     train_fold_models(
-        lambda: build_model(task, n_out, hidden=0, logits=True), x, data.y, plan,
-        root / "models/logit", task=task, classes=data.classes, fit_kwargs=fit,
+        lambda: build_model(task, n_out, hidden=0, logits=True),
+        x,
+        data.y,
+        plan,
+        root / "models/logit",
+        task=task,
+        classes=data.classes,
+        fit_kwargs=fit,
     )
     # The external model trains on rows that are neither train nor test rows.
     ext = external.copy()
@@ -168,6 +183,13 @@ def load_raw(path: Path) -> dict:
     for spec in raw["base_models"].values():
         spec["path"] = str(path.parent / spec["path"])
     return raw
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp_path(tmp_path, monkeypatch):
+    """Run every test from its own folder: MLflow's artifact root (./mlruns), the default
+    results folder (./runs) and cache land there, never in the checkout."""
+    monkeypatch.chdir(tmp_path)
 
 
 _projects: dict[str, Project] = {}

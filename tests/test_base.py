@@ -51,7 +51,10 @@ def test_load_base_model_multi_output_needs_output(tmp_path, x):
     inputs = keras.Input((6,))
     model = keras.Model(
         inputs,
-        [keras.layers.Dense(2, name="head_a")(inputs), keras.layers.Dense(3, name="head_b")(inputs)],
+        [
+            keras.layers.Dense(2, name="head_a")(inputs),
+            keras.layers.Dense(3, name="head_b")(inputs),
+        ],
     )
     model.save(tmp_path / "two.keras")
     with pytest.raises(BaseModelError, match=r"several outputs.*Received: output=None"):
@@ -103,7 +106,7 @@ def test_resolve_base_model_refuses_missing_fold_and_manifest(multiclass_project
     with pytest.raises(BaseModelError, match="no fold_2 model"):
         _resolve(multiclass_project, path=copy)
     (copy / "stacking.json").unlink()
-    with pytest.raises(LeakageError, match="no stacking.json"):
+    with pytest.raises(LeakageError, match=r"no stacking\.json"):
         _resolve(multiclass_project, path=copy)
 
 
@@ -115,5 +118,5 @@ def test_resolve_base_model_refuses_other_classes(multiclass_project, tmp_path):
     manifest = json.loads((copy / "stacking.json").read_text())
     manifest["classes"] = ["bee", "ant", "cat"]
     (copy / "stacking.json").write_text(json.dumps(manifest))
-    with pytest.raises(BaseModelError, match="predicts classes .* misread"):
+    with pytest.raises(BaseModelError, match=r"predicts classes .* misread"):
         _resolve(multiclass_project, path=copy)

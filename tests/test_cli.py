@@ -14,8 +14,17 @@ from stacking.cli import main
 
 def test_cli_run_prints_leaderboard_and_run_id(multiclass_project, tmp_path, capsys):
     cfg = multiclass_project.config(tmp_path)
-    code = main(["run", str(cfg), "--output", str(tmp_path / "out"), "--quiet",
-                 "--set", "meta.bootstrap=50"])
+    code = main(
+        [
+            "run",
+            str(cfg),
+            "--output",
+            str(tmp_path / "out"),
+            "--quiet",
+            "--set",
+            "meta.bootstrap=50",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     assert "leaderboard (out-of-fold; log_loss: lower is better)" in out
@@ -58,7 +67,9 @@ def test_cli_debug_shows_the_traceback(multiclass_project, tmp_path):
     cfg = multiclass_project.config(tmp_path)
     proc = subprocess.run(
         [sys.executable, "-m", "stacking", "--debug", "run", str(cfg), "--set", "folds.seed=5"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "LeakageError" in proc.stderr
@@ -67,7 +78,9 @@ def test_cli_debug_shows_the_traceback(multiclass_project, tmp_path):
 def test_cli_error_subprocess_has_no_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "stacking", "run", str(tmp_path / "none.yaml")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: config file")

@@ -25,17 +25,27 @@ def _sources(project):
         src = resolve_base_model(
             name, bm, folds_digest=plan.digest, n_splits=3, task=data.task, classes=data.classes
         )
-        sources.append((src, [data.view(view)], [data.view(view, which="test")],
-                        {"output": None, "outputs_are": "auto"}))
+        sources.append(
+            (
+                src,
+                [data.view(view)],
+                [data.view(view, which="test")],
+                {"output": None, "outputs_are": "auto"},
+            )
+        )
     return data, plan, sources
 
 
 def test_predict_base_models_test_rows_are_mean_of_fold_models(multiclass_project):
     import keras
 
-    data, plan, sources = _sources(multiclass_project)
+    _data, plan, sources = _sources(multiclass_project)
     preds = predict_base_models(
-        sources, plan, task="multiclass", n_outputs=3, executor=LocalExecutor(False),
+        sources,
+        plan,
+        task="multiclass",
+        n_outputs=3,
+        executor=LocalExecutor(False),
         cache=NullCacheStore(),
     )
     x_test = sources[0][2][0]
@@ -48,7 +58,7 @@ def test_predict_base_models_test_rows_are_mean_of_fold_models(multiclass_projec
 
 
 def test_predict_base_models_resumes_from_cache(multiclass_project, tmp_path):
-    data, plan, sources = _sources(multiclass_project)
+    _data, plan, sources = _sources(multiclass_project)
     cache = LocalCacheStore(tmp_path / "cache")
     kwargs = dict(task="multiclass", n_outputs=3, executor=LocalExecutor(False), cache=cache)
     first = predict_base_models(sources[:1], plan, **kwargs)

@@ -56,9 +56,7 @@ def test_experiment_runs_each_task_end_to_end(project_factory, tmp_path, task):
     assert len(test) == 60 and test["prediction"].notna().all()
 
 
-def test_experiment_ensemble_score_matches_independent_recomputation(
-    multiclass_project, tmp_path
-):
+def test_experiment_ensemble_score_matches_independent_recomputation(multiclass_project, tmp_path):
     """Refit the meta-model per fold from oof.parquet + folds.csv with scikit-learn only."""
     result = Experiment.from_yaml(
         multiclass_project.config(tmp_path), output_dir=tmp_path / "out", progress=False
@@ -121,14 +119,14 @@ def test_experiment_second_run_is_served_from_cache(multiclass_project, tmp_path
 
 def test_experiment_refuses_fold_models_of_another_plan(multiclass_project, tmp_path):
     cfg = multiclass_project.config(tmp_path, **{"folds.seed": 1})
-    with pytest.raises(LeakageError, match="'wide' was trained on fold plan .* retrain"):
+    with pytest.raises(LeakageError, match=r"'wide' was trained on fold plan .* retrain"):
         Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
     assert not (tmp_path / "out").exists()
 
 
 def test_experiment_refuses_undeclared_single_model(multiclass_project, tmp_path):
     cfg = multiclass_project.config(tmp_path, **{"base_models.outside.trained_on": None})
-    with pytest.raises(LeakageError, match="'outside' is a single model .*`trained_on: external`"):
+    with pytest.raises(LeakageError, match=r"'outside' is a single model .*`trained_on: external`"):
         Experiment.from_yaml(cfg, progress=False).run()
 
 
@@ -168,9 +166,7 @@ def test_experiment_logs_parent_and_nested_runs_to_mlflow(multiclass_project, tm
             board.loc[base, "cv_log_loss"]
         )
     experiment_id = parent.info.experiment_id
-    children = client.search_runs(
-        [experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'"
-    )
+    children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}'")
     roles = {r.info.run_name: r.data.tags["stacking.role"] for r in children}
     assert roles == {"wide": "base", "logit": "base", "outside": "base", "logistic": "meta"}
     history = client.get_metric_history(children[0].info.run_id, "fold_log_loss")

@@ -18,8 +18,13 @@ def _run(project, tmp_path, **changes):
 
 
 def test_candidates_one_per_family_are_ranked_and_best_is_selected(multiclass_project, tmp_path):
-    candidates = ["logistic", "mean", "nnls", {"estimator": "selection", "params": {"n_iter": 10}},
-                  {"estimator": "convex", "params": {"epochs": 30}}]
+    candidates = [
+        "logistic",
+        "mean",
+        "nnls",
+        {"estimator": "selection", "params": {"n_iter": 10}},
+        {"estimator": "convex", "params": {"epochs": 30}},
+    ]
     result = _run(multiclass_project, tmp_path, **{"meta.candidates": candidates})
     board = result.leaderboard
     meta = board[board.role == "meta"]
@@ -39,8 +44,10 @@ def test_weights_table_nnls_equals_scipy_on_the_level1_blocks(multiclass_project
     y = pd.Categorical(oof["y"], categories=["ant", "bee", "cat"]).codes
     onehot = np.eye(3)[y]
     A = np.column_stack(
-        [oof[[f"{m}__{c}" for c in ["ant", "bee", "cat"]]].to_numpy().ravel()
-         for m in ["wide", "logit", "outside"]]
+        [
+            oof[[f"{m}__{c}" for c in ["ant", "bee", "cat"]]].to_numpy().ravel()
+            for m in ["wide", "logit", "outside"]
+        ]
     )
     coef, _ = nnls(A, onehot.ravel())
     weights = result.weights.set_index("base_model")["weight"]
@@ -83,8 +90,11 @@ def test_sample_weights_change_meta_fit_and_metrics(binary_project, tmp_path):
 
 
 def test_features_passthrough_and_fwls_reach_oof(binary_project, tmp_path):
-    result = _run(binary_project, tmp_path,
-                  **{"meta.features": {"kind": "logit", "passthrough": ["f_0"], "fwls": ["f_1"]}})
+    result = _run(
+        binary_project,
+        tmp_path,
+        **{"meta.features": {"kind": "logit", "passthrough": ["f_0"], "fwls": ["f_1"]}},
+    )
     cols = list(result.oof.columns)
     assert "wide__yes__x__f_1" in cols and "f_0" in cols
     np.testing.assert_allclose(

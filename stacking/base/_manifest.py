@@ -29,7 +29,7 @@ def write_manifest(
     task: str,
     classes: list | None = None,
     format: str = "keras",
-    outputs_are: str = "proba",
+    outputs_are: str = "auto",
     has_full: bool = False,
     extra: dict[str, Any] | None = None,
 ) -> Path:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from stacking.executors._base import Executor, Job, run_job
+from stacking.executors._base import Executor, Job, check_inputs, run_job
 from stacking.executors._local import LocalExecutor
 
-__all__ = ["Executor", "Job", "LocalExecutor", "make_executor", "run_job"]
+__all__ = ["Executor", "Job", "LocalExecutor", "check_inputs", "make_executor", "run_job"]
 
 
 def make_executor(cfg, *, progress: bool = True) -> Executor:

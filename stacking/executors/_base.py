@@ -35,7 +35,7 @@ def run_job(job: Job) -> list[np.ndarray]:
 
     model = load_base_model(job.path, output=job.output)
     try:
-        check_inputs(model.input_shapes, job)
+        check_inputs(model.input_shapes, job.inputs[0], model=job.model, path=job.path)
         return [model.predict(x, batch_size=job.batch_size) for x in job.inputs]
     finally:
         del model
@@ -47,11 +47,13 @@ class Executor(abc.ABC):
         """Run every job; call ``on_result`` for each as it finishes."""
 
 
-def check_inputs(expected: list[tuple], job: Job) -> None:
+def check_inputs(
+    expected: list[tuple], inputs: list[np.ndarray], *, model: str, path: Path
+) -> None:
     """Refuse input arrays whose shapes differ from the model's, naming both."""
     from stacking.errors import BaseModelError
 
-    got = [tuple(a.shape[1:]) for a in job.inputs[0]]
+    got = [tuple(a.shape[1:]) for a in inputs]
     fits = len(expected) == len(got) and all(
         len(e) == len(g) and all(d is None or d == h for d, h in zip(e, g))
         for e, g in zip(expected, got)
@@ -59,7 +61,7 @@ def check_inputs(expected: list[tuple], job: Job) -> None:
     if not fits:
         shown = [tuple(d for d in e) for e in expected]
         raise BaseModelError(
-            f"base model {job.model!r} ({job.path.name}) expects input shape(s) {shown} "
+            f"base model {model!r} ({path.name}) expects input shape(s) {shown} "
             f"but its input view gives {got}; set the view's `shape:` (e.g. [8, 8, 1]) or "
             f"`columns:` to match the model"
         )

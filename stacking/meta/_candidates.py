@@ -98,7 +98,7 @@ def make_candidate(spec: str | CandidateConfig, *, task: str, where: str = "meta
                 f"choose from {[k for k, v in _SHORT.items() if v[task == 'regression']]}"
             )
         params = {**defaults, **params}
-        name = spec.name or (key if spec.estimator != "default" else key)
+        name = spec.name or key
     else:
         path = key
         name = spec.name or key.rpartition(".")[2].lower()

@@ -43,7 +43,10 @@ def weights_table(fitted: dict, inputs: dict, output_names: list[str]) -> pd.Dat
         models, features = inputs[name]
         if hasattr(model, "weights_"):
             rows += _rows_from_weights(name, model.weights_, models, output_names)
-        elif hasattr(model, "coef_") and np.ndim(model.coef_) <= 2:
-            if np.shape(model.coef_)[-1] == len(features):
-                rows += _rows_from_coef(name, model.coef_, features, output_names)
+        elif (
+            hasattr(model, "coef_")
+            and np.ndim(model.coef_) <= 2
+            and np.shape(model.coef_)[-1] == len(features)
+        ):
+            rows += _rows_from_coef(name, model.coef_, features, output_names)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stacking.tracking._base import ChildRecord, NoopTracker, RunRecord, Tracker, flatten
-from stacking.tracking._mlflow import MlflowTracker
+from stacking.tracking._mlflow import MlflowTracker, download_model, fetch_run, resolved_uri
 
 __all__ = [
     "ChildRecord",
@@ -11,8 +11,11 @@ __all__ = [
     "NoopTracker",
     "RunRecord",
     "Tracker",
+    "download_model",
+    "fetch_run",
     "flatten",
     "make_tracker",
+    "resolved_uri",
 ]
 
 

@@ -31,6 +31,7 @@ class RunRecord:
     tags: dict[str, str]
     children: list[ChildRecord]
     artifacts_dir: Path
+    model_dir: Path | None = None  # an EnsemblePredictor folder, logged as a model
 
 
 class Tracker(abc.ABC):

@@ -1,0 +1,89 @@
+"""Inference speed: tf-stacking's compiled, large-batch predict vs Keras ``model.predict``.
+
+Same saved model, same rows, same machine, same run; figures are ratios to the baseline.
+The workload is what the OOF engine does per fold model: predict a few thousand rows.
+
+    python experiments/benchmarks/bench_inference.py [--rows 20000] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+
+
+def _cnn():
+    import keras
+    from keras import layers
+
+    inputs = keras.Input((8, 8, 1))
+    x = layers.Conv2D(32, 3, padding="same", activation="relu")(inputs)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    x = layers.Flatten()(x)
+    return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+
+
+def _best(fn, repeats: int) -> float:
+    fn()  # warm-up: tracing and first allocation are not what a second fold pays
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    import keras
+
+    from stacking.base import load_base_model
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    x = np.random.default_rng(0).random((args.rows, 8, 8, 1), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cnn.keras"
+        _cnn().save(path)
+        model = keras.models.load_model(path, compile=False)
+        frozen = load_base_model(path)
+        np.testing.assert_allclose(
+            frozen.predict([x[:256]], batch_size=4096),
+            model.predict(x[:256], verbose=0),
+            atol=1e-5,
+        )
+        results = {
+            "keras model.predict (default batch_size=32)": _best(
+                lambda: model.predict(x, verbose=0), args.repeats
+            ),
+            "keras model.predict (batch_size=4096)": _best(
+                lambda: model.predict(x, batch_size=4096, verbose=0), args.repeats
+            ),
+            "tf-stacking compiled predict (batch_size=4096)": _best(
+                lambda: frozen.predict([x], batch_size=4096), args.repeats
+            ),
+        }
+    baseline = results["keras model.predict (default batch_size=32)"]
+    cores = os.cpu_count()
+    print(f"rows={args.rows}, best of {args.repeats}, small CNN on 8x8x1, CPU ({cores} cores)")
+    print("| method | seconds | rows/s | speed-up vs model.predict |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, seconds in results.items():
+        print(
+            f"| {name} | {seconds:.3f} | {args.rows / seconds:,.0f} | {baseline / seconds:.1f}x |"
+        )
+    print(json.dumps({k: round(v, 4) for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Metrics equal scikit-learn's own computation; names, aliases, directions and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn import metrics as skm
+
+from stacking.errors import ConfigError
+from stacking.metrics import available_metrics, default_metrics, get_metric
+
+
+def _classification(task, n=200, n_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    if task == "multilabel":
+        y = rng.integers(0, 2, size=(n, n_classes))
+        p = np.clip(0.6 * y + 0.4 * rng.uniform(size=(n, n_classes)), 0.01, 0.99)
+        return y, p
+    c = 2 if task == "binary" else n_classes
+    y = rng.integers(0, c, size=n)
+    p = rng.dirichlet(np.ones(c), size=n) + 1.5 * np.eye(c)[y]
+    return y, p / p.sum(axis=1, keepdims=True)
+
+
+def _regression(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.normal(3.0, 2.0, size=n)
+    return y, y + rng.normal(0, 0.7, size=n)
+
+
+def _weights(n, seed=1):
+    return np.random.default_rng(seed).uniform(0.1, 3.0, size=n)
+
+
+def _sk_binary_brier(y, p, sample_weight=None):
+    return skm.brier_score_loss(y, p[:, 1], sample_weight=sample_weight)
+
+
+def _sk_multiclass_brier(y, p, sample_weight=None):
+    labels = np.arange(p.shape[1])
+    return skm.brier_score_loss(y, p, labels=labels, sample_weight=sample_weight)
+
+
+def _labels(p):
+    return p.argmax(axis=1)
+
+
+CLASSIFICATION_REFERENCE = {
+    "log_loss": lambda y, p, w, task: skm.log_loss(y, p, sample_weight=w),
+    "roc_auc": lambda y, p, w, task: (
+        skm.roc_auc_score(y, p[:, 1], sample_weight=w)
+        if task == "binary"
+        else skm.roc_auc_score(y, p, multi_class="ovr", sample_weight=w)
+    ),
+    "brier_score": lambda y, p, w, task: (
+        _sk_binary_brier(y, p, w) if task == "binary" else _sk_multiclass_brier(y, p, w)
+    ),
+    "accuracy": lambda y, p, w, task: skm.accuracy_score(y, _labels(p), sample_weight=w),
+    "balanced_accuracy": lambda y, p, w, task: skm.balanced_accuracy_score(
+        y, _labels(p), sample_weight=w
+    ),
+    "f1_macro": lambda y, p, w, task: skm.f1_score(y, _labels(p), average="macro", sample_weight=w),
+    "f1_micro": lambda y, p, w, task: skm.f1_score(y, _labels(p), average="micro", sample_weight=w),
+    "f1_weighted": lambda y, p, w, task: skm.f1_score(
+        y, _labels(p), average="weighted", sample_weight=w
+    ),
+    "matthews_corrcoef": lambda y, p, w, task: skm.matthews_corrcoef(
+        y, _labels(p), sample_weight=w
+    ),
+}
+
+REGRESSION_REFERENCE = {
+    "rmse": lambda y, p, w: np.sqrt(skm.mean_squared_error(y, p, sample_weight=w)),
+    "mse": lambda y, p, w: skm.mean_squared_error(y, p, sample_weight=w),
+    "mae": lambda y, p, w: skm.mean_absolute_error(y, p, sample_weight=w),
+    "r2": lambda y, p, w: skm.r2_score(y, p, sample_weight=w),
+    "mape": lambda y, p, w: skm.mean_absolute_percentage_error(y, p, sample_weight=w),
+    "explained_variance": lambda y, p, w: skm.explained_variance_score(y, p, sample_weight=w),
+}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+@pytest.mark.parametrize("name", sorted(CLASSIFICATION_REFERENCE))
+def test_classification_metric_equals_scikit_learn(name, task, weighted):
+    y, p = _classification(task)
+    w = _weights(len(y)) if weighted else None
+    got = get_metric(name)(y, p, task=task, sample_weight=w)
+    assert_allclose(got, CLASSIFICATION_REFERENCE[name](y, p, w, task), rtol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_binary_f1_equals_scikit_learn(weighted):
+    y, p = _classification("binary")
+    w = _weights(len(y)) if weighted else None
+    got = get_metric("f1")(y, p, task="binary", sample_weight=w)
+    assert_allclose(got, skm.f1_score(y, p[:, 1] >= 0.5, sample_weight=w), rtol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize(
+    ("name", "reference"),
+    [
+        ("roc_auc", lambda y, p, w: skm.roc_auc_score(y, p, average="macro", sample_weight=w)),
+        ("accuracy", lambda y, p, w: skm.accuracy_score(y, p >= 0.5, sample_weight=w)),
+        ("f1_macro", lambda y, p, w: skm.f1_score(y, p >= 0.5, average="macro", sample_weight=w)),
+        ("f1_micro", lambda y, p, w: skm.f1_score(y, p >= 0.5, average="micro", sample_weight=w)),
+        (  # the mean over labels, row by row: every (row, label) cell weighs the row's weight
+            "log_loss",
+            lambda y, p, w: skm.log_loss(
+                y.ravel(), p.ravel(), sample_weight=None if w is None else np.repeat(w, y.shape[1])
+            ),
+        ),
+    ],
+)
+def test_multilabel_metric_equals_scikit_learn(name, reference, weighted):
+    y, p = _classification("multilabel")
+    w = _weights(len(y)) if weighted else None
+    got = get_metric(name)(y, p, task="multilabel", sample_weight=w)
+    assert_allclose(got, reference(y, p, w), rtol=1e-12)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("name", sorted(REGRESSION_REFERENCE))
+def test_regression_metric_equals_scikit_learn(name, weighted):
+    y, p = _regression()
+    w = _weights(len(y)) if weighted else None
+    got = get_metric(name)(y, p, task="regression", sample_weight=w)
+    assert_allclose(got, REGRESSION_REFERENCE[name](y, p, w), rtol=1e-12)
+
+
+def test_sample_weight_changes_the_score():
+    y, p = _classification("multiclass")
+    metric = get_metric("log_loss")
+    assert metric(y, p, task="multiclass") != metric(
+        y, p, task="multiclass", sample_weight=_weights(len(y))
+    )
+
+
+def test_log_loss_with_a_class_absent_from_y():
+    y = np.array([0, 1, 0, 1])
+    p = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.3, 0.2], [0.2, 0.6, 0.2]])
+    got = get_metric("log_loss")(y, p, task="multiclass")
+    assert_allclose(got, skm.log_loss(y, p, labels=[0, 1, 2]))
+
+
+def test_log_loss_of_a_zero_probability_is_finite():
+    y = np.array([0, 1])
+    p = np.array([[0.0, 1.0], [0.5, 0.5]])
+    assert np.isfinite(get_metric("log_loss")(y, p, task="binary"))
+
+
+@pytest.mark.parametrize(
+    ("alias", "name"),
+    [
+        ("neg_log_loss", "log_loss"),
+        ("neg_brier_score", "brier_score"),
+        ("brier_score_loss", "brier_score"),
+        ("neg_root_mean_squared_error", "rmse"),
+        ("neg_mean_squared_error", "mse"),
+        ("neg_mean_absolute_error", "mae"),
+        ("neg_mean_absolute_percentage_error", "mape"),
+        ("roc_auc_ovr", "roc_auc"),
+        ("neg_rmse", "rmse"),
+        ("accuracy", "accuracy"),
+    ],
+)
+def test_get_metric_aliases(alias, name):
+    assert get_metric(alias).name == name
+
+
+def test_neg_alias_reports_the_natural_value():
+    y, p = _classification("multiclass")
+    a = get_metric("neg_log_loss")(y, p, task="multiclass")
+    assert a == get_metric("log_loss")(y, p, task="multiclass") > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "greater"),
+    [
+        ("log_loss", False),
+        ("brier_score", False),
+        ("rmse", False),
+        ("mse", False),
+        ("mae", False),
+        ("mape", False),
+        ("accuracy", True),
+        ("roc_auc", True),
+        ("f1_macro", True),
+        ("r2", True),
+        ("matthews_corrcoef", True),
+    ],
+)
+def test_metric_direction(name, greater):
+    metric = get_metric(name)
+    assert metric.greater_is_better is greater
+    assert metric.direction == ("higher is better" if greater else "lower is better")
+    assert metric.better(0.9, 0.1) is greater
+    assert metric.better(0.1, 0.9) is not greater
+    assert metric.better(0.5, 0.5) is False
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "y", "p"),
+    [
+        ("rmse", "binary", *_classification("binary", n=10)),
+        ("r2", "multiclass", *_classification("multiclass", n=10)),
+        ("log_loss", "regression", *_regression(n=10)),
+        ("accuracy", "regression", *_regression(n=10)),
+        ("f1", "multiclass", *_classification("multiclass", n=10)),
+        ("matthews_corrcoef", "multilabel", *_classification("multilabel", n=10)),
+        ("balanced_accuracy", "multilabel", *_classification("multilabel", n=10)),
+    ],
+)
+def test_metric_on_wrong_task_is_config_error(name, task, y, p):
+    with pytest.raises(ConfigError, match=rf"metric '{name}' does not apply to a {task} task"):
+        get_metric(name)(y, p, task=task)
+
+
+def test_metric_on_wrong_task_lists_the_metrics_that_apply():
+    y, p = _regression(n=10)
+    with pytest.raises(ConfigError, match=r"use one of \['explained_variance', 'mae', .*'rmse'\]"):
+        get_metric("accuracy")(y, p, task="regression")
+
+
+@pytest.mark.parametrize("name", ["logloss", "neg_accuracyy", "auc", ""])
+def test_unknown_metric_lists_available_names(name):
+    with pytest.raises(ConfigError, match=rf"unknown metric '{name}'\..*'accuracy', .*'rmse'"):
+        get_metric(name)
+
+
+def test_available_metrics_all_resolve():
+    names = available_metrics()
+    assert names == sorted(names)
+    assert {"log_loss", "roc_auc", "accuracy", "rmse", "mae", "r2"} <= set(names)
+    assert all(get_metric(n).name == n for n in names)
+
+
+@pytest.mark.parametrize(
+    ("task", "primary"),
+    [
+        ("binary", "log_loss"),
+        ("multiclass", "log_loss"),
+        ("multilabel", "log_loss"),
+        ("regression", "rmse"),
+    ],
+)
+def test_default_metrics_apply_to_their_task(task, primary):
+    names = default_metrics(task)
+    assert names[0] == primary
+    assert all(task in get_metric(n).tasks for n in names)

@@ -128,8 +128,11 @@ class CacheConfig(_Strict):
 
 
 class ExecutorConfig(_Strict):
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "ray"] = "local"
     batch_size: int = Field(4096, ge=1)
+    address: str | None = Field(None, description="Ray cluster; default: start a local one")
+    num_cpus: float = Field(1, gt=0, description="CPUs per Ray inference task")
+    num_gpus: float = Field(0, ge=0, description="GPUs per Ray inference task")
 
 
 class Config(_Strict):

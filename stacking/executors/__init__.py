@@ -1,4 +1,4 @@
-"""Executors run inference jobs: in process (default) or, at scale, elsewhere."""
+"""Executors run inference jobs: in process (default) or on a Ray cluster."""
 
 from __future__ import annotations
 
@@ -12,4 +12,8 @@ def make_executor(cfg, *, progress: bool = True) -> Executor:
     """The executor a :class:`~stacking.config.ExecutorConfig` asks for."""
     if cfg.kind == "local":
         return LocalExecutor(progress=progress)
+    if cfg.kind == "ray":
+        from stacking.executors._ray import RayExecutor
+
+        return RayExecutor(cfg.address, num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
     raise AssertionError(f"config validation admits no executor {cfg.kind!r}")

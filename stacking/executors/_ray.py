@@ -1,0 +1,55 @@
+"""Ray: one task per (model, inputs) job, on a local or remote Ray cluster.
+
+Each task loads its model, predicts and returns arrays; results are handed to
+``on_result`` (which caches them) as tasks finish, so a killed run resumes with what had
+finished. Workers must see the model files and the cache at the same paths: on a
+cluster, put both on a shared filesystem. GPUs are requested per task with
+``num_gpus``.
+"""
+
+from __future__ import annotations
+
+from stacking.errors import ConfigError
+from stacking.executors._base import Executor, run_job
+
+
+class RayExecutor(Executor):
+    def __init__(
+        self, address: str | None = None, *, num_cpus: float = 1, num_gpus: float = 0
+    ) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+
+    def _connect(self):
+        try:
+            import ray
+        except ImportError as exc:
+            raise ConfigError(
+                "executor.kind: ray needs Ray; install it with `pip install 'tf-stacking[ray]'`"
+            ) from exc
+        if not ray.is_initialized():
+            try:
+                ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+            except ConnectionError as exc:
+                raise ConfigError(
+                    f"cannot reach the Ray cluster at executor.address={self.address!r}: {exc}"
+                ) from exc
+        return ray
+
+    def run(self, jobs, on_result):
+        if not jobs:
+            return
+        ray = self._connect()
+        task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus)(run_job)
+        pending = {task.remote(job): job for job in jobs}
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    outputs = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    # Re-raise the task's own error (e.g. a BaseModelError) in the driver.
+                    raise exc.as_instanceof_cause() from None
+                on_result(job, outputs)

@@ -36,8 +36,15 @@ from stacking.level1 import Level1, block_names, build_level1, pre_features, to_
 from stacking.meta import Candidate, cross_fit, make_candidate, predict_output, refit
 from stacking.meta.weights import weights_table
 from stacking.metrics import default_metrics, get_metric
-from stacking.predictor import BaseRecipe, EnsemblePredictor
-from stacking.tracking import ChildRecord, RunRecord, Tracker, fetch_run, make_tracker
+from stacking.predictor import BaseRecipe, EnsemblePredictor, prediction_frame
+from stacking.tracking import (
+    ChildRecord,
+    NoopTracker,
+    RunRecord,
+    Tracker,
+    fetch_run,
+    make_tracker,
+)
 
 BASE_MEAN = "base_mean"
 
@@ -282,6 +289,8 @@ class Experiment:
         predictor = self._predictor(data, preds, recipes, levels, fitted, ensemble.name)
         out = self._write(data, plan, oof, test_frame, board, weights, metrics, entries, predictor)
         record = self._record(data, plan, entries, ensemble, metric_names, out)
+        if record.model_dir is not None and not isinstance(self.tracker, NoopTracker):
+            record.model_example = self._model_example(data, predictor, test_frame)
         if self.reproduces:
             record.tags["stacking.reproduces"] = self.reproduces[0]
         run_id = self.tracker.log(record)
@@ -313,20 +322,24 @@ class Experiment:
     def _test_frame(self, data: Dataset, level1: Level1, ensemble_test) -> pd.DataFrame | None:
         if data.test is None or ensemble_test is None:
             return None
+        predictions = prediction_frame(
+            ensemble_test,
+            task=data.task,
+            classes=data.classes,
+            output_names=data.output_names(),
+        )
         head = pd.DataFrame({data.id_column: data.test_ids})
-        names = block_names("ensemble", data, drop_redundant=False)
-        ens = pd.DataFrame(np.asarray(ensemble_test).reshape(len(head), -1), columns=names)
-        frame = pd.concat([head, level1.test_features, ens], axis=1)
-        if data.task in ("binary", "multiclass"):
-            frame["prediction"] = np.asarray(data.classes, dtype=object)[ensemble_test.argmax(1)]
-        elif data.task == "multilabel":
-            frame["prediction"] = [
-                ",".join(c for c, on in zip(data.classes, row) if on)
-                for row in ensemble_test >= 0.5
-            ]
-        else:
-            frame["prediction"] = ensemble_test
-        return frame
+        return pd.concat([head, level1.test_features, predictions], axis=1)
+
+    def _model_example(self, data: Dataset, predictor, test_frame):
+        """A few input rows and the ensemble's output for them: the model's signature."""
+        if test_frame is not None:
+            rows = data.test.head(5)
+            keep = [data.id_column, *[c for c in test_frame.columns if c.startswith("ensemble__")]]
+            return rows, test_frame.head(5)[[*keep, "prediction"]]
+        targets = data.target if isinstance(data.target, list) else [data.target]
+        rows = data.train.head(5).drop(columns=targets)
+        return rows, predictor.predict(rows)
 
     def _metrics_json(self, data, plan, entries, ensemble, metric_names, board) -> dict:
         return {

@@ -38,6 +38,32 @@ from stacking.meta import predict_output
 FORMAT_VERSION = 1
 
 
+def prediction_frame(
+    proba: np.ndarray,
+    *,
+    task: str,
+    classes: list,
+    output_names: list[str],
+    ids: np.ndarray | None = None,
+    id_column: str = "id",
+) -> pd.DataFrame:
+    """``id``, ``ensemble__<output>`` columns and ``prediction`` (label, labels or value)."""
+    out = pd.DataFrame(index=range(len(proba)))
+    if ids is not None:
+        out[id_column] = ids
+    names = output_columns("ensemble", task, output_names, drop_redundant=False)
+    out[names] = np.asarray(proba).reshape(len(proba), -1)
+    if task in ("binary", "multiclass"):
+        out["prediction"] = np.asarray(classes)[proba.argmax(axis=1)]
+    elif task == "multilabel":
+        out["prediction"] = [
+            ",".join(str(c) for c, on in zip(classes, row) if on) for row in proba >= 0.5
+        ]
+    else:
+        out["prediction"] = proba
+    return out
+
+
 @dataclass
 class BaseRecipe:
     """How one base model predicts new rows."""
@@ -126,21 +152,15 @@ class EnsemblePredictor:
 
     def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
         """``id`` (when present), ``ensemble__<output>`` columns and ``prediction``."""
-        proba = self.predict_proba(frame)
-        out = pd.DataFrame(index=range(len(frame)))
-        if self.id_column in frame.columns:
-            out[self.id_column] = frame[self.id_column].to_numpy()
-        names = output_columns("ensemble", self.task, self.output_names, drop_redundant=False)
-        out[names] = np.asarray(proba).reshape(len(frame), -1)
-        if self.task in ("binary", "multiclass"):
-            out["prediction"] = np.asarray(self.classes, dtype=object)[proba.argmax(axis=1)]
-        elif self.task == "multilabel":
-            out["prediction"] = [
-                ",".join(str(c) for c, on in zip(self.classes, row) if on) for row in proba >= 0.5
-            ]
-        else:
-            out["prediction"] = proba
-        return out
+        ids = frame[self.id_column].to_numpy() if self.id_column in frame.columns else None
+        return prediction_frame(
+            self.predict_proba(frame),
+            task=self.task,
+            classes=self.classes,
+            output_names=self.output_names,
+            ids=ids,
+            id_column=self.id_column,
+        )
 
     # -- persistence --------------------------------------------------------------------
     def save(self, directory: str | Path, *, copy_models: bool = False) -> Path:

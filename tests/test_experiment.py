@@ -25,6 +25,7 @@ RESULT_FILES = {
     "folds.csv",
     "config.resolved.yaml",
     "metrics.json",
+    "ensemble",
 }
 
 

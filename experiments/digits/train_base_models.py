@@ -54,8 +54,8 @@ def build_mlp():
     from keras import layers
 
     inputs = keras.Input((64,))
-    x = layers.Dense(64, activation="relu")(inputs)
-    x = layers.Dropout(0.2)(x)
+    x = layers.Dense(256, activation="relu")(inputs)
+    x = layers.Dropout(0.4)(x)
     return _compile(keras.Model(inputs, layers.Dense(10, activation="softmax")(x), name="mlp"))
 
 
@@ -94,7 +94,7 @@ def build_gru():
 
 # name: (builder, view shape, epochs)
 ARCHITECTURES = {
-    "mlp": (build_mlp, None, 40),
+    "mlp": (build_mlp, None, 80),
     "cnn": (build_cnn, (8, 8, 1), 50),
     "linear": (build_linear, None, 30),
     "gru": (build_gru, (8, 8), 60),

@@ -32,6 +32,7 @@ class RunRecord:
     children: list[ChildRecord]
     artifacts_dir: Path
     model_dir: Path | None = None  # an EnsemblePredictor folder, logged as a model
+    model_example: tuple[Any, Any] | None = None  # (input rows, output): its signature
 
 
 class Tracker(abc.ABC):

@@ -9,6 +9,7 @@ has an active run, the experiment is recorded into it instead of a competing one
 from __future__ import annotations
 
 import tempfile
+import warnings
 from contextlib import nullcontext
 from importlib import metadata
 from pathlib import Path
@@ -48,7 +49,7 @@ def _requirements() -> list[str]:
     return pins
 
 
-def log_ensemble_model(mlflow, model_dir: Path) -> str:
+def log_ensemble_model(mlflow, model_dir: Path, example=None) -> str:
     """Log the predictor folder, base models copied in, as the pyfunc model ``ensemble``.
 
     "Models from code": the model is ``_pyfunc_model.py`` plus the predictor folder as an
@@ -57,7 +58,10 @@ def log_ensemble_model(mlflow, model_dir: Path) -> str:
     """
     from stacking.predictor import EnsemblePredictor
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # MLflow's advisory hints (integer columns, no input example) would be printed on
+        # every run; the signature below is inferred from real rows and their output.
+        warnings.simplefilter("ignore", UserWarning)
         bundle = EnsemblePredictor.load(model_dir).save(Path(tmp) / "predictor", copy_models=True)
         info = mlflow.pyfunc.log_model(
             name="ensemble",
@@ -65,6 +69,7 @@ def log_ensemble_model(mlflow, model_dir: Path) -> str:
             artifacts={"predictor": str(bundle)},
             code_paths=[str(Path(__file__).resolve().parents[1])],
             pip_requirements=_requirements(),
+            signature=mlflow.models.infer_signature(*example) if example else None,
         )
     mlflow.set_tag("stacking.ensemble_model_id", info.model_id)
     return info.model_id
@@ -114,7 +119,7 @@ class MlflowTracker(Tracker):
                             mlflow.log_metric(f"fold_{name}", value, step=k)
             mlflow.log_artifacts(str(record.artifacts_dir))
             if record.model_dir is not None:
-                log_ensemble_model(mlflow, record.model_dir)
+                log_ensemble_model(mlflow, record.model_dir, record.model_example)
             return run.info.run_id
 
 

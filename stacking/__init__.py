@@ -20,6 +20,7 @@ from stacking.errors import (
     DataFileNotFoundError,
     LeakageError,
     StackingError,
+    TrackingError,
 )
 
 __version__ = "0.1.0"
@@ -44,6 +45,7 @@ __all__ = [
     "DataFileNotFoundError",
     "LeakageError",
     "StackingError",
+    "TrackingError",
     *_LAZY,
 ]
 

@@ -47,7 +47,8 @@ def _reproduce(args) -> int:
     for name, old in sorted(recorded.items()):
         new = result.metrics["entries"][result.ensemble]["scores"].get(name.removeprefix("cv_"))
         same = new is not None and abs(new - old) <= 1e-9 * max(1.0, abs(old))
-        print(f"{name}: recorded {old:.6f}  reproduced {new:.6f}  {'same' if same else 'DIFFERS'}")
+        shown = "missing" if new is None else f"{new:.6f}"
+        print(f"{name}: recorded {old:.6f}  reproduced {shown}  {'same' if same else 'DIFFERS'}")
         differ += [] if same else [name]
     print(f"new run: {result.run_id} (tag stacking.reproduces={old_id})")
     if differ:
@@ -66,18 +67,20 @@ def _predict(args) -> int:
         from stacking.tracking import download_model
 
         model = download_model(model)
-    predictor = load_predictor(model)
-    frame = read_table(Path(args.data))
-    result = predictor.predict(frame)
     out = Path(args.output)
     if out.suffix.lower() not in {".csv", ".parquet"}:
         raise ConfigError(f"--output {str(out)!r} must end in .csv or .parquet")
+    predictor = load_predictor(model)
+    result = predictor.predict(read_table(Path(args.data)))
     tmp = out.with_name(f".{out.name}.partial")
-    if out.suffix.lower() == ".csv":
-        result.to_csv(tmp, index=False)
-    else:
-        result.to_parquet(tmp, index=False)
-    tmp.replace(out)
+    try:
+        if out.suffix.lower() == ".csv":
+            result.to_csv(tmp, index=False)
+        else:
+            result.to_parquet(tmp, index=False)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"wrote {len(result)} predictions to {out}")
     return 0
 
@@ -115,9 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="stacking", description="Leak-free stacking of frozen TensorFlow models."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    # Also accepted after the command (`stacking run cfg.yaml --debug`); SUPPRESS keeps a
+    # subcommand from resetting a --debug given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run one stacking experiment from a YAML config")
+    run = sub.add_parser(
+        "run", parents=[common], help="run one stacking experiment from a YAML config"
+    )
     run.add_argument("config", help="path to the experiment YAML")
     run.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
@@ -126,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=_run)
 
-    predict = sub.add_parser("predict", help="predict new rows with a saved ensemble")
+    predict = sub.add_parser(
+        "predict", parents=[common], help="predict new rows with a saved ensemble"
+    )
     predict.add_argument(
         "model", help="a results directory, its ensemble/ folder, or an MLflow model URI"
     )
@@ -134,17 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--output", required=True, help="predictions file (.csv or .parquet)")
     predict.set_defaults(func=_predict)
 
-    reproduce = sub.add_parser("reproduce", help="re-run a recorded experiment and compare")
+    reproduce = sub.add_parser(
+        "reproduce", parents=[common], help="re-run a recorded experiment and compare"
+    )
     reproduce.add_argument("run_id")
     reproduce.add_argument("--tracking-uri", help="MLflow store of the run (default: MLflow's)")
     reproduce.add_argument("--output", help="results directory for the new run")
     reproduce.set_defaults(func=_reproduce)
 
-    inspect = sub.add_parser("inspect", help="show a model's inputs, outputs and manifest")
+    inspect = sub.add_parser(
+        "inspect", parents=[common], help="show a model's inputs, outputs and manifest"
+    )
     inspect.add_argument("model_path")
     inspect.set_defaults(func=_inspect)
 
-    cache = sub.add_parser("cache", help="show or clear the prediction cache")
+    cache = sub.add_parser("cache", parents=[common], help="show or clear the prediction cache")
     cache.add_argument("action", choices=["info", "clear"])
     cache.add_argument("--dir", default=".stacking_cache", help="cache folder")
     cache.set_defaults(func=_cache)

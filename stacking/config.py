@@ -56,7 +56,9 @@ class DataConfig(_Strict):
 
 
 class FoldsConfig(_Strict):
-    kind: Literal["kfold", "stratified", "group"] = "stratified"
+    kind: Literal["auto", "kfold", "stratified", "group"] = Field(
+        "auto", description="auto: stratified for classes, kfold for regression"
+    )
     n_splits: int = Field(5, ge=2)
     seed: int = 0
     shuffle: bool = True
@@ -124,7 +126,7 @@ class TrackingConfig(_Strict):
 
 class CacheConfig(_Strict):
     enabled: bool = True
-    dir: Path = Path(".stacking_cache")
+    dir: Path = Field(Path(".stacking_cache"), description="relative to the working folder")
 
 
 class ExecutorConfig(_Strict):

@@ -99,7 +99,19 @@ class Dataset:
 def view_array(frame: pd.DataFrame, spec: ViewConfig, *, source: str) -> np.ndarray:
     """The view's columns of ``frame``, cast to its dtype, reshaped to ``spec.shape``."""
     columns = resolve_columns(frame, spec.columns, source=source)
-    array = frame[columns].to_numpy(dtype=spec.dtype)
+    try:
+        array = frame[columns].to_numpy(dtype=spec.dtype)
+    except (ValueError, TypeError) as exc:
+        raise DataError(
+            f"view {spec.columns!r} in {source} has values that are not {spec.dtype}: {exc}; "
+            "select numeric columns only"
+        ) from exc
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        bad = [c for c, ok in zip(columns, np.isfinite(array).all(axis=0)) if not ok]
+        raise DataError(
+            f"view {spec.columns!r} in {source} has missing or infinite values in {bad[:5]}; "
+            "impute or drop them: a frozen model cannot predict them"
+        )
     if spec.shape is not None:
         size = int(np.prod(spec.shape))
         if size != len(columns):

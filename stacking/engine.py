@@ -67,6 +67,11 @@ def to_representation(
 ) -> list[np.ndarray]:
     """Map raw model outputs (all folds together, so they share one decision) to probas."""
     raw = [np.asarray(r, dtype=np.float64).reshape(len(r), -1) for r in raw]
+    if not all(np.isfinite(r).all() for r in raw):
+        raise BaseModelError(
+            f"base model {name!r} predicted NaN or infinite values; check the model and its "
+            "input view (scaling, dtype)"
+        )
     width = raw[0].shape[1]
     if task == "regression":
         if width != 1:

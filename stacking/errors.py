@@ -9,7 +9,8 @@ built-in exception that fits, so ``except ValueError`` keeps working::
     ├── DataFileNotFoundError(DataError, FileNotFoundError)
     ├── BaseModelError(StackingError, ValueError)      unreadable model, wrong input shape
     │   └── LeakageError(BaseModelError)               a model that may have seen the row
-    └── CacheError(StackingError, RuntimeError)        a corrupt cache entry
+    ├── CacheError(StackingError, RuntimeError)        a corrupt cache entry
+    └── TrackingError(StackingError, RuntimeError)     the MLflow store refused or is away
 
 The CLI turns a ``StackingError`` into one line ``error: …`` and exit code 2. Anything
 else is a bug in tf-stacking: exit code 1 with a traceback.
@@ -47,3 +48,7 @@ class LeakageError(BaseModelError):
 
 class CacheError(StackingError, RuntimeError):
     """A cache entry is unreadable; ``stacking cache clear`` removes it."""
+
+
+class TrackingError(StackingError, RuntimeError):
+    """The tracking store cannot record the run (unreachable server, bad URI)."""

@@ -32,7 +32,14 @@ from stacking.errors import ConfigError, DataError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
 from stacking.executors import Executor, make_executor
 from stacking.folds import FoldPlan, make_fold_plan
-from stacking.level1 import Level1, block_names, build_level1, pre_features, to_block
+from stacking.level1 import (
+    Level1,
+    block_names,
+    build_level1,
+    check_meta_columns,
+    pre_features,
+    to_block,
+)
 from stacking.meta import Candidate, cross_fit, make_candidate, predict_output, refit
 from stacking.meta.weights import weights_table
 from stacking.metrics import default_metrics, get_metric
@@ -246,8 +253,13 @@ class Experiment:
     # -- the run --------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
         cfg = self.config
+        out = self._output_dir()
         data = load_dataset(cfg.data)
         plan = make_fold_plan(cfg.folds, data)
+        targets = [data.target] if isinstance(data.target, str) else data.target
+        reserved = {data.id_column, *targets}
+        reserved |= {c for c in (cfg.data.weight, cfg.folds.column) if c}
+        check_meta_columns(data, cfg.meta.features, reserved)
         metric_names = self._metrics(data.task)
         primary = get_metric(metric_names[0])
         levels = self._levels(data.task)
@@ -287,16 +299,25 @@ class Experiment:
         test_frame = self._test_frame(data, level1, test_out.get(ensemble.name))
         metrics = self._metrics_json(data, plan, entries, ensemble, metric_names, board)
         predictor = self._predictor(data, preds, recipes, levels, fitted, ensemble.name)
-        out = self._write(data, plan, oof, test_frame, board, weights, metrics, entries, predictor)
-        record = self._record(data, plan, entries, ensemble, metric_names, out)
-        if record.model_dir is not None and not isinstance(self.tracker, NoopTracker):
-            record.model_example = self._model_example(data, predictor, test_frame)
-        if self.reproduces:
-            record.tags["stacking.reproduces"] = self.reproduces[0]
-        run_id = self.tracker.log(record)
-        if run_id:
-            metrics["run_id"] = run_id
-            (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        tmp = self._write(
+            out, data, plan, oof, test_frame, board, weights, metrics, entries, predictor
+        )
+        try:  # the run is recorded from the unfinished folder, which appears only at the end
+            record = self._record(data, plan, entries, ensemble, metric_names, tmp)
+            if not isinstance(self.tracker, NoopTracker):
+                record.model_example = self._model_example(data, predictor, test_frame)
+            if self.reproduces:
+                record.tags["stacking.reproduces"] = self.reproduces[0]
+            run_id = self.tracker.log(record)
+            if run_id:
+                metrics["run_id"] = run_id
+                (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+            if out.exists():
+                out.rmdir()
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         return ExperimentResult(
             leaderboard=board,
             oof=oof,
@@ -390,13 +411,14 @@ class Experiment:
             batch_size=self.config.executor.batch_size,
         )
 
-    def _write(
-        self, data, plan, oof, test_frame, board, weights, metrics, entries, predictor
-    ) -> Path:
-        """Write the results directory into a temporary sibling, then rename it in place."""
+    def _output_dir(self) -> Path:
         out = self.output_dir or self._default_dir()
-        if out.exists() and any(out.iterdir()):
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise DataError(f"output directory {str(out)!r} is not empty; choose another --output")
+        return out
+
+    def _write(self, out, data, plan, oof, test_frame, board, weights, metrics, entries, predictor):
+        """Write the results into ``.<out>.partial``; ``run`` renames it when all is done."""
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.parent / f".{out.name}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -419,13 +441,10 @@ class Experiment:
             )
             (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
             predictor.save(tmp / "ensemble")
-            if out.exists():
-                out.rmdir()
-            tmp.rename(out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return out
+        return tmp
 
     def _record(self, data, plan, entries, ensemble, metric_names, out) -> RunRecord:
         names = [get_metric(m).name for m in metric_names]

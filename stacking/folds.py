@@ -82,6 +82,8 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
         if cfg.column not in data.train.columns:
             raise DataError(f"folds.column {cfg.column!r} is not a column of {source}")
         raw = data.train[cfg.column]
+        if raw.isna().any():
+            raise DataError(f"fold column {cfg.column!r} in {source} has missing values")
         if not pd.api.types.is_integer_dtype(raw):
             raise DataError(
                 f"fold column {cfg.column!r} in {source} must hold integers 0..K-1. "
@@ -93,10 +95,13 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
         raise DataError(f"folds.n_splits={cfg.n_splits} exceeds the {n} rows of {source}")
     seed = cfg.seed if cfg.shuffle else None
     groups = None
-    if cfg.kind == "kfold":
+    kind = cfg.kind
+    if kind == "auto":
+        kind = "kfold" if data.task == "regression" else "stratified"
+    if kind == "kfold":
         splitter = KFold(cfg.n_splits, shuffle=cfg.shuffle, random_state=seed)
         y_split = None
-    elif cfg.kind == "stratified":
+    elif kind == "stratified":
         if data.task == "regression":
             raise DataError("folds.kind: stratified needs a class target; use kind: kfold")
         splitter = StratifiedKFold(cfg.n_splits, shuffle=cfg.shuffle, random_state=seed)
@@ -112,5 +117,5 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
         for k, (_, test_idx) in enumerate(splitter.split(np.zeros(n), y_split, groups)):
             folds[test_idx] = k
     except ValueError as exc:
-        raise DataError(f"cannot build {cfg.kind} folds on {source}: {exc}") from exc
+        raise DataError(f"cannot build {kind} folds on {source}: {exc}") from exc
     return FoldPlan(ids=data.ids, folds=folds)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from stacking.config import FeaturesConfig
 from stacking.data import Dataset, resolve_columns
-from stacking.errors import DataError
+from stacking.errors import DataError, LeakageError
 
 _EPS = 1e-6
 
@@ -122,6 +122,19 @@ def level1_features(
     if cfg.passthrough:
         extra.append(_original(frame, cfg.passthrough, source))
     return pd.concat(extra, axis=1)
+
+
+def check_meta_columns(data: Dataset, cfg: FeaturesConfig, reserved: set[str]) -> None:
+    """Refuse passthrough/FWLS columns that carry the target (or id, weight, fold)."""
+    source = data.source["train"]
+    for key, specs in (("passthrough", cfg.passthrough), ("fwls", cfg.fwls)):
+        names = [c for s in specs for c in resolve_columns(data.train, s, source=source)]
+        bad = sorted(set(names) & reserved)
+        if bad:
+            raise LeakageError(
+                f"meta.features.{key} selects {bad}: the target, id, weight or fold column "
+                f"would reach the meta-model. Received: {key}={specs}; name feature columns only"
+            )
 
 
 def build_level1(preds: dict, data: Dataset, cfg: FeaturesConfig) -> Level1:

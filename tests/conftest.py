@@ -121,7 +121,8 @@ def make_project(root: Path, task: str) -> Project:
             "views": {"x": {"columns": "f_*"}},
         },
         "folds": {
-            "kind": "kfold" if task in ("regression", "multilabel") else "stratified",
+            # Regression takes the default (auto: kfold for a continuous target).
+            **({"kind": "kfold"} if task == "multilabel" else {}),
             "n_splits": N_SPLITS,
             "seed": 0,
         },

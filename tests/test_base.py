@@ -60,7 +60,12 @@ def test_load_base_model_multi_output_needs_output(tmp_path, x):
     with pytest.raises(BaseModelError, match=r"several outputs.*Received: output=None"):
         load_base_model(tmp_path / "two.keras")
     picked = load_base_model(tmp_path / "two.keras", output=1)
+    assert picked.output_names == ["head_a", "head_b"]
     assert picked.predict([x], batch_size=64).shape == (50, 3)
+    by_name = load_base_model(tmp_path / "two.keras", output="head_b")
+    np.testing.assert_array_equal(
+        by_name.predict([x], batch_size=64), picked.predict([x], batch_size=64)
+    )
 
 
 @pytest.mark.parametrize(
@@ -108,6 +113,17 @@ def test_resolve_base_model_refuses_missing_fold_and_manifest(multiclass_project
     (copy / "stacking.json").unlink()
     with pytest.raises(LeakageError, match=r"no stacking\.json"):
         _resolve(multiclass_project, path=copy)
+
+
+def test_resolve_base_model_refuses_full_model_declared_external(multiclass_project, tmp_path):
+    """A model beside this plan's fold models trained on these rows: not external."""
+    import shutil
+
+    copy = tmp_path / "wide"
+    shutil.copytree(multiclass_project.root / "models/wide", copy)
+    shutil.copy(copy / "fold_0.keras", copy / "full.keras")
+    with pytest.raises(LeakageError, match="not external"):
+        _resolve(multiclass_project, path=copy / "full.keras", trained_on="external")
 
 
 def test_resolve_base_model_refuses_other_classes(multiclass_project, tmp_path):

@@ -48,11 +48,21 @@ def test_cli_run_prints_leaderboard_and_run_id(multiclass_project, tmp_path, cap
         (["run", "{cfg}", "--set", "base_models.wide.input=nope"], "error: .*no view 'nope'"),
         (["run", "{cfg}", "--set", "folds"], "error: --set expects dotted.key=value"),
         (["inspect", "{tmp}/nope.keras"], "error: model path .* does not exist"),
+        (
+            ["run", "{cfg}", "--set", "meta.candidates=[{estimator: logistic, params: {C: -1}}]"],
+            "error: meta-model 'logistic' cannot be fitted on the rows outside fold 0: .*'C'",
+        ),
+        (
+            ["run", "{cfg}", "--set", "meta.features.passthrough=[y]"],
+            r"error: meta.features.passthrough selects \['y'\]: the target",
+        ),
+        (["run", "{cfg}", "--set", "tracking.uri=nosuch://x"], "error: cannot record the run"),
+        (["predict", "{tmp}", "{tmp}/x.csv", "--output", "{tmp}/p.txt"], "must end in .csv"),
     ],
 )
 def test_cli_user_errors_exit_2_with_one_line(multiclass_project, tmp_path, capsys, args, match):
     cfg = multiclass_project.config(tmp_path)
-    argv = [a.format(tmp=tmp_path, cfg=cfg) for a in args]
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{cfg}", str(cfg)) for a in args]
     if argv[0] == "run":
         argv += ["--quiet", "--output", str(tmp_path / "o")]
     code = main(argv)
@@ -63,10 +73,13 @@ def test_cli_user_errors_exit_2_with_one_line(multiclass_project, tmp_path, caps
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_debug_shows_the_traceback(multiclass_project, tmp_path):
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_cli_debug_shows_the_traceback(multiclass_project, tmp_path, where):
     cfg = multiclass_project.config(tmp_path)
+    args = ["run", str(cfg), "--set", "folds.seed=5"]
+    args = ["--debug", *args] if where == "before" else [*args, "--debug"]
     proc = subprocess.run(
-        [sys.executable, "-m", "stacking", "--debug", "run", str(cfg), "--set", "folds.seed=5"],
+        [sys.executable, "-m", "stacking", *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -31,7 +31,7 @@ def test_config_minimal_gets_defaults():
     cfg = _parse(_raw())
     assert cfg.name == "experiment"
     assert (cfg.folds.kind, cfg.folds.n_splits, cfg.folds.seed, cfg.folds.column) == (
-        "stratified",
+        "auto",
         5,
         0,
         None,

@@ -119,7 +119,7 @@ def test_fold_column_with_missing_value(tmp_path):
     column = (np.arange(60) % 2).astype(float)
     column[3] = np.nan
     data = _dataset(tmp_path, fold=column)
-    with pytest.raises(DataError, match=r"must hold integers 0\.\.K-1\. Received dtype float64"):
+    with pytest.raises(DataError, match=r"fold column .fold. in .* has missing values"):
         make_fold_plan(FoldsConfig(column="fold"), data)
 
 
@@ -201,3 +201,11 @@ def test_fold_plan_csv_round_trip_keeps_digest_of_numeric_looking_string_ids(tmp
     plan = FoldPlan(ids=np.array(["001", "002", "010"], dtype=object), folds=np.array([0, 1, 0]))
     plan.save(tmp_path / "folds.csv")
     assert FoldPlan.from_csv(tmp_path / "folds.csv").digest == plan.digest
+
+
+@pytest.mark.parametrize(("target", "expected"), [("label", "stratified"), ("value", "kfold")])
+def test_fold_plan_auto_kind_follows_the_task(tmp_path, target, expected):
+    data = _dataset(tmp_path, target=target)
+    auto = make_fold_plan(FoldsConfig(n_splits=3), data)
+    explicit = make_fold_plan(FoldsConfig(n_splits=3, kind=expected), data)
+    assert auto.digest == explicit.digest

@@ -103,6 +103,16 @@ def test_features_passthrough_and_fwls_reach_oof(binary_project, tmp_path):
     )
 
 
+def test_meta_features_refuse_nan_in_views(binary_project, tmp_path):
+    frame = pd.read_csv(binary_project.root / "train.csv")
+    frame.loc[3, "f_2"] = np.nan
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    from stacking import DataError
+
+    with pytest.raises(DataError, match=r"missing or infinite values in \['f_2'\]"):
+        _run(binary_project, tmp_path, **{"data.train": str(tmp_path / "train.csv")})
+
+
 @pytest.mark.parametrize(
     ("spec", "task", "match"),
     [

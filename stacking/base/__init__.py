@@ -101,6 +101,13 @@ def resolve_base_model(
                 f"base model {name!r} is a single model ({str(path)!r}) with no declaration "
                 f"of what it was trained on. {_HOW}"
             )
+        sibling = path.parent / MANIFEST
+        if sibling.is_file() and read_manifest(path.parent)["folds_digest"] == folds_digest:
+            raise LeakageError(
+                f"base model {name!r}: {str(path)!r} sits beside fold models trained on this "
+                "experiment's rows, so it is not external; point `path` at the folder to use "
+                "the fold models (and `test_with: full` for the full model)"
+            )
         return BaseModelSource(name=name, kind="external", fold_paths=[path])
     if cfg.trained_on == "external":
         raise BaseModelError(

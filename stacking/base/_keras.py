@@ -52,7 +52,7 @@ class KerasModel(FrozenModel):
 
     @property
     def output_names(self):
-        return [getattr(t, "name", f"output_{i}") for i, t in enumerate(self._model.outputs)]
+        return list(self._model.output_names)
 
     def predict(self, inputs, *, batch_size):
         n = len(inputs[0])

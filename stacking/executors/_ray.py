@@ -50,6 +50,8 @@ class RayExecutor(Executor):
                 try:
                     outputs = ray.get(ref)
                 except ray.exceptions.RayTaskError as exc:
-                    # Re-raise the task's own error (e.g. a BaseModelError) in the driver.
-                    raise exc.as_instanceof_cause() from None
+                    # The task's own error (e.g. a BaseModelError), with its own message:
+                    # RayTaskError's text is the whole remote traceback.
+                    cause = exc.cause
+                    raise (cause if isinstance(cause, Exception) else exc) from None
                 on_result(job, outputs)

@@ -20,7 +20,7 @@ from sklearn.base import clone, is_classifier
 from sklearn.utils.validation import has_fit_parameter
 
 from stacking.config import CandidateConfig
-from stacking.errors import ConfigError
+from stacking.errors import ConfigError, StackingError
 
 _OURS = "stacking.meta"
 _SHORT: dict[str, tuple[str | None, str | None, dict]] = {
@@ -130,23 +130,40 @@ def predict_output(estimator, X, *, task: str, n_outputs: int) -> np.ndarray:
         )
     proba = estimator.predict_proba(X)
     if task == "multilabel":
-        if isinstance(proba, list):
-            proba = np.column_stack([p[:, -1] for p in proba])
+        if isinstance(proba, list):  # one (n, k) array per label, e.g. MultiOutputClassifier
+            classes = [
+                getattr(e, "classes_", [0, 1]) for e in getattr(estimator, "estimators_", [])
+            ]
+            columns = []
+            for j, p in enumerate(proba):
+                labels = list(classes[j]) if j < len(classes) else [0, 1]
+                columns.append(p[:, labels.index(1)] if 1 in labels else np.zeros(len(p)))
+            proba = np.column_stack(columns)
         return np.asarray(proba, dtype=float)
     out = np.zeros((len(X), n_outputs))
     out[:, np.asarray(estimator.classes_, dtype=int)] = proba
     return out
 
 
-def _fit(estimator, X, y, sample_weight, name):
-    if sample_weight is None:
-        return estimator.fit(X, y)
-    if not has_fit_parameter(estimator, "sample_weight"):
+def _fit(estimator, X, y, sample_weight, name, rows: str):
+    kwargs = {}
+    if sample_weight is not None:
+        if not has_fit_parameter(estimator, "sample_weight"):
+            raise ConfigError(
+                f"meta-model {name!r} does not accept sample_weight, but data.weight is set; "
+                "choose another candidate or remove data.weight"
+            )
+        kwargs["sample_weight"] = sample_weight
+    try:
+        return estimator.fit(X, y, **kwargs)
+    except StackingError:
+        raise
+    except ValueError as exc:  # includes scikit-learn's InvalidParameterError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
-            f"meta-model {name!r} does not accept sample_weight, but data.weight is set; "
-            "choose another candidate or remove data.weight"
-        )
-    return estimator.fit(X, y, sample_weight=sample_weight)
+            f"meta-model {name!r} cannot be fitted on {rows}: {first}; check its params "
+            "or choose another candidate"
+        ) from exc
 
 
 def cross_fit(candidate: Candidate, X, y, plan, *, task, n_outputs, sample_weight=None):
@@ -157,7 +174,7 @@ def cross_fit(candidate: Candidate, X, y, plan, *, task, n_outputs, sample_weigh
         train, test = plan.train_index(k), plan.test_index(k)
         est = clone(candidate.estimator)
         w = None if sample_weight is None else sample_weight[train]
-        _fit(est, X[train], y[train], w, candidate.name)
+        _fit(est, X[train], y[train], w, candidate.name, f"the rows outside fold {k}")
         oof[test] = predict_output(est, X[test], task=task, n_outputs=n_outputs)
     return oof
 
@@ -165,4 +182,4 @@ def cross_fit(candidate: Candidate, X, y, plan, *, task, n_outputs, sample_weigh
 def refit(candidate: Candidate, X, y, *, sample_weight=None):
     """The candidate fitted on every row, for test predictions and serving."""
     est = clone(candidate.estimator)
-    return _fit(est, np.asarray(X, dtype=float), y, sample_weight, candidate.name)
+    return _fit(est, np.asarray(X, dtype=float), y, sample_weight, candidate.name, "all rows")

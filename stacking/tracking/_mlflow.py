@@ -14,6 +14,7 @@ from contextlib import nullcontext
 from importlib import metadata
 from pathlib import Path
 
+from stacking.errors import TrackingError
 from stacking.tracking._base import RunRecord, Tracker, flatten
 
 _MAX_PARAM = 6000
@@ -89,12 +90,19 @@ class MlflowTracker(Tracker):
 
     def log(self, record: RunRecord) -> str:
         import mlflow
+        from mlflow.exceptions import MlflowException
 
         previous = mlflow.get_tracking_uri() if self.uri else None
         if self.uri:
             mlflow.set_tracking_uri(self.uri)
         try:
             return self._log(mlflow, record)
+        except (MlflowException, ConnectionError, OSError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrackingError(
+                f"cannot record the run in MLflow at {resolved_uri(self.uri)}: {first}; "
+                "check tracking.uri, or set tracking.enabled: false"
+            ) from exc
         finally:
             if previous is not None:
                 mlflow.set_tracking_uri(previous)

@@ -26,12 +26,11 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from stacking.base import load_base_model
 from stacking.config import FeaturesConfig, ViewConfig
 from stacking.data import view_array
 from stacking.engine import to_representation
 from stacking.errors import DataError, DataFileNotFoundError
-from stacking.executors import check_inputs
+from stacking.executors import Job, run_job
 from stacking.level1 import level1_features, output_columns, to_block
 from stacking.meta import predict_output
 
@@ -102,12 +101,19 @@ class EnsemblePredictor:
             inputs = [
                 view_array(frame, ViewConfig(**v), source="the input rows") for v in recipe.views
             ]
-            raw = []
-            for path in recipe.paths:
-                model = load_base_model(self._path(path), output=recipe.output)
-                check_inputs(model.input_shapes, inputs, model=recipe.name, path=Path(path))
-                raw.append(model.predict(inputs, batch_size=self.batch_size))
-                del model
+            raw = [
+                run_job(
+                    Job(
+                        model=recipe.name,
+                        path=self._path(path),
+                        output=recipe.output,
+                        inputs=[inputs],
+                        keys=[""],
+                        batch_size=self.batch_size,
+                    )
+                )[0]
+                for path in recipe.paths
+            ]
             mapped = to_representation(
                 raw,
                 name=recipe.name,

@@ -134,3 +134,48 @@ def test_make_candidate_errors(spec, task, match):
 @pytest.fixture(scope="session")
 def binary_project(project_factory):
     return project_factory("binary")
+
+
+def test_test_with_full_predicts_test_rows_with_the_full_model(multiclass_project, tmp_path):
+    import shutil
+
+    import keras
+
+    models = tmp_path / "wide"
+    shutil.copytree(multiclass_project.root / "models/wide", models)
+    # Any model trained on all rows would do; fold 2's stands in for it here.
+    shutil.copy(models / "fold_2.keras", models / "full.keras")
+    result = _run(
+        multiclass_project,
+        tmp_path,
+        **{"base_models.wide.path": str(models), "base_models.wide.test_with": "full"},
+    )
+    test = pd.read_parquet(multiclass_project.root / "test.parquet")
+    full = keras.models.load_model(models / "full.keras")
+    expected = full(test[[f"f_{i}" for i in range(6)]].to_numpy("float32")).numpy()
+    got = result.test_predictions[["wide__ant", "wide__bee", "wide__cat"]].to_numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_binary_without_test_set_keeps_both_columns_and_logs_a_model(binary_project, tmp_path):
+    result = _run(
+        binary_project,
+        tmp_path,
+        **{
+            "data.test": None,
+            "meta.features": {"drop_redundant": False},
+            "tracking.enabled": True,
+        },
+    )
+    assert result.test_predictions is None
+    assert not (tmp_path / "out" / "test_predictions.parquet").exists()
+    assert {"wide__no", "wide__yes"} <= set(result.oof.columns)
+    # The served model's signature came from training rows (no test set to borrow from).
+    import mlflow
+
+    from stacking import load_config
+
+    uri = load_config(tmp_path / "binary.yaml").tracking.uri
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    model_id = client.get_run(result.run_id).data.tags["stacking.ensemble_model_id"]
+    assert client.get_logged_model(model_id).name == "ensemble"

@@ -72,6 +72,12 @@ class FoldsConfig(_Strict):
         return self
 
 
+class CandidateConfig(_Strict):
+    name: str | None = None
+    estimator: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
 class BaseModelConfig(_Strict):
     path: Path
     input: str | ViewConfig | list[str | ViewConfig] = Field(
@@ -81,14 +87,21 @@ class BaseModelConfig(_Strict):
         None, description="'folds' for a fold-model directory; 'external' for one model"
     )
     output: str | int | None = Field(None, description="which output of a multi-output model")
+    layer: str | None = Field(None, description="backbone: the layer whose output is embedded")
+    head: str | CandidateConfig | None = Field(
+        None, description="backbone: the estimator cross-fitted on the embeddings"
+    )
     outputs_are: Literal["auto", "proba", "logits"] = "auto"
     test_with: Literal["mean", "full"] = "mean"
 
-
-class CandidateConfig(_Strict):
-    name: str | None = None
-    estimator: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    @model_validator(mode="after")
+    def _layer_needs_head(self) -> BaseModelConfig:
+        if self.layer is not None and self.head is None:
+            raise ValueError(
+                "`layer:` makes the model a backbone, which needs `head:` (the estimator "
+                "cross-fitted on its embeddings), e.g. head: logistic"
+            )
+        return self
 
 
 class FeaturesConfig(_Strict):

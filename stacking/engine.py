@@ -104,17 +104,22 @@ def to_representation(
     return [np.clip(r, 0.0, 1.0) for r in raw]
 
 
-def _plan_parts(source, inputs, test_inputs, plan: FoldPlan, output) -> tuple[list, list]:
+def _plan_parts(source, inputs, test_inputs, plan: FoldPlan, output, layer) -> tuple[list, list]:
     """The (model, input) parts for OOF rows and test rows of one base model."""
     digests = {}
 
     def part(path, arrays):
         if path not in digests:
             digests[path] = path_digest(path)
-        key = make_key(model=digests[path], output=output, inputs=[array_digest(a) for a in arrays])
+        key = make_key(
+            model=digests[path],
+            output=output,
+            layer=layer,
+            inputs=[array_digest(a) for a in arrays],
+        )
         return _Part(path=path, inputs=arrays, key=key)
 
-    if source.kind == "external":
+    if source.kind in ("external", "backbone"):
         oof = [part(source.fold_paths[0], inputs)]
         test = [part(source.fold_paths[0], test_inputs)] if test_inputs is not None else []
         return oof, test
@@ -141,13 +146,17 @@ def predict_base_models(
 ) -> dict[str, BasePredictions]:
     """Predict every base model; ``sources`` holds (source, inputs, test_inputs, options).
 
-    ``options`` has ``output`` and ``outputs_are`` from the base model's config.
+    ``options`` has ``output``, ``layer`` and ``outputs_are`` from the base model's
+    config. A backbone's predictions are its raw embeddings, flattened to ``(n, d)``; its
+    head is cross-fitted later (:mod:`stacking.backbone`).
     """
     planned = {}
     jobs = []
     for source, inputs, test_inputs, options in sources:
-        oof_parts, test_parts = _plan_parts(source, inputs, test_inputs, plan, options["output"])
-        planned[source.name] = (oof_parts, test_parts, options)
+        oof_parts, test_parts = _plan_parts(
+            source, inputs, test_inputs, plan, options["output"], options.get("layer")
+        )
+        planned[source.name] = (oof_parts, test_parts, options, source.kind)
         by_path: dict = {}
         for p in [*oof_parts, *test_parts]:
             p.output = cache.get(p.key)
@@ -162,6 +171,7 @@ def predict_base_models(
                 keys=[p.key for p in parts],
                 batch_size=batch_size,
                 label=f"{source.name}/{path.name}",
+                layer=options.get("layer"),
             )
             job.parts = parts  # type: ignore[attr-defined]
             jobs.append(job)
@@ -175,9 +185,20 @@ def predict_base_models(
 
     results = {}
     n = len(plan.ids)
-    for name, (oof_parts, test_parts, options) in planned.items():
+    for name, (oof_parts, test_parts, options, kind) in planned.items():
         n_computed = sum(len(j.keys) for j in jobs if j.model == name)
         raw = [p.output for p in [*oof_parts, *test_parts]]
+        if kind == "backbone":
+            flat = [np.asarray(r, dtype=np.float64).reshape(len(r), -1) for r in raw]
+            results[name] = BasePredictions(
+                name=name,
+                oof=flat[0],
+                test=flat[1] if len(flat) > 1 else None,
+                cached=len(raw) - n_computed,
+                computed=n_computed,
+                outputs_are="embedding",
+            )
+            continue
         outputs_are = options["outputs_are"]
         if outputs_are == "auto":
             outputs_are = detect_outputs_are(raw)

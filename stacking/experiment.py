@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from stacking.backbone import cross_fit_head
 from stacking.base import resolve_base_model
 from stacking.cache import CacheStore, open_cache
 from stacking.config import Config, ViewConfig, load_config, parse_config
@@ -184,7 +185,12 @@ class Experiment:
             test_inputs = (
                 [data.view(v, which="test") for v in views] if data.test is not None else None
             )
-            options = {"output": cfg.output, "outputs_are": cfg.outputs_are}
+            options = {
+                "output": cfg.output,
+                "layer": cfg.layer,
+                "outputs_are": cfg.outputs_are,
+                "views": views,
+            }
             sources.append((source, inputs, test_inputs, options))
         preds = predict_base_models(
             sources,
@@ -195,16 +201,30 @@ class Experiment:
             cache=self.cache,
             batch_size=self.config.executor.batch_size,
         )
+        heads = {}
+        for src, *_ in sources:
+            if src.kind == "backbone":
+                pred = preds[src.name]
+                pred.oof, pred.test, heads[src.name] = cross_fit_head(
+                    src.name,
+                    self.config.base_models[src.name].head,
+                    pred.oof,
+                    pred.test,
+                    data.y,
+                    plan,
+                    task=data.task,
+                    n_outputs=data.n_outputs,
+                    sample_weight=data.sample_weight,
+                )
         recipes = [
             BaseRecipe(
                 name=src.name,
                 paths=[str(p) for p in ([src.full_path] if src.full_path else src.fold_paths)],
-                views=[
-                    v.model_dump(mode="json")
-                    for v in self._views(src.name, self.config.base_models[src.name].input)
-                ],
+                views=[v.model_dump(mode="json") for v in options["views"]],
                 output=options["output"],
                 outputs_are=preds[src.name].outputs_are,
+                layer=options["layer"],
+                heads=heads.get(src.name, []),
             )
             for src, _, _, options in sources
         ]

@@ -26,6 +26,7 @@ import joblib
 import numpy as np
 import pandas as pd
 
+from stacking.backbone import predict_heads
 from stacking.config import FeaturesConfig, ViewConfig
 from stacking.data import view_array
 from stacking.engine import to_representation
@@ -72,6 +73,8 @@ class BaseRecipe:
     views: list[dict]
     output: str | int | None
     outputs_are: str
+    layer: str | None = None
+    heads: list = field(default_factory=list, repr=False)  # a backbone's K fold heads
 
 
 @dataclass
@@ -110,10 +113,17 @@ class EnsemblePredictor:
                         inputs=[inputs],
                         keys=[""],
                         batch_size=self.batch_size,
+                        layer=recipe.layer,
                     )
                 )[0]
                 for path in recipe.paths
             ]
+            if recipe.heads:  # a backbone: embeddings through the mean of its fold heads
+                embeddings = np.asarray(raw[0], dtype=np.float64).reshape(len(frame), -1)
+                preds[recipe.name] = predict_heads(
+                    recipe.heads, embeddings, task=self.task, n_outputs=n_outputs
+                )
+                continue
             mapped = to_representation(
                 raw,
                 name=recipe.name,
@@ -187,7 +197,7 @@ class EnsemblePredictor:
                     else:
                         shutil.copy2(source, directory / target)
                     paths.append(str(target))
-            recipes.append({**recipe.__dict__, "paths": paths})
+            recipes.append({**recipe.__dict__, "paths": paths, "heads": None})
         spec = {
             "format_version": FORMAT_VERSION,
             "task": self.task,
@@ -202,6 +212,9 @@ class EnsemblePredictor:
         }
         (directory / "predictor.json").write_text(json.dumps(spec, indent=2, default=str))
         joblib.dump(self.meta_models, directory / "meta_models.joblib")
+        heads = {r.name: r.heads for r in self.base_models if r.heads}
+        if heads:
+            joblib.dump(heads, directory / "heads.joblib")
         if self.reference:
             np.savez(directory / "reference.npz", **self.reference)
         return directory
@@ -216,13 +229,18 @@ class EnsemblePredictor:
             )
         spec = json.loads((directory / "predictor.json").read_text())
         spec.pop("format_version", None)
+        heads = {}
+        if (directory / "heads.joblib").is_file():
+            heads = joblib.load(directory / "heads.joblib")
         reference = {}
         if (directory / "reference.npz").is_file():
             with np.load(directory / "reference.npz") as data:
                 reference = {k: data[k] for k in data.files}
         return cls(
             **{k: v for k, v in spec.items() if k != "base_models"},
-            base_models=[BaseRecipe(**r) for r in spec["base_models"]],
+            base_models=[
+                BaseRecipe(**{**r, "heads": heads.get(r["name"], [])}) for r in spec["base_models"]
+            ],
             meta_models=joblib.load(directory / "meta_models.joblib"),
             reference=reference,
             root=directory,

@@ -24,6 +24,7 @@ ORDER = [
     "training",
     "level1",
     "meta",
+    "backbone",
     "evaluate",
     "predictor",
     "tracking",

@@ -1,13 +1,14 @@
 """Base models: find, check and load frozen TensorFlow models of any supported format.
 
-Two of the honest ways of DESIGN.md are resolved here (a frozen backbone with a
-cross-fitted head is the third, planned):
+The three honest ways of DESIGN.md are resolved here:
 
 1. a fold-model directory (``fold_0.keras`` … ``fold_{K-1}.keras`` + ``stacking.json``)
    whose manifest's fold-plan digest equals the experiment's;
-2. a single model declared ``trained_on: external``.
+2. a single model declared ``trained_on: external``;
+3. a single frozen model used as a backbone (``head:`` set): its embeddings (a ``layer``'s
+   output) feed a light head cross-fitted on the experiment's folds.
 
-Anything else raises :class:`~stacking.errors.LeakageError` explaining both.
+Anything else raises :class:`~stacking.errors.LeakageError` explaining them.
 """
 
 from __future__ import annotations
@@ -39,12 +40,15 @@ LOADERS: list[ModelLoader] = [KerasLoader(), SavedModelLoader()]
 
 _HOW = (
     "tf-stacking only uses a model on rows it never trained on: give a directory of fold "
-    "models (fold_0.keras … + stacking.json, see stacking.train_fold_models), or declare a "
-    "single model trained on disjoint data with `trained_on: external`"
+    "models (fold_0.keras … + stacking.json, see stacking.train_fold_models), declare a "
+    "single model trained on disjoint data with `trained_on: external`, or use it as a "
+    "frozen backbone with a cross-fitted head (`layer: NAME` and `head: logistic`)"
 )
 
 
-def load_base_model(path: str | Path, *, output: str | int | None = None) -> FrozenModel:
+def load_base_model(
+    path: str | Path, *, output: str | int | None = None, layer: str | None = None
+) -> FrozenModel:
     """Load one model file or SavedModel folder frozen, whatever its format.
 
     >>> model = load_base_model("models/cnn/fold_0.keras")
@@ -55,7 +59,7 @@ def load_base_model(path: str | Path, *, output: str | int | None = None) -> Fro
         raise DataFileNotFoundError(f"model path {str(path)!r} does not exist")
     for loader in LOADERS:
         if loader.matches(path):
-            return loader.load(path, output=output)
+            return loader.load(path, output=output, layer=layer)
     raise BaseModelError(
         f"{str(path)!r} is not a model format tf-stacking reads; use .keras, .h5 or a "
         "SavedModel folder (a folder with saved_model.pb)"
@@ -67,7 +71,7 @@ class BaseModelSource:
     """Where a base model's predictions come from: K fold models or one external model."""
 
     name: str
-    kind: str  # "folds" | "external"
+    kind: str  # "folds" | "external" | "backbone"
     fold_paths: list[Path]
     full_path: Path | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -96,7 +100,7 @@ def resolve_base_model(
         raise DataFileNotFoundError(f"base model {name!r}: path {str(path)!r} does not exist")
     is_fold_dir = path.is_dir() and not _is_model(path)
     if not is_fold_dir:
-        if cfg.trained_on != "external":
+        if cfg.trained_on != "external" and cfg.head is None:
             raise LeakageError(
                 f"base model {name!r} is a single model ({str(path)!r}) with no declaration "
                 f"of what it was trained on. {_HOW}"
@@ -108,11 +112,13 @@ def resolve_base_model(
                 "experiment's rows, so it is not external; point `path` at the folder to use "
                 "the fold models (and `test_with: full` for the full model)"
             )
-        return BaseModelSource(name=name, kind="external", fold_paths=[path])
-    if cfg.trained_on == "external":
+        kind = "backbone" if cfg.head is not None else "external"
+        return BaseModelSource(name=name, kind=kind, fold_paths=[path])
+    if cfg.trained_on == "external" or cfg.head is not None:
+        key = "head" if cfg.head is not None else "trained_on: external"
         raise BaseModelError(
-            f"base model {name!r}: `trained_on: external` names one model, but "
-            f"{str(path)!r} is a directory; point `path` at the model file"
+            f"base model {name!r}: `{key}` takes one model, but {str(path)!r} is a "
+            "directory; point `path` at the model file"
         )
     if not (path / MANIFEST).is_file():
         raise LeakageError(

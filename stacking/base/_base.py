@@ -46,8 +46,11 @@ class ModelLoader(abc.ABC):
         """True when ``path`` is a model of this format."""
 
     @abc.abstractmethod
-    def load(self, path: Path, *, output: str | int | None = None) -> FrozenModel:
-        """Load ``path`` frozen; ``output`` picks one output of a multi-output model."""
+    def load(
+        self, path: Path, *, output: str | int | None = None, layer: str | None = None
+    ) -> FrozenModel:
+        """Load ``path`` frozen; ``output`` picks one output of a multi-output model and
+        ``layer`` an intermediate layer (a backbone's embedding) instead."""
 
 
 def pick_output(names: list[str], output: str | int | None, *, path: Path) -> int:

@@ -73,7 +73,7 @@ class KerasLoader(ModelLoader):
     def matches(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() in self.suffixes
 
-    def load(self, path: Path, *, output=None) -> KerasModel:
+    def load(self, path: Path, *, output=None, layer=None) -> KerasModel:
         import keras
 
         try:
@@ -82,4 +82,12 @@ class KerasLoader(ModelLoader):
             raise BaseModelError(
                 f"cannot load Keras model {str(path)!r}: {str(exc).splitlines()[0]}"
             ) from exc
+        if layer is not None:
+            names = [lyr.name for lyr in model.layers]
+            if layer not in names:
+                raise BaseModelError(
+                    f"model {str(path)!r} has no layer {layer!r}. Received: layer={layer!r}; "
+                    f"its layers are {names}"
+                )
+            model = keras.Model(model.inputs, model.get_layer(layer).output)
         return KerasModel(model, path, output)

@@ -56,9 +56,14 @@ class SavedModelLoader(ModelLoader):
     def matches(self, path: Path) -> bool:
         return path.is_dir() and (path / "saved_model.pb").is_file()
 
-    def load(self, path: Path, *, output=None) -> SavedModel:
+    def load(self, path: Path, *, output=None, layer=None) -> SavedModel:
         import tensorflow as tf
 
+        if layer is not None:
+            raise BaseModelError(
+                f"SavedModel {str(path)!r}: `layer:` needs a Keras model (.keras/.h5); export "
+                "the embedding as a signature output and pick it with `output:` instead"
+            )
         try:
             loaded = tf.saved_model.load(str(path))
         except Exception as exc:

@@ -27,13 +27,14 @@ class Job:
     keys: list[str]
     batch_size: int = 4096
     label: str = ""
+    layer: str | None = None  # a backbone's embedding layer
 
 
 def run_job(job: Job) -> list[np.ndarray]:
     """Load the job's model, predict every input set, drop the model."""
     from stacking.base import load_base_model
 
-    model = load_base_model(job.path, output=job.output)
+    model = load_base_model(job.path, output=job.output, layer=job.layer)
     try:
         check_inputs(model.input_shapes, job.inputs[0], model=job.model, path=job.path)
         return [model.predict(x, batch_size=job.batch_size) for x in job.inputs]

@@ -166,17 +166,29 @@ def _fit(estimator, X, y, sample_weight, name, rows: str):
         ) from exc
 
 
-def cross_fit(candidate: Candidate, X, y, plan, *, task, n_outputs, sample_weight=None):
-    """Out-of-fold predictions of ``candidate`` over ``plan``; returns ``(oof, fold_fits)``."""
+def cross_fit(
+    candidate: Candidate,
+    X,
+    y,
+    plan,
+    *,
+    task,
+    n_outputs,
+    sample_weight=None,
+    return_models: bool = False,
+):
+    """Out-of-fold predictions of ``candidate`` over ``plan`` (and the K fold fits)."""
     X = np.asarray(X, dtype=float)
     oof = np.zeros((len(X),) if task == "regression" else (len(X), n_outputs))
+    models = []
     for k in range(plan.n_splits):
         train, test = plan.train_index(k), plan.test_index(k)
         est = clone(candidate.estimator)
         w = None if sample_weight is None else sample_weight[train]
         _fit(est, X[train], y[train], w, candidate.name, f"the rows outside fold {k}")
         oof[test] = predict_output(est, X[test], task=task, n_outputs=n_outputs)
-    return oof
+        models.append(est)
+    return (oof, models) if return_models else oof
 
 
 def refit(candidate: Candidate, X, y, *, sample_weight=None):

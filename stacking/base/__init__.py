@@ -21,6 +21,7 @@ from stacking.base._base import FrozenModel, ModelLoader
 from stacking.base._keras import KerasLoader
 from stacking.base._manifest import MANIFEST, read_manifest, write_manifest
 from stacking.base._savedmodel import SavedModelLoader
+from stacking.base._tflite import TFLiteLoader
 from stacking.config import BaseModelConfig
 from stacking.errors import BaseModelError, DataFileNotFoundError, LeakageError
 
@@ -36,7 +37,7 @@ __all__ = [
     "write_manifest",
 ]
 
-LOADERS: list[ModelLoader] = [KerasLoader(), SavedModelLoader()]
+LOADERS: list[ModelLoader] = [KerasLoader(), SavedModelLoader(), TFLiteLoader()]
 
 _HOW = (
     "tf-stacking only uses a model on rows it never trained on: give a directory of fold "
@@ -61,8 +62,8 @@ def load_base_model(
         if loader.matches(path):
             return loader.load(path, output=output, layer=layer)
     raise BaseModelError(
-        f"{str(path)!r} is not a model format tf-stacking reads; use .keras, .h5 or a "
-        "SavedModel folder (a folder with saved_model.pb)"
+        f"{str(path)!r} is not a model format tf-stacking reads; use .keras, .h5, .tflite "
+        "or a SavedModel folder (a folder with saved_model.pb)"
     )
 
 
@@ -152,7 +153,8 @@ def resolve_base_model(
         if found is None:
             raise BaseModelError(
                 f"base model {name!r}: {str(path)!r} has no fold_{k} model "
-                f"(.keras, .h5 or SavedModel folder) though its manifest says K={n_splits}"
+                f"(.keras, .h5, .tflite or SavedModel folder) though its manifest says "
+                f"K={n_splits}"
             )
         fold_paths.append(found)
     full = _find(path, "full")

@@ -495,6 +495,12 @@ class Experiment:
                 "stacking.task": data.task,
                 "stacking.ensemble": ensemble.name,
                 "stacking.primary_metric": names[0],
+                **{
+                    f"stacking.direction.{m}": (
+                        "higher" if get_metric(m).greater_is_better else "lower"
+                    )
+                    for m in names
+                },
             },
             children=children,
             artifacts_dir=out,

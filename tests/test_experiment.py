@@ -158,6 +158,8 @@ def test_experiment_logs_parent_and_nested_runs_to_mlflow(multiclass_project, tm
     parent = client.get_run(result.run_id)
     assert parent.data.tags["stacking.data_digest"] == result.metrics["data_digest"]
     assert parent.data.tags["stacking.folds_digest"] == result.metrics["folds_digest"]
+    assert parent.data.tags["stacking.direction.log_loss"] == "lower"
+    assert parent.data.tags["stacking.direction.accuracy"] == "higher"
     board = result.leaderboard.set_index("model")
     assert parent.data.metrics["cv_log_loss"] == pytest.approx(
         board.loc[result.ensemble, "cv_log_loss"]

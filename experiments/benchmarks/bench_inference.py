@@ -1,7 +1,8 @@
 """Inference speed: tf-stacking's compiled, large-batch predict vs Keras ``model.predict``.
 
 Same saved model, same rows, same machine, same run; figures are ratios to the baseline.
-The workload is what the OOF engine does per fold model: predict a few thousand rows.
+The model is the demo's CNN; the workloads are one large call and the OOF engine's own
+(each fold model predicts its fold once).
 
     python experiments/benchmarks/bench_inference.py [--rows 20000] [--repeats 5]
 """
@@ -21,15 +22,14 @@ import numpy as np
 
 
 def _cnn():
-    import keras
-    from keras import layers
+    """The demo's CNN architecture (untrained: speed does not depend on the weights)."""
+    import importlib.util
 
-    inputs = keras.Input((8, 8, 1))
-    x = layers.Conv2D(32, 3, padding="same", activation="relu")(inputs)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
-    x = layers.Flatten()(x)
-    return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+    demo = Path(__file__).resolve().parents[1] / "digits" / "train_base_models.py"
+    spec = importlib.util.spec_from_file_location("train_base_models", demo)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.build_cnn()
 
 
 def _best(fn, repeats: int) -> float:

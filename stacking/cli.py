@@ -42,13 +42,20 @@ def _reproduce(args) -> int:
     )
     result = experiment.run()
     print(result.summary())
-    old_id, recorded = experiment.reproduces
+    old_id, recorded, old_ensemble = experiment.reproduces
     differ = []
+    if old_ensemble != result.ensemble:
+        print(f"the selected ensemble changed: recorded {old_ensemble}, now {result.ensemble}")
+        differ.append("ensemble")
+    entry = result.metrics["entries"].get(old_ensemble, {"scores": {}})
     for name, old in sorted(recorded.items()):
-        new = result.metrics["entries"][result.ensemble]["scores"].get(name.removeprefix("cv_"))
+        new = entry["scores"].get(name.removeprefix("cv_"))
         same = new is not None and abs(new - old) <= 1e-9 * max(1.0, abs(old))
         shown = "missing" if new is None else f"{new:.6f}"
-        print(f"{name}: recorded {old:.6f}  reproduced {shown}  {'same' if same else 'DIFFERS'}")
+        print(
+            f"{name} of {old_ensemble}: recorded {old:.6f}  reproduced {shown}  "
+            f"{'same' if same else 'DIFFERS'}"
+        )
         differ += [] if same else [name]
     print(f"new run: {result.run_id} (tag stacking.reproduces={old_id})")
     if differ:

@@ -95,12 +95,24 @@ class BaseModelConfig(_Strict):
     test_with: Literal["mean", "full"] = "mean"
 
     @model_validator(mode="after")
-    def _layer_needs_head(self) -> BaseModelConfig:
+    def _backbone_keys(self) -> BaseModelConfig:
         if self.layer is not None and self.head is None:
             raise ValueError(
                 "`layer:` makes the model a backbone, which needs `head:` (the estimator "
                 "cross-fitted on its embeddings), e.g. head: logistic"
             )
+        if self.head is not None:
+            ignored = [
+                key
+                for key, default in (("outputs_are", "auto"), ("test_with", "mean"))
+                if getattr(self, key) != default
+            ]
+            ignored += ["output"] if self.output is not None and self.layer is not None else []
+            if ignored:
+                raise ValueError(
+                    f"{ignored} do not apply to a backbone (`head:` set): its layer's output "
+                    "is embedded and the head's fold models predict; remove them"
+                )
         return self
 
 

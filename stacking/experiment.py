@@ -96,7 +96,7 @@ class Experiment:
         self.tracker = tracker if tracker is not None else make_tracker(config.tracking)
         self.executor = executor or make_executor(config.executor, progress=progress)
         self.cache = cache or open_cache(config.cache)
-        self.reproduces: tuple[str, dict[str, float]] | None = None
+        self.reproduces: tuple[str, dict[str, float], str | None] | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] = (), **kwargs) -> Experiment:
@@ -122,7 +122,8 @@ class Experiment:
                     f"{config.data.train} now gives {now}; the {what} changed since that run"
                 )
         experiment = cls(config, **kwargs)
-        experiment.reproduces = (run_id, {k: v for k, v in metrics.items() if k.startswith("cv_")})
+        recorded = {k: v for k, v in metrics.items() if k.startswith("cv_")}
+        experiment.reproduces = (run_id, recorded, tags.get("stacking.ensemble"))
         return experiment
 
     # -- stages ---------------------------------------------------------------------------
@@ -328,10 +329,14 @@ class Experiment:
                 record.model_example = self._model_example(data, predictor, test_frame)
             if self.reproduces:
                 record.tags["stacking.reproduces"] = self.reproduces[0]
-            run_id = self.tracker.log(record)
-            if run_id:
+
+            def write_run_id(run_id: str) -> None:  # before upload: both copies agree
                 metrics["run_id"] = run_id
                 (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+
+            record.on_run_id = write_run_id
+            self.tracker.log(record)
+            run_id = metrics.get("run_id")
             if out.exists():
                 out.rmdir()
             tmp.rename(out)

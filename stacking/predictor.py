@@ -35,7 +35,7 @@ from stacking.executors import Job, run_job
 from stacking.level1 import level1_features, output_columns, to_block
 from stacking.meta import predict_output
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: backbone layer + heads
 
 
 def prediction_frame(
@@ -215,8 +215,10 @@ class EnsemblePredictor:
         heads = {r.name: r.heads for r in self.base_models if r.heads}
         if heads:
             joblib.dump(heads, directory / "heads.joblib")
-        if self.reference:
-            np.savez(directory / "reference.npz", **self.reference)
+        if self.reference:  # keys prefixed: a model may be named like a savez argument
+            np.savez(
+                directory / "reference.npz", **{f"m:{k}": v for k, v in self.reference.items()}
+            )
         return directory
 
     @classmethod
@@ -228,14 +230,20 @@ class EnsemblePredictor:
                 "ensemble/ folder or an MLflow ensemble model"
             )
         spec = json.loads((directory / "predictor.json").read_text())
-        spec.pop("format_version", None)
+        version = spec.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise DataError(
+                f"{str(directory)!r} was saved in predictor format {version}; this "
+                f"tf-stacking reads format {FORMAT_VERSION}. Use the version that wrote it, "
+                "or re-run the experiment"
+            )
         heads = {}
         if (directory / "heads.joblib").is_file():
             heads = joblib.load(directory / "heads.joblib")
         reference = {}
         if (directory / "reference.npz").is_file():
             with np.load(directory / "reference.npz") as data:
-                reference = {k: data[k] for k in data.files}
+                reference = {k.removeprefix("m:"): data[k] for k in data.files}
         return cls(
             **{k: v for k, v in spec.items() if k != "base_models"},
             base_models=[

@@ -78,3 +78,30 @@ def test_backbone_errors(multiclass_project, tmp_path, backbone_path, spec, erro
     with pytest.raises(error, match=match):
         cfg = _config(multiclass_project, tmp_path, backbone_path, **spec)
         Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
+
+
+def test_backbone_beside_fold_models_is_refused(multiclass_project, tmp_path):
+    """A fold model of another plan trained on these rows: not a clean backbone."""
+    from stacking import LeakageError
+
+    cfg = multiclass_project.config(
+        tmp_path,
+        **{
+            "base_models.bb": {
+                "path": str(multiclass_project.root / "models/wide/fold_0.keras"),
+                "input": "x",
+                "head": "logistic",
+            },
+            "tracking.enabled": False,
+        },
+    )
+    with pytest.raises(LeakageError, match="sits beside fold models"):
+        Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
+
+
+def test_backbone_rejects_options_it_would_ignore(multiclass_project, tmp_path, backbone_path):
+    from stacking import load_config
+
+    cfg = _config(multiclass_project, tmp_path, backbone_path, head="logistic", test_with="full")
+    with pytest.raises(ConfigError, match=r"\['test_with'\] do not apply to a backbone"):
+        load_config(cfg)

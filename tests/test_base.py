@@ -10,7 +10,7 @@ import pytest
 from stacking import BaseModelError, LeakageError, load_base_model
 from stacking.base import read_manifest, resolve_base_model
 from stacking.config import BaseModelConfig
-from stacking.errors import DataFileNotFoundError
+from stacking.errors import DataError, DataFileNotFoundError
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_resolve_base_model_refuses_full_model_declared_external(multiclass_proj
     copy = tmp_path / "wide"
     shutil.copytree(multiclass_project.root / "models/wide", copy)
     shutil.copy(copy / "fold_0.keras", copy / "full.keras")
-    with pytest.raises(LeakageError, match="not external"):
+    with pytest.raises(LeakageError, match="sits beside fold models .* neither external"):
         _resolve(multiclass_project, path=copy / "full.keras", trained_on="external")
 
 
@@ -177,3 +177,21 @@ def test_resolve_base_model_refuses_other_classes(multiclass_project, tmp_path):
     (copy / "stacking.json").write_text(json.dumps(manifest))
     with pytest.raises(BaseModelError, match=r"predicts classes .* misread"):
         _resolve(multiclass_project, path=copy)
+
+
+def test_tflite_refuses_multi_output_models(tmp_path):
+    import keras
+
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(5)(inputs)])
+    path = _to_tflite(model, tmp_path / "two.tflite")
+    with pytest.raises(BaseModelError, match="has 2 outputs; convert one output per"):
+        load_base_model(path)
+
+
+def test_predictor_format_version_is_checked(tmp_path):
+    from stacking.predictor import EnsemblePredictor
+
+    (tmp_path / "predictor.json").write_text(json.dumps({"format_version": 1}))
+    with pytest.raises(DataError, match="saved in predictor format 1"):
+        EnsemblePredictor.load(tmp_path)

@@ -106,12 +106,18 @@ def resolve_base_model(
                 f"base model {name!r} is a single model ({str(path)!r}) with no declaration "
                 f"of what it was trained on. {_HOW}"
             )
-        sibling = path.parent / MANIFEST
-        if sibling.is_file() and read_manifest(path.parent)["folds_digest"] == folds_digest:
+        if cfg.trained_on == "folds":
             raise LeakageError(
-                f"base model {name!r}: {str(path)!r} sits beside fold models trained on this "
-                "experiment's rows, so it is not external; point `path` at the folder to use "
-                "the fold models (and `test_with: full` for the full model)"
+                f"base model {name!r}: `trained_on: folds` names a fold-model directory, but "
+                f"{str(path)!r} is one model; point `path` at the directory"
+            )
+        if (path.parent / MANIFEST).is_file():
+            # A fold or full model of some fold plan: trained on (part of) these rows.
+            raise LeakageError(
+                f"base model {name!r}: {str(path)!r} sits beside fold models "
+                f"({MANIFEST}), so it was trained on stacking rows and is neither external "
+                "nor a clean backbone; point `path` at the folder to use the fold models "
+                "(and `test_with: full` for the full model)"
             )
         kind = "backbone" if cfg.head is not None else "external"
         return BaseModelSource(name=name, kind=kind, fold_paths=[path])

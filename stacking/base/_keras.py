@@ -89,5 +89,11 @@ class KerasLoader(ModelLoader):
                     f"model {str(path)!r} has no layer {layer!r}. Received: layer={layer!r}; "
                     f"its layers are {names}"
                 )
-            model = keras.Model(model.inputs, model.get_layer(layer).output)
+            try:
+                model = keras.Model(model.inputs, model.get_layer(layer).output)
+            except ValueError as exc:  # e.g. a layer inside a nested sub-model
+                raise BaseModelError(
+                    f"model {str(path)!r}: layer {layer!r} is not reachable from the model's "
+                    f"inputs ({str(exc).splitlines()[0]}); name a top-level layer"
+                ) from exc
         return KerasModel(model, path, output)

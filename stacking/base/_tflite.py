@@ -36,6 +36,24 @@ class TFLiteModel(FrozenModel):
             ) from exc
         self._inputs = sorted(self._it.get_input_details(), key=lambda d: d["index"])
         self._outputs = sorted(self._it.get_output_details(), key=lambda d: d["index"])
+        if len(self._outputs) > 1:
+            # Tensor order is not the Keras output order and the names are generated
+            # (StatefulPartitionedCall:N): no way to pick the intended output reliably.
+            raise BaseModelError(
+                f"LiteRT model {str(path)!r} has {len(self._outputs)} outputs; convert one "
+                "output per .tflite file, or use the .keras model with `output:`"
+            )
+        quantized = [
+            d["name"]
+            for d in [*self._inputs, *self._outputs]
+            if not np.issubdtype(d["dtype"], np.floating)
+        ]
+        if quantized:
+            raise BaseModelError(
+                f"LiteRT model {str(path)!r} has integer (quantized) inputs/outputs "
+                f"{quantized}; tf-stacking reads float models. Convert without full-integer "
+                "quantization"
+            )
         self._output = self._outputs[pick_output(self.output_names, output, path=path)]
 
     @property

@@ -8,6 +8,7 @@ experiment. Trackers are used from one thread.
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ class RunRecord:
     artifacts_dir: Path
     model_dir: Path | None = None  # an EnsemblePredictor folder, logged as a model
     model_example: tuple[Any, Any] | None = None  # (input rows, output): its signature
+    on_run_id: Callable[[str], None] | None = None  # called before artifacts are uploaded
 
 
 class Tracker(abc.ABC):

@@ -125,6 +125,8 @@ class MlflowTracker(Tracker):
                     for name, values in child.fold_metrics.items():
                         for k, value in enumerate(values):
                             mlflow.log_metric(f"fold_{name}", value, step=k)
+            if record.on_run_id is not None:
+                record.on_run_id(run.info.run_id)  # e.g. write it into metrics.json first
             mlflow.log_artifacts(str(record.artifacts_dir))
             if record.model_dir is not None:
                 log_ensemble_model(mlflow, record.model_dir, record.model_example)

@@ -163,7 +163,7 @@ def test_resolve_base_model_refuses_full_model_declared_external(multiclass_proj
     copy = tmp_path / "wide"
     shutil.copytree(multiclass_project.root / "models/wide", copy)
     shutil.copy(copy / "fold_0.keras", copy / "full.keras")
-    with pytest.raises(LeakageError, match="sits beside fold models .* neither external"):
+    with pytest.raises(LeakageError, match=r"sits beside fold models .* neither external"):
         _resolve(multiclass_project, path=copy / "full.keras", trained_on="external")
 
 

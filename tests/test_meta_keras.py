@@ -11,12 +11,8 @@ import pytest
 from sklearn.metrics import log_loss
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from stacking.meta._keras import (
-    ConvexCombinationClassifier,
-    ConvexCombinationRegressor,
-    KerasMLPClassifier,
-    KerasMLPRegressor,
-)
+from stacking.meta._convex import ConvexCombinationClassifier, ConvexCombinationRegressor
+from stacking.meta._keras import KerasMLPClassifier, KerasMLPRegressor
 
 # Small epochs keep the suite fast: each fit costs ~0.3 s, mostly tracing one Keras step.
 CONFORMANCE_ESTIMATORS = [
@@ -295,7 +291,7 @@ def test_keras_mlp_validation_split_needs_rows():
 
 def test_import_does_not_import_tensorflow():
     code = (
-        "import sys, stacking.meta._keras; "
+        "import sys, stacking.meta._keras, stacking.meta._convex; "
         "assert not {'keras', 'tensorflow'} & set(sys.modules), 'TensorFlow imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -21,12 +21,8 @@ from stacking.meta._candidates import (
     refit,
 )
 from stacking.meta._combiners import CombinerClassifier, CombinerRegressor
-from stacking.meta._keras import (
-    ConvexCombinationClassifier,
-    ConvexCombinationRegressor,
-    KerasMLPClassifier,
-    KerasMLPRegressor,
-)
+from stacking.meta._convex import ConvexCombinationClassifier, ConvexCombinationRegressor
+from stacking.meta._keras import KerasMLPClassifier, KerasMLPRegressor
 from stacking.meta._nnls import NNLSClassifier, NNLSRegressor
 from stacking.meta._selection import EnsembleSelectionClassifier, EnsembleSelectionRegressor
 

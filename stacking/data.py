@@ -82,6 +82,11 @@ class Dataset:
     source: dict[str, str] = field(default_factory=dict)
 
     @property
+    def target_columns(self) -> list[str]:
+        """The target as a list of column names (one, or the labels of multilabel)."""
+        return self.target if isinstance(self.target, list) else [self.target]
+
+    @property
     def n_outputs(self) -> int:
         """Columns in one model's prediction: classes, labels, or 1 for regression."""
         return 1 if self.task == "regression" else len(self.classes)
@@ -138,7 +143,7 @@ def resolve_columns(frame: pd.DataFrame, columns: list[str] | str, *, source: st
 
 
 def _encode_target(frame: pd.DataFrame, cfg: DataConfig, source: str):
-    targets = cfg.target if isinstance(cfg.target, list) else [cfg.target]
+    targets = cfg.target if isinstance(cfg.target, list) else [cfg.target]  # no Dataset yet
     resolve_columns(frame, targets, source=source)
     raw = frame[targets] if isinstance(cfg.target, list) else frame[cfg.target]
     if raw.isna().to_numpy().any():

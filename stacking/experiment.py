@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from stacking import results
 from stacking.backbone import cross_fit_head
 from stacking.base import resolve_base_model
 from stacking.cache import CacheStore, open_cache
@@ -44,7 +43,7 @@ from stacking.level1 import (
 from stacking.meta import Candidate, cross_fit, make_candidate, predict_output, refit
 from stacking.meta.weights import weights_table
 from stacking.metrics import default_metrics, get_metric
-from stacking.predictor import BaseRecipe, EnsemblePredictor, prediction_frame
+from stacking.predictor import BaseRecipe, EnsemblePredictor
 from stacking.tracking import (
     ChildRecord,
     NoopTracker,
@@ -274,11 +273,10 @@ class Experiment:
     # -- the run --------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
         cfg = self.config
-        out = self._output_dir()
+        out = results.check_output_dir(self.output_dir or results.default_dir(self.config.name))
         data = load_dataset(cfg.data)
         plan = make_fold_plan(cfg.folds, data)
-        targets = [data.target] if isinstance(data.target, str) else data.target
-        reserved = {data.id_column, *targets}
+        reserved = {data.id_column, *data.target_columns}
         reserved |= {c for c in (cfg.data.weight, cfg.folds.column) if c}
         check_meta_columns(data, cfg.meta.features, reserved)
         metric_names = self._metrics(data.task)
@@ -316,17 +314,27 @@ class Experiment:
             sample_weight=data.sample_weight,
         )
         weights = weights_table(fitted, inputs, data.output_names())
-        oof = self._oof_frame(data, plan, level1)
-        test_frame = self._test_frame(data, level1, test_out.get(ensemble.name))
-        metrics = self._metrics_json(data, plan, entries, ensemble, metric_names, board)
+        oof = results.oof_frame(data, plan, level1)
+        test_frame = results.test_frame(data, level1, test_out.get(ensemble.name))
+        metrics = results.metrics_json(data, plan, entries, ensemble, metric_names, board)
         predictor = self._predictor(data, preds, recipes, levels, fitted, ensemble.name)
-        tmp = self._write(
-            out, data, plan, oof, test_frame, board, weights, metrics, entries, predictor
+        tmp = results.write_partial(
+            out,
+            config=self.config.to_dict(),
+            data=data,
+            plan=plan,
+            oof=oof,
+            test_frame=test_frame,
+            board=board,
+            weights=weights,
+            metrics=metrics,
+            entries=entries,
+            predictor=predictor,
         )
         try:  # the run is recorded from the unfinished folder, which appears only at the end
             record = self._record(data, plan, entries, ensemble, metric_names, tmp)
             if not isinstance(self.tracker, NoopTracker):
-                record.model_example = self._model_example(data, predictor, test_frame)
+                record.model_example = results.model_example(data, predictor, test_frame)
             if self.reproduces:
                 record.tags["stacking.reproduces"] = self.reproduces[0]
 
@@ -357,66 +365,6 @@ class Experiment:
         )
 
     # -- outputs --------------------------------------------------------------------------
-    def _target_frame(self, data: Dataset) -> pd.DataFrame:
-        targets = data.target if isinstance(data.target, list) else [data.target]
-        return data.train[targets].reset_index(drop=True)
-
-    def _oof_frame(self, data: Dataset, plan: FoldPlan, level1: Level1) -> pd.DataFrame:
-        head = pd.DataFrame({data.id_column: data.ids, "fold": plan.folds})
-        return pd.concat([head, self._target_frame(data), level1.features], axis=1)
-
-    def _test_frame(self, data: Dataset, level1: Level1, ensemble_test) -> pd.DataFrame | None:
-        if data.test is None or ensemble_test is None:
-            return None
-        predictions = prediction_frame(
-            ensemble_test,
-            task=data.task,
-            classes=data.classes,
-            output_names=data.output_names(),
-        )
-        head = pd.DataFrame({data.id_column: data.test_ids})
-        return pd.concat([head, level1.test_features, predictions], axis=1)
-
-    def _model_example(self, data: Dataset, predictor, test_frame):
-        """A few input rows and the ensemble's output for them: the model's signature."""
-        if test_frame is not None:
-            rows = data.test.head(5)
-            keep = [data.id_column, *[c for c in test_frame.columns if c.startswith("ensemble__")]]
-            return rows, test_frame.head(5)[[*keep, "prediction"]]
-        targets = data.target if isinstance(data.target, list) else [data.target]
-        rows = data.train.head(5).drop(columns=targets)
-        return rows, predictor.predict(rows)
-
-    def _metrics_json(self, data, plan, entries, ensemble, metric_names, board) -> dict:
-        return {
-            "task": data.task,
-            "primary_metric": get_metric(metric_names[0]).name,
-            "directions": {
-                get_metric(m).name: ("higher" if get_metric(m).greater_is_better else "lower")
-                for m in metric_names
-            },
-            "ensemble": ensemble.name,
-            "best_base": board[board.role == "base"].iloc[0]["model"],
-            "data_digest": data.digest,
-            "folds_digest": plan.digest,
-            "n_rows": len(data.ids),
-            "n_splits": plan.n_splits,
-            "entries": {
-                e.name: {
-                    "role": e.role,
-                    "level": e.level,
-                    "scores": e.scores,
-                    "fold_scores": e.fold_scores,
-                }
-                for e in entries
-            },
-            "leaderboard": json.loads(board.to_json(orient="records")),
-        }
-
-    def _default_dir(self) -> Path:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        return Path("runs") / f"{self.config.name}-{stamp}"
-
     def _predictor(self, data, preds, recipes, levels, fitted, ensemble) -> EnsemblePredictor:
         features = self.config.meta.features
         reference = {}
@@ -435,41 +383,6 @@ class Experiment:
             reference=reference,
             batch_size=self.config.executor.batch_size,
         )
-
-    def _output_dir(self) -> Path:
-        out = self.output_dir or self._default_dir()
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise DataError(f"output directory {str(out)!r} is not empty; choose another --output")
-        return out
-
-    def _write(self, out, data, plan, oof, test_frame, board, weights, metrics, entries, predictor):
-        """Write the results into ``.<out>.partial``; ``run`` renames it when all is done."""
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.parent / f".{out.name}.partial"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            oof.to_parquet(tmp / "oof.parquet", index=False)
-            meta = pd.DataFrame({data.id_column: data.ids, "fold": plan.folds})
-            for e in entries:
-                if e.role != "base":
-                    cols = block_names(e.name, data, drop_redundant=False)
-                    meta[cols] = np.asarray(e.oof).reshape(len(meta), -1)
-            meta.to_parquet(tmp / "meta_oof.parquet", index=False)
-            if test_frame is not None:
-                test_frame.to_parquet(tmp / "test_predictions.parquet", index=False)
-            board.to_csv(tmp / "leaderboard.csv", index=False)
-            weights.to_csv(tmp / "weights.csv", index=False)
-            plan.save(tmp / "folds.csv", id_column=data.id_column)
-            (tmp / "config.resolved.yaml").write_text(
-                yaml.safe_dump(self.config.to_dict(), sort_keys=False)
-            )
-            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-            predictor.save(tmp / "ensemble")
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return tmp
 
     def _record(self, data, plan, entries, ensemble, metric_names, out) -> RunRecord:
         names = [get_metric(m).name for m in metric_names]

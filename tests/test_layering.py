@@ -27,6 +27,7 @@ ORDER = [
     "backbone",
     "evaluate",
     "predictor",
+    "results",
     "tracking",
     "experiment",
     "cli",

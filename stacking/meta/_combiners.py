@@ -295,7 +295,17 @@ class CombinerClassifier(_BlockClassifier):
         return scaled
 
 
-class CombinerRegressor(RegressorMixin, BaseEstimator):
+class _BlockRegressor(RegressorMixin, BaseEstimator):
+    """Base of the regressors that weight per-model prediction columns (no intercept)."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # A weighting of the columns cannot fit arbitrary features.
+        tags.regressor_tags.poor_score = True
+        return tags
+
+
+class CombinerRegressor(_BlockRegressor):
     """Combine base models' predictions (one column each) with a fixed rule.
 
     Parameters
@@ -323,12 +333,6 @@ class CombinerRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, method: str = "mean", weights=None):
         self.method = method
         self.weights = weights
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # An average of the columns cannot fit arbitrary features.
-        tags.regressor_tags.poor_score = True
-        return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None) -> CombinerRegressor:

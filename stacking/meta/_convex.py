@@ -15,14 +15,14 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import (
     check_is_fitted,
     validate_data,
 )
 
-from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier
+from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier, _BlockRegressor
 from stacking.meta._keras_common import (
     _EPS,
     _TRAINING_PARAMS,
@@ -229,7 +229,7 @@ class ConvexCombinationClassifier(_BlockClassifier):
         return self._as_probabilities(_combine(self._predict_blocks(X), self.weights_))
 
 
-class ConvexCombinationRegressor(RegressorMixin, BaseEstimator):
+class ConvexCombinationRegressor(_BlockRegressor):
     """Learn non-negative base-model weights summing to one, by minimising squared error.
 
     ``X`` has one column per base model (its prediction); ``predict`` is ``X @ weights_``
@@ -265,12 +265,6 @@ class ConvexCombinationRegressor(RegressorMixin, BaseEstimator):
         self.patience = patience
         self.validation_fraction = validation_fraction
         self.random_state = random_state
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # A convex combination of the columns cannot fit arbitrary features.
-        tags.regressor_tags.poor_score = True
-        return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None) -> ConvexCombinationRegressor:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import nnls
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.base import _fit_context
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier
+from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier, _BlockRegressor
 
 
 def _nnls_weights(
@@ -103,7 +103,7 @@ class NNLSClassifier(_BlockClassifier):
         return self._as_probabilities(np.einsum("nmk,m->nk", blocks, self.weights_))
 
 
-class NNLSRegressor(RegressorMixin, BaseEstimator):
+class NNLSRegressor(_BlockRegressor):
     """Weight base models' predictions (one column each) by non-negative least squares.
 
     ``fit`` solves ``min ||X c - y||, c >= 0`` with :func:`scipy.optimize.nnls`, rows
@@ -130,12 +130,6 @@ class NNLSRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, normalize: bool = True):
         self.normalize = normalize
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # Without an intercept, a weighting of the columns cannot fit arbitrary features.
-        tags.regressor_tags.poor_score = True
-        return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None) -> NNLSRegressor:

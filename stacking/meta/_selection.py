@@ -20,13 +20,13 @@ from collections.abc import Callable
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.base import _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from stacking.errors import ConfigError
-from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier
+from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier, _BlockRegressor
 from stacking.metrics import Metric, get_metric
 
 _PARAMS: dict = {
@@ -204,7 +204,7 @@ class EnsembleSelectionClassifier(_EnsembleSelectionMixin, _BlockClassifier):
         return self._as_probabilities(np.einsum("nmk,m->nk", blocks, self.weights_))
 
 
-class EnsembleSelectionRegressor(_EnsembleSelectionMixin, RegressorMixin, BaseEstimator):
+class EnsembleSelectionRegressor(_EnsembleSelectionMixin, _BlockRegressor):
     """Caruana et al. (2004) ensemble selection over base predictions (one column each).
 
     ``predict`` is ``X @ weights_``. ``sample_weight`` weights the rows in the score.
@@ -236,12 +236,6 @@ class EnsembleSelectionRegressor(_EnsembleSelectionMixin, RegressorMixin, BaseEs
         self.n_bags = n_bags
         self.bag_fraction = bag_fraction
         self.random_state = random_state
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # A weighting of the columns without intercept cannot fit arbitrary features.
-        tags.regressor_tags.poor_score = True
-        return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None) -> EnsembleSelectionRegressor:

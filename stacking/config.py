@@ -280,6 +280,8 @@ def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
         return f"{source}: unknown key {loc!r}. Remove it or check its spelling"
     if first["type"] == "missing":
         return f"{source}: missing required key {loc!r}"
+    if not loc and first["type"] == "value_error":  # a check across sections names its keys
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     shown = repr(received) if not isinstance(received, dict) else "a mapping"
     others = {
         key

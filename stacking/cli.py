@@ -78,7 +78,8 @@ def _predict(args) -> int:
     if out.suffix.lower() not in {".csv", ".parquet"}:
         raise ConfigError(f"--output {str(out)!r} must end in .csv or .parquet")
     predictor = load_predictor(model)
-    result = predictor.predict(read_table(Path(args.data)))
+    rows = Path(args.data)  # relative image paths start from the rows file's folder
+    result = predictor.predict(read_table(rows), root=rows.parent, source=str(rows))
     tmp = out.with_name(f".{out.name}.partial")
     try:
         if out.suffix.lower() == ".csv":

@@ -30,19 +30,54 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+class ArrayConfig(_Strict):
+    train: str = Field(description="a .npy file, or file.npz:key, row-aligned with data.train")
+    test: str | None = Field(None, description="the same for data.test")
+    column: str | None = Field(None, description="serving: the column holding each row's array")
+
+
 class ViewConfig(_Strict):
-    """Which columns a base model reads, and the shape one row is reshaped to."""
+    """What a base model reads: exactly one of ``columns``, ``image``, ``text``, ``array``."""
 
-    columns: list[str] | str = Field(description="column names, or one glob such as 'px_*'")
+    columns: list[str] | str | None = Field(
+        None, description="column names, or one glob such as 'px_*'"
+    )
+    image: str | None = Field(None, description="a column of image paths")
+    size: list[int] | None = Field(None, description="image: [height, width]")
+    channels: Literal[1, 3] = 3
+    text: str | None = Field(None, description="a column of strings")
+    array: ArrayConfig | None = None
     shape: list[int] | None = Field(None, description="per-row shape, e.g. [8, 8, 1]")
-    dtype: Literal["float32", "float64", "int32", "int64"] = "float32"
+    dtype: Literal["float16", "float32", "float64", "int32", "int64"] = "float32"
 
-    @field_validator("shape")
+    @field_validator("shape", "size")
     @classmethod
-    def _positive(cls, v: list[int] | None) -> list[int] | None:
+    def _positive(cls, v: list[int] | None, info: Any) -> list[int] | None:
         if v is not None and (not v or any(d <= 0 for d in v)):
-            raise ValueError(f"shape must be positive integers. Received: shape={v}")
+            raise ValueError(f"{info.field_name} must be positive integers")
         return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ViewConfig:
+        kinds = [k for k in ("columns", "image", "text", "array") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a view reads exactly one of `columns`, `image`, `text` or `array`. "
+                f"Received: {kinds or 'none'}"
+            )
+        if self.image is not None and (self.size is None or len(self.size) != 2):
+            raise ValueError(
+                f"an image view needs `size: [height, width]`. Received: size={self.size}"
+            )
+        if self.image is None and self.size is not None:
+            raise ValueError("`size` applies to image views only; remove it")
+        if self.shape is not None and self.columns is None:
+            raise ValueError("`shape` applies to column views only; remove it")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("columns", "image", "text", "array") if getattr(self, k))
 
 
 class DataConfig(_Strict):
@@ -242,12 +277,36 @@ class Config(_Strict):
 
         self.data.train = fix(self.data.train)
         self.data.test = fix(self.data.test)
+        views = list(self.data.views.values())
+        for model in self.base_models.values():
+            specs = model.input if isinstance(model.input, (list, dict)) else [model.input]
+            views += [v for v in (specs.values() if isinstance(specs, dict) else specs)]
+        for view in views:
+            if isinstance(view, ViewConfig) and view.array is not None:
+                view.array.train = _fix_array_path(view.array.train, root)
+                if view.array.test is not None:
+                    view.array.test = _fix_array_path(view.array.test, root)
         for model in self.base_models.values():
             model.path = fix(model.path)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def split_array_location(location: str) -> tuple[str, str]:
+    """``("file.npz", "key")`` for ``file.npz:key``; ``(location, "")`` otherwise."""
+    if ".npz:" in location:
+        path, _, key = location.rpartition(":")
+        return path, key
+    return location, ""
+
+
+def _fix_array_path(location: str, root: Path) -> str:
+    """``file.npy`` or ``file.npz:key`` with the file made absolute against ``root``."""
+    path, key = split_array_location(location)
+    fixed = Path(path) if Path(path).is_absolute() else (root / path).resolve()
+    return f"{fixed}:{key}" if key else str(fixed)
 
 
 def _key_path(loc: tuple, raw: Any, *, keep_last: bool) -> tuple[str, ...]:
@@ -289,7 +348,9 @@ def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
         if (key := _key_path(e["loc"], raw, keep_last=e["type"] == "missing")) != path[: len(key)]
     }
     more = f" (and {len(others)} more problems)" if others else ""
-    return f"{source}: invalid value for {loc!r}: {first['msg']}. Received: {shown}{more}"
+    message = first["msg"].removeprefix("Value error, ")
+    received_part = "" if "Received:" in message else f". Received: {shown}"
+    return f"{source}: invalid value for {loc!r}: {message}{received_part}{more}"
 
 
 def _apply_override(raw: dict[str, Any], override: str) -> None:

@@ -102,7 +102,12 @@ class Dataset:
 
 
 def view_array(frame: pd.DataFrame, spec: ViewConfig, *, source: str) -> np.ndarray:
-    """The view's columns of ``frame``, cast to its dtype, reshaped to ``spec.shape``."""
+    """The view's columns of ``frame``, cast to its dtype, reshaped to ``spec.shape``.
+
+    Column views only; :func:`stacking.views.read_view` reads every kind of view.
+    """
+    if spec.columns is None:
+        raise DataError(f"a {spec.kind} view is read by stacking.views.read_view, not here")
     columns = resolve_columns(frame, spec.columns, source=source)
     try:
         array = frame[columns].to_numpy(dtype=spec.dtype)

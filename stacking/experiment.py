@@ -24,7 +24,7 @@ import pandas as pd
 from stacking import results
 from stacking.cache import CacheStore, open_cache
 from stacking.config import Config, load_config, parse_config
-from stacking.data import Dataset, load_dataset, view_array
+from stacking.data import Dataset, load_dataset
 from stacking.engine import TrainRows, predict_base_models
 from stacking.errors import ConfigError, DataError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
@@ -44,6 +44,7 @@ from stacking.tracking import (
     fetch_run,
     make_tracker,
 )
+from stacking.views import read_view
 
 BASE_MEAN = "base_mean"
 
@@ -155,8 +156,17 @@ class Experiment:
 
     def _predict_bases(self, recipes, data: Dataset, plan: FoldPlan):
         def inputs(frame, which):
-            source = data.source.get(which, which)
-            return {r.name: [view_array(frame, v, source=source) for v in r.views] for r in recipes}
+            source = data.source[which]
+            ids = data.ids if which == "train" else data.test_ids
+            return {
+                r.name: [
+                    read_view(
+                        frame, v, which=which, source=source, root=Path(source).parent, ids=ids
+                    )
+                    for v in r.views
+                ]
+                for r in recipes
+            }
 
         train = TrainRows(inputs(data.train, "train"), plan, data.y, data.sample_weight)
         return predict_base_models(

@@ -144,7 +144,8 @@ def test_config_counts_further_problems():
         (lambda r: r.pop("base_models"), r"missing required key 'base_models'"),
         (
             lambda r: r["base_models"]["cnn"].update(input={"shape": [4]}),
-            r"missing required key 'base_models\.cnn\.input\.columns'",
+            r"invalid value for 'base_models\.cnn\.input': a view reads exactly one of "
+            r"`columns`, `image`, `text` or `array`\. Received: none$",
         ),
     ],
 )

@@ -23,7 +23,7 @@ class Job:
     model: str
     path: Path
     output: str | int | None
-    inputs: list[list[np.ndarray]]
+    inputs: list[list]  # per input set, one view (stacking.views) or array per model input
     keys: list[str]
     batch_size: int = 4096
     label: str = ""
@@ -33,11 +33,12 @@ class Job:
 def run_job(job: Job) -> list[np.ndarray]:
     """Load the job's model, predict every input set, drop the model."""
     from stacking.base import load_base_model
+    from stacking.views import predict_in_batches
 
     model = load_base_model(job.path, output=job.output, layer=job.layer)
     try:
         check_inputs(model.input_shapes, job.inputs[0], model=job.model, path=job.path)
-        return [model.predict(x, batch_size=job.batch_size) for x in job.inputs]
+        return [predict_in_batches(model, x, batch_size=job.batch_size) for x in job.inputs]
     finally:
         del model
 

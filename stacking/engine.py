@@ -23,6 +23,7 @@ from stacking.cache import CacheStore, array_digest, make_key, path_digest
 from stacking.errors import BaseModelError
 from stacking.executors import Executor, Job
 from stacking.folds import FoldPlan
+from stacking.numeric import sigmoid, softmax
 
 
 @dataclass
@@ -43,16 +44,6 @@ class _Part:
     inputs: list[np.ndarray]
     key: str
     output: np.ndarray | None = None
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def detect_outputs_are(raw: list[np.ndarray]) -> str:
@@ -90,7 +81,7 @@ def to_representation(
     if outputs_are == "auto":
         outputs_are = detect_outputs_are(raw)
     if outputs_are == "logits":
-        squash = _softmax if (task != "multilabel" and width > 1) else _sigmoid
+        squash = softmax if (task != "multilabel" and width > 1) else sigmoid
         raw = [squash(r) for r in raw]
     if task == "binary" and width == 1:
         raw = [np.column_stack([1.0 - r[:, 0], r[:, 0]]) for r in raw]

@@ -61,7 +61,10 @@ class FoldPlan:
         n = len(keys)
         columns = [keys[order], np.full(n, b","), fold_text[folds], np.full(n, b"\n")]
         table = np.hstack([c.view(np.uint8).reshape(n, c.dtype.itemsize) for c in columns])
-        text = table[table != 0].tobytes()[:-1]  # bytes of each cell, no final newline
+        used = np.hstack(
+            [np.arange(c.dtype.itemsize) < np.char.str_len(c)[:, None] for c in columns]
+        )
+        text = table[used].tobytes()[:-1]  # each cell's bytes, no newline after the last line
         return hashlib.sha256(text).hexdigest()[:16]
 
     def train_index(self, k: int) -> np.ndarray:

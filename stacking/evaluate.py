@@ -59,11 +59,9 @@ def paired_bootstrap(
 
     >>> delta, low, high = paired_bootstrap(get_metric("log_loss"), y, ens, best, task="multiclass")
     """
-    y = np.asarray(y)
-    prepared = [metric.prepare(y, pred, task=task) for pred in (pred_a, pred_b)]
-    delta = prepared[0].score(sample_weight) - prepared[1].score(sample_weight)
-    scores = _resample_scores(prepared, len(y), n_resamples, seed, sample_weight)
-    return _interval(float(delta), scores[0] - scores[1])
+    entry, base = Entry("a", "meta", 0, pred_a), Entry("b", "base", 0, pred_b)
+    kwargs = dict(n_resamples=n_resamples, seed=seed, sample_weight=sample_weight)
+    return _compare_with_base([entry], base, y, task=task, metric=metric, **kwargs)[id(entry)]
 
 
 def _resample_scores(
@@ -77,8 +75,10 @@ def _resample_scores(
     rng = np.random.default_rng(seed)
     out = np.empty((len(prepared), n_resamples))
     step = max(1, _BLOCK // max(n, 1))
+    # below 2**31 rows int32 draws the same values as int64, with half the memory traffic
+    dtype = np.int32 if n < 2**31 else np.int64
     for start in range(0, n_resamples, step):
-        idx = rng.integers(0, n, size=(min(step, n_resamples - start), n))
+        idx = rng.integers(0, n, size=(min(step, n_resamples - start), n), dtype=dtype)
         for i, p in enumerate(prepared):
             out[i, start : start + len(idx)] = p.resample_scores(idx, sample_weight)
     return out
@@ -101,18 +101,24 @@ def _compare_with_base(
     all entries share one pass over the resamples; a rank metric holds sorted columns, so
     its entries go one at a time (memory of one entry, the resamples drawn again).
     """
+    y = np.asarray(y)
     prepared_base = metric.prepare(y, base.oof, task=task)
     base_score = prepared_base.score(sample_weight)
     groups = [entries] if metric.decomposable else [[e] for e in entries]
+    resample = dict(n=len(y), n_resamples=n_resamples, seed=seed, sample_weight=sample_weight)
     base_scores, out = None, {}
     for group in groups:
         prepared = [metric.prepare(y, e.oof, task=task) for e in group]
-        with_base = prepared + ([prepared_base] if base_scores is None else [])
-        scores = _resample_scores(with_base, len(y), n_resamples, seed, sample_weight)
-        base_scores = scores[len(prepared)] if base_scores is None else base_scores
-        for entry, p, row in zip(group, prepared, scores):
-            delta = float(p.score(sample_weight) - base_score)
-            out[id(entry)] = _interval(delta, row - base_scores)
+        direct = [p.minus(prepared_base) for p in prepared]
+        if all(d is not None for d in direct):  # a plain mean: resample the differences
+            diffs = _resample_scores(direct, **resample)
+        else:
+            with_base = prepared + ([prepared_base] if base_scores is None else [])
+            scores = _resample_scores(with_base, **resample)
+            base_scores = scores[len(prepared)] if base_scores is None else base_scores
+            diffs = scores[: len(prepared)] - base_scores
+        for entry, p, row in zip(group, prepared, diffs):
+            out[id(entry)] = _interval(float(p.score(sample_weight) - base_score), row)
     return out
 
 

@@ -138,6 +138,14 @@ class PreparedMetric(abc.ABC):
     def resample_scores(self, idx: np.ndarray, sample_weight=None) -> np.ndarray:
         """``(B,)`` scores of the resamples ``idx`` (``(B, n)`` row indices)."""
 
+    def minus(self, other: PreparedMetric) -> PreparedMetric | None:
+        """A prepared metric whose scores are ``self``'s minus ``other``'s, if one exists.
+
+        It exists for a plain mean of per-row values (the mean of differences): a paired
+        bootstrap then gathers one array per resample instead of two. ``None`` otherwise.
+        """
+        return None
+
 
 class _RowMetric(PreparedMetric):
     """Means of per-row values: folds by one ``bincount``, resamples by one gather."""
@@ -153,6 +161,11 @@ class _RowMetric(PreparedMetric):
         total = np.bincount(folds, weights=self.values * w, minlength=n_splits)
         mean = total / np.bincount(folds, weights=w, minlength=n_splits)
         return self.metric._finish_mean(mean)
+
+    def minus(self, other):
+        if not isinstance(other, _RowMetric) or other.metric != self.metric:
+            return None
+        return None if self.metric._finish else _RowMetric(self.metric, self.values - other.values)
 
     def resample_scores(self, idx, sample_weight=None):
         if sample_weight is None:
@@ -204,6 +217,12 @@ class _RankMetric(PreparedMetric):
     trapezoids give tied scores half credit. Rows of weight 0 do not count, as in
     :func:`sklearn.metrics.roc_curve`. A column without positive or negative weight has
     no AUC, and the macro average is then NaN, as scikit-learn's.
+
+    Per column, ``negative`` marks the sorted rows of the other classes, and each positive
+    row keeps two positions in the cumulative negative weight ``cn`` (``cn[i]`` = weight
+    of the first ``i`` sorted negatives): its tie group's start ``lo`` and end ``hi``, so
+    ``N_below_g + N_g / 2 = (cn[lo] + cn[hi]) / 2``. A score is then one gather, one
+    cumulative sum and two small gathers per column.
     """
 
     def __init__(self, y: np.ndarray, pred: np.ndarray, task: str) -> None:
@@ -215,26 +234,32 @@ class _RankMetric(PreparedMetric):
         else:
             scores, positive = pred, y.astype(bool)
         self.n = len(scores)
-        self.orders, self.positive, self.starts = [], [], []
-        for j in range(scores.shape[1]):
-            order = np.argsort(scores[:, j])  # ties are grouped below: no need for stable
-            ranked = scores[order, j]
-            starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])
-            self.orders.append(order)
-            self.positive.append(positive[order, j])
-            self.starts.append(starts if len(starts) < self.n else None)
+        self.columns = [self._column(scores[:, j], positive[:, j]) for j in range(scores.shape[1])]
+
+    def _column(self, scores: np.ndarray, positive: np.ndarray) -> tuple:
+        order = np.argsort(scores)  # ties are grouped below: no need for a stable sort
+        ranked = scores[order]
+        new_group = np.r_[True, ranked[1:] != ranked[:-1]]
+        starts = np.flatnonzero(new_group)
+        ends = np.r_[starts[1:], self.n]
+        group = np.cumsum(new_group) - 1
+        sorted_positive = positive[order]
+        rows = np.flatnonzero(sorted_positive)
+        index = np.int32 if self.n < 2**31 else np.int64
+        lo, hi = starts[group[rows]], ends[group[rows]]
+        return order.astype(index), ~sorted_positive, rows, lo.astype(index), hi.astype(index)
 
     def _auc(self, weights: np.ndarray) -> np.ndarray:
         """Macro AUC of each row of ``weights`` (``(B, n)``); NaN where undefined."""
-        per_column = np.empty((len(weights), len(self.orders)))
-        for j, (order, positive, starts) in enumerate(zip(self.orders, self.positive, self.starts)):
+        per_column = np.empty((len(weights), len(self.columns)))
+        cn = np.zeros((len(weights), self.n + 1))
+        for j, (order, negative, rows, lo, hi) in enumerate(self.columns):
             w = weights[:, order]
-            pos, neg = w * positive, w * ~positive
-            if starts is not None:  # sum each tie group
-                pos, neg = np.add.reduceat(pos, starts, axis=1), np.add.reduceat(neg, starts, 1)
-            below = np.cumsum(neg, axis=1) - 0.5 * neg
+            np.cumsum(w * negative, axis=1, out=cn[:, 1:])
+            positive_w = w[:, rows]
+            area = 0.5 * (positive_w * (cn[:, lo] + cn[:, hi])).sum(axis=1)
             with np.errstate(invalid="ignore", divide="ignore"):
-                area = (pos * below).sum(axis=1) / (pos.sum(axis=1) * neg.sum(axis=1))
+                area /= positive_w.sum(axis=1) * cn[:, -1]
             per_column[:, j] = np.where(np.isfinite(area), area, np.nan)
         return per_column.mean(axis=1)
 

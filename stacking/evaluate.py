@@ -6,6 +6,11 @@ out-of-fold predictions over all rows and per fold. The paired bootstrap resampl
 base model on the same resample; its 2.5 and 97.5 percentiles are the 95 % interval shown
 on the leaderboard. An interval that excludes 0 says the gain is not resampling noise
 (it says nothing about the variance from refitting the models).
+
+Each metric is prepared once per prediction (:meth:`stacking.metrics.Metric.prepare`):
+the overall score, the per-fold scores and every resample come from the same per-row
+values or sorted columns. The best base model is prepared and resampled once for the
+whole leaderboard.
 """
 
 from __future__ import annotations

@@ -123,7 +123,10 @@ class PreparedMetric(abc.ABC):
 
     Contract: every method gives the same number as the metric called on the selected rows
     (``sample_weight`` restricted to them); a resample's rows are ``idx[b]`` with
-    repetition. Folds or resamples where the metric is undefined give NaN.
+    repetition. Where scikit-learn's metric is undefined the result is what scikit-learn
+    gives (NaN and an ``UndefinedMetricWarning`` for a one-class AUC), except in
+    ``resample_scores``: an undefined resample is NaN (no AUC warning, no ``ValueError``)
+    and the bootstrap leaves it out.
     """
 
     @abc.abstractmethod

@@ -103,9 +103,9 @@ def _workload(n: int, n_classes: int = 10, n_splits: int = 5, seed: int = 0):
         return p / p.sum(axis=1, keepdims=True)
 
     entries = [
-        Entry("base_a", "base", 1, predictions(0.8)),
-        Entry("base_b", "base", 1, predictions(1.0)),
-        Entry("stack", "meta", 2, predictions(1.2)),
+        Entry("base_a", "base", 1, predictions(0.2)),
+        Entry("base_b", "base", 1, predictions(0.3)),
+        Entry("stack", "meta", 2, predictions(0.35)),
     ]
     plan = FoldPlan(ids=np.arange(n), folds=rng.permutation(np.arange(n) % n_splits))
     return y, entries, plan

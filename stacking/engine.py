@@ -33,6 +33,7 @@ from stacking.cache import CacheStore, make_key, path_digest
 from stacking.errors import BaseModelError
 from stacking.executors import Executor, Job
 from stacking.folds import FoldPlan
+from stacking.numeric import sigmoid, softmax
 from stacking.views import ViewData, as_view_data
 
 
@@ -90,16 +91,6 @@ class _Part:
     output: np.ndarray | None = None
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def detect_outputs_are(raw: list[np.ndarray]) -> str:
     """``logits`` when any value lies outside [0, 1], else ``proba``."""
     low = min(float(np.min(r)) for r in raw if r.size)
@@ -135,7 +126,7 @@ def to_representation(
     if outputs_are == "auto":
         outputs_are = detect_outputs_are(raw)
     if outputs_are == "logits":
-        squash = _softmax if (task != "multilabel" and width > 1) else _sigmoid
+        squash = softmax if (task != "multilabel" and width > 1) else sigmoid
         raw = [squash(r) for r in raw]
     if task == "binary" and width == 1:
         raw = [np.column_stack([1.0 - r[:, 0], r[:, 0]]) for r in raw]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stacking import BaseModelError, LeakageError, load_base_model
-from stacking.base import read_manifest, resolve_base_model
+from stacking.base import read_manifest, resolve_base_model, write_manifest
 from stacking.config import BaseModelConfig
 from stacking.errors import DataError, DataFileNotFoundError
 
@@ -62,18 +62,26 @@ def test_load_base_model_reads_tflite(keras_model, x, tmp_path):
 def test_tflite_fold_models_stack_like_their_keras_originals(multiclass_project, tmp_path):
     """A fold-model directory of .tflite files (converted from the Keras folds) gives
     the same OOF features as the Keras directory."""
-    import shutil
-
     import keras
 
     from stacking import Experiment
+    from stacking.folds import FoldPlan
 
     source = multiclass_project.root / "models/wide"
     lite = tmp_path / "wide_lite"
     lite.mkdir()
-    shutil.copy(source / "stacking.json", lite / "stacking.json")
     for k in range(3):
         _to_tflite(keras.models.load_model(source / f"fold_{k}.keras"), lite / f"fold_{k}.tflite")
+    # Converted models are new files: their manifest records their own hashes.
+    manifest = read_manifest(source)
+    write_manifest(
+        lite,
+        fold_plan=FoldPlan.from_csv(source / "folds.csv"),
+        task=manifest["task"],
+        classes=manifest["classes"],
+        format="tflite",
+    )
+    assert sorted(read_manifest(lite)["files"]) == [f"fold_{k}.tflite" for k in range(3)]
     runs = {}
     for name, path in {"keras": source, "lite": lite}.items():
         cfg = multiclass_project.config(
@@ -179,14 +187,20 @@ def test_resolve_base_model_refuses_other_classes(multiclass_project, tmp_path):
         _resolve(multiclass_project, path=copy)
 
 
-def test_tflite_refuses_multi_output_models(tmp_path):
+def test_tflite_multi_output_is_picked_by_signature_name(tmp_path, x):
+    """Output tensors of a converted model are not in Keras order; the signature names
+    (output_0, output_1) are, and pick the right one."""
     import keras
 
     inputs = keras.Input((6,))
     model = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(5)(inputs)])
     path = _to_tflite(model, tmp_path / "two.tflite")
-    with pytest.raises(BaseModelError, match="has 2 outputs; convert one output per"):
+    with pytest.raises(BaseModelError, match=r"several outputs.*output_0"):
         load_base_model(path)
+    expected = model(x, training=False)
+    for index, name in enumerate(["output_0", "output_1"]):
+        got = load_base_model(path, output=name).predict([x], batch_size=16)
+        np.testing.assert_allclose(got, expected[index].numpy(), atol=1e-5)
 
 
 def test_predictor_format_version_is_checked(tmp_path):

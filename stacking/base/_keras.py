@@ -180,6 +180,13 @@ def _load_error(path: Path, exc: Exception) -> BaseModelError:
             "`custom_objects: my_pkg.layers` (classes decorated with "
             "@keras.saving.register_keras_serializable)"
         )
+    if path.suffix.lower() in (".h5", ".hdf5") and (
+        "Unknown layer" in first or "Layer count" in first
+    ):
+        hint += (
+            "; a subclassed model cannot be read back from .h5 (Keras writes it but cannot "
+            "restore its weights): save it as .keras or export a SavedModel"
+        )
     return BaseModelError(f"cannot load Keras model {str(path)!r}: {first}{hint}")
 
 

@@ -5,11 +5,11 @@ signature functions are already compiled graphs. A signature takes keyword argum
 so the inputs' DECLARED order is recovered separately (feeding them in sorted-name order
 silently swaps ``zeta`` and ``alpha``):
 
-1. a Keras export (``model.export``) keeps a ``serve`` endpoint whose positional input
-   specs are in the model's order; they are matched to the signature's names (the names
-   can differ: a subclassed model's ``args_0_0`` is the signature's ``args_0``);
-2. otherwise the signature's ``structured_input_signature`` keeps its function's
-   argument order (a ``tf.Module`` with ``input_signature=[zeta, alpha]``).
+a Keras export (``model.export``) keeps a ``serve`` endpoint, and a ``tf.Module`` its
+``__call__``, whose positional input specs are in the declared order; they are matched to
+the signature's names (which can differ: a subclassed model's ``args_0_0`` is the
+signature's ``args_0``). Without such a function the signature's names have no order (a
+protobuf map), so a multi-input model must be fed by name (``declared_order`` False).
 
 Outputs are the signature's named outputs; a Keras export names them ``output_0`` …,
 sorted by number.
@@ -32,12 +32,20 @@ from stacking.base._base import (
 from stacking.errors import BaseModelError
 
 
-def _serve_order(loaded, specs: dict) -> list[str] | None:
-    """Signature input names in the order of the Keras ``serve`` endpoint, if any."""
+def _positional_order(loaded, specs: dict) -> list[str] | None:
+    """Signature input names in the positional order of a saved function that takes the
+    same inputs: Keras' ``serve`` endpoint, or a ``tf.Module``'s ``__call__``."""
+    for attribute in ("serve", "__call__"):
+        order = _order_of(getattr(loaded, attribute, None), specs)
+        if order is not None:
+            return order
+    return None
+
+
+def _order_of(function, specs: dict) -> list[str] | None:
     import tensorflow as tf
 
-    serve = getattr(loaded, "serve", None)
-    functions = getattr(serve, "concrete_functions", None) or []
+    functions = getattr(function, "concrete_functions", None) or []
     if len(functions) != 1:
         return None
     args, kwargs = functions[0].structured_input_signature
@@ -50,6 +58,7 @@ def _serve_order(loaded, specs: dict) -> list[str] | None:
     for spec in flat:
         name = spec.name if spec.name in left else None
         if name is None and spec.name and spec.name.endswith("_0"):
+            # a subclassed model's list input: serve names args_0_0, the signature args_0
             name = spec.name[:-2] if spec.name[:-2] in left else None
         if name is None:  # the only remaining spec of this shape and dtype
             same = [
@@ -79,10 +88,11 @@ class SavedModel(FrozenModel):
             )
         self._fn = signatures["serving_default"]
         _, kwargs = self._fn.structured_input_signature
-        order = _serve_order(loaded, kwargs)
-        if order is None and getattr(loaded, "serve", None) is not None and len(kwargs) > 1:
-            self.declared_order = False  # a Keras export of a dict-input model
-        self._names = order or list(kwargs)
+        order = _positional_order(loaded, kwargs)
+        # Without a positional function the signature's names are known but their order
+        # is not (a protobuf map): a multi-input model must then be fed by name.
+        self.declared_order = order is not None or len(kwargs) < 2
+        self._names = order or sorted(kwargs)
         self._specs = [kwargs[n] for n in self._names]
         outputs = self._fn.structured_outputs
         self._outputs = sorted(outputs, key=natural_key)

@@ -319,10 +319,9 @@ def _save_zoo(name, model, directory: Path) -> dict[str, Path]:
         model.save(paths["h5"])
     paths["savedmodel"] = directory / name
     model.export(paths["savedmodel"], verbose=False)
-    if name != "functional-nested":  # same graph as functional-single once converted
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(paths["savedmodel"]))
-        paths["tflite"] = directory / f"{name}.tflite"
-        paths["tflite"].write_bytes(converter.convert())
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(paths["savedmodel"]))
+    paths["tflite"] = directory / f"{name}.tflite"
+    paths["tflite"].write_bytes(converter.convert())
     return paths
 
 

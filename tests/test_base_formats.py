@@ -48,10 +48,8 @@ ZOO_NAMES = [
     "subclassed-multi_input",
     "subclassed-multi_output",
 ]
-# Not stored: subclassed in .h5 (impossible, see test_h5_cannot_hold_subclassed_models);
-# the nested model as .tflite (the converter flattens it into functional-single's graph).
+# Not stored: subclassed in .h5 (impossible, see test_h5_cannot_hold_subclassed_models).
 NOT_STORED = {(n, "h5") for n in ZOO_NAMES if n.startswith("subclassed")}
-NOT_STORED |= {("functional-nested", "tflite")}
 CASES = [(n, f) for n in ZOO_NAMES for f in ZOO_FORMATS if (n, f) not in NOT_STORED]
 
 
@@ -167,6 +165,11 @@ def test_text_and_int_inputs_are_fed_in_the_model_dtype_and_checked(tmp_path):
     assert frozen.input_dtypes == ["string", "int32"]
     expected = model([words_in, ids_in.astype("int32")]).numpy()
     np.testing.assert_allclose(frozen.predict([words_in, ids_in], batch_size=2), expected, 1e-6)
+    half = keras.Input((2,), dtype="float16")
+    keras.Model(half, keras.layers.Dense(1, dtype="float16")(half)).save(tmp_path / "h.keras")
+    frozen = load_base_model(tmp_path / "h.keras")
+    assert frozen.input_dtypes == ["float16"]
+    assert frozen.predict([np.ones((5, 2))], batch_size=2).dtype == np.float16  # float64 in
     job = Job("texty", tmp_path / "t.keras", None, [[words_in, ids_in.astype("float32")]], ["k"])
     with pytest.raises(BaseModelError, match=r"'texty'.*input 'ids' expects dtype int32\. Rece"):
         run_job(job)

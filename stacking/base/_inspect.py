@@ -7,16 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from stacking.base._base import get_loader, is_model
-from stacking.base._manifest import MANIFEST, check_model_files, read_manifest
+from stacking.base._manifest import MANIFEST, check_model_files, fold_model_files, read_manifest
 from stacking.errors import BaseModelError, DataFileNotFoundError
-
-
-def _fold_files(directory: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if (p.name.startswith("fold_") or p.stem == "full" or p.name == "full") and is_model(p)
-    )
 
 
 def _hash_summary(status: dict[str, str] | None, manifest: dict | None) -> str:
@@ -45,14 +37,14 @@ def inspect_model(path: str | Path, *, custom_objects: list[str] | None = None) 
                 f"{str(path)!r} is neither a model nor a fold-model directory (no "
                 f"{MANIFEST}); give a model file, a SavedModel folder or a fold directory"
             )
-        directory, files = path, _fold_files(path)
+        directory, files = path, fold_model_files(path)
         if not files:
             raise BaseModelError(f"fold directory {str(path)!r} holds no fold_k model")
     target = files[0]
     loader = get_loader(target)
     model = loader.load(target, custom_objects=custom_objects)
     manifest = read_manifest(directory) if (directory / MANIFEST).is_file() else None
-    status = check_model_files(directory, manifest, files) if manifest else None
+    status = check_model_files(manifest, files) if manifest else None
     return {
         "path": str(path),
         "model": str(target),

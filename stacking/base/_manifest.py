@@ -70,14 +70,18 @@ def write_manifest(
     return path
 
 
-def model_digests(directory: Path) -> dict[str, str]:
-    """sha256 of every fold and full model in ``directory``, by file or folder name."""
-    found = sorted(
+def fold_model_files(directory: Path) -> list[Path]:
+    """The ``fold_k`` and ``full`` models (files or SavedModel folders) in ``directory``."""
+    return sorted(
         p
         for p in Path(directory).iterdir()
         if (p.name.startswith("fold_") or p.stem == "full" or p.name == "full") and is_model(p)
     )
-    return {p.name: path_digest(p) for p in found}
+
+
+def model_digests(directory: Path) -> dict[str, str]:
+    """sha256 of every fold and full model in ``directory``, by file or folder name."""
+    return {p.name: path_digest(p) for p in fold_model_files(directory)}
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -100,9 +104,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
-def check_model_files(
-    directory: Path, manifest: dict[str, Any], paths: list[Path]
-) -> dict[str, str] | None:
+def check_model_files(manifest: dict[str, Any], paths: list[Path]) -> dict[str, str] | None:
     """Each path's status against the manifest's hashes: "ok", "differs" or
     "not recorded"; None for an older manifest without hashes (nothing to check)."""
     recorded = manifest.get("files")
@@ -119,7 +121,7 @@ def check_model_files(
 
 def verify_model_files(name: str, directory: Path, manifest: dict[str, Any], paths) -> None:
     """Refuse a model file that is not the one the manifest recorded (swapped, replaced)."""
-    status = check_model_files(directory, manifest, list(paths)) or {}
+    status = check_model_files(manifest, list(paths)) or {}
     for file, state in status.items():
         if state != "ok":
             why = "differs from" if state == "differs" else "is not in"

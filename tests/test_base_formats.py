@@ -141,6 +141,19 @@ def test_dict_input_model_is_fed_by_name_only(tmp_path):
     assert frozen.predict(arranged, batch_size=3).shape == (4, 1)
 
 
+def test_dict_output_model_is_picked_by_key(tmp_path):
+    """Keras' own output_names are layer names for dict outputs; the keys are the names."""
+    import keras
+
+    x = keras.Input((3,), name="x")
+    model = keras.Model(x, {"zz": keras.layers.Dense(2)(x), "aa": keras.layers.Dense(1)(x)})
+    model.save(tmp_path / "d.keras")
+    data = np.random.default_rng(1).normal(size=(5, 3)).astype("float32")
+    for key in ("aa", "zz"):
+        got = load_base_model(tmp_path / "d.keras", output=key).predict([data], batch_size=2)
+        np.testing.assert_allclose(got, model(data)[key], atol=1e-6)
+
+
 def test_h5_cannot_hold_subclassed_models(model_zoo, tmp_path):
     """Keras writes a subclassed model to .h5 but cannot restore its weights."""
     model_zoo["subclassed-single"].model.save(tmp_path / "sub.h5")

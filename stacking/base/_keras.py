@@ -83,6 +83,9 @@ class KerasModel(FrozenModel):
         outputs = list(self._model.outputs)
         if self.kind == "sequential":
             out_names = [self._model.layers[-1].name]
+        elif isinstance(self._model.output, dict):  # in keras.tree.flatten's (sorted) order
+            out_names = sorted(self._model.output)
+            outputs = [self._model.output[n] for n in out_names]
         else:
             out_names = list(self._model.output_names)
         self._outputs = [(n, _shape(t.shape[1:])) for n, t in zip(out_names, outputs)]

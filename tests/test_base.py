@@ -209,3 +209,17 @@ def test_predictor_format_version_is_checked(tmp_path):
     (tmp_path / "predictor.json").write_text(json.dumps({"format_version": 1}))
     with pytest.raises(DataError, match="saved in predictor format 1"):
         EnsemblePredictor.load(tmp_path)
+
+
+def test_fold_models_exist_only_while_files_match_the_manifest(multiclass_project, tmp_path):
+    import shutil
+
+    from stacking.folds import FoldPlan
+    from stacking.training import fold_models_exist
+
+    copy = tmp_path / "wide"
+    shutil.copytree(multiclass_project.root / "models/wide", copy)
+    plan = FoldPlan.from_csv(copy / "folds.csv")
+    assert fold_models_exist(copy, plan)
+    shutil.copy(copy / "fold_0.keras", copy / "fold_1.keras")
+    assert not fold_models_exist(copy, plan)

@@ -223,3 +223,42 @@ def test_fold_models_exist_only_while_files_match_the_manifest(multiclass_projec
     assert fold_models_exist(copy, plan)
     shutil.copy(copy / "fold_0.keras", copy / "fold_1.keras")
     assert not fold_models_exist(copy, plan)
+
+
+def test_sequential_fold_models_run_end_to_end(multiclass_project, tmp_path):
+    """`keras.Sequential` fold models (the common way to build one) stack like any other;
+    they crashed with "'Sequential' object has no attribute 'output_names'"."""
+    import keras
+
+    from stacking import Experiment, load_config, load_dataset, make_fold_plan, train_fold_models
+
+    cfg = load_config(multiclass_project.config(tmp_path / "cfg"))
+    data = load_dataset(cfg.data)
+    plan = make_fold_plan(cfg.folds, data)
+
+    def build():
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model
+
+    x = data.train[[f"f_{i}" for i in range(6)]].to_numpy("float32")
+    seq = train_fold_models(
+        build,
+        x,
+        data.y,
+        plan,
+        tmp_path / "seq",
+        task="multiclass",
+        classes=data.classes,
+        fit_kwargs={"epochs": 1},
+    )
+    assert sorted(read_manifest(seq)["files"]) == [f"fold_{k}.keras" for k in range(3)]
+    path = multiclass_project.config(
+        tmp_path,
+        **{"base_models.seq": {"path": str(seq), "input": "x"}, "tracking.enabled": False},
+    )
+    result = Experiment.from_yaml(path, output_dir=tmp_path / "out", progress=False).run()
+    oof = result.oof[["seq__ant", "seq__bee", "seq__cat"]].to_numpy()
+    rows = plan.test_index(0)
+    direct = keras.models.load_model(seq / "fold_0.keras")(x[rows]).numpy()
+    np.testing.assert_allclose(oof[rows], direct, atol=1e-5)

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from stacking.base import path_digest as path_digest  # hashing lives in base (re-export)
+
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
 
@@ -36,26 +38,6 @@ def array_digest(array: np.ndarray) -> str:
     h.update(f"{array.dtype}{array.shape}".encode())
     h.update(np.ascontiguousarray(array).tobytes())
     return h.hexdigest()
-
-
-_file_digests: dict[tuple, str] = {}
-
-
-def path_digest(path: Path) -> str:
-    """sha256 of a file's bytes, or of every file of a folder (names and bytes)."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    if stamp in _file_digests:
-        return _file_digests[stamp]
-    h = hashlib.sha256()
-    for p in files:
-        if path.is_dir():  # a file's own name is not content; a folder's layout is
-            h.update(str(p.relative_to(path)).encode())
-        with open(p, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    _file_digests[stamp] = h.hexdigest()
-    return _file_digests[stamp]
 
 
 def make_key(**parts: Any) -> str:

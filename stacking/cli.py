@@ -94,18 +94,9 @@ def _predict(args) -> int:
 
 
 def _inspect(args) -> int:
-    from stacking.base import MANIFEST, load_base_model, read_manifest
+    from stacking.base import inspect_model
 
-    path = Path(args.model_path)
-    info: dict = {"path": str(path)}
-    target = path
-    if path.is_dir() and (path / MANIFEST).is_file():
-        info["manifest"] = read_manifest(path)
-        target = next(iter(sorted(path.glob("fold_0*"))), path)
-    model = load_base_model(target)
-    info["model"] = str(target)
-    info["inputs"] = [list(s) for s in model.input_shapes]
-    info["outputs"] = model.output_names
+    info = inspect_model(args.model_path, custom_objects=args.custom_objects or None)
     print(json.dumps(info, indent=2, default=str))
     return 0
 
@@ -162,9 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(func=_reproduce)
 
     inspect = sub.add_parser(
-        "inspect", parents=[common], help="show a model's inputs, outputs and manifest"
+        "inspect",
+        parents=[common],
+        help="show a model's format, kind, inputs, outputs, layers, manifest and file hashes "
+        "(JSON)",
     )
-    inspect.add_argument("model_path")
+    inspect.add_argument(
+        "model_path", help="a model file, a SavedModel folder or a fold-model directory"
+    )
+    inspect.add_argument(
+        "--custom-objects",
+        action="append",
+        metavar="MODULE",
+        help="module defining the model's custom Keras classes (repeatable)",
+    )
     inspect.set_defaults(func=_inspect)
 
     cache = sub.add_parser("cache", parents=[common], help="show or clear the prediction cache")

@@ -115,8 +115,13 @@ class CandidateConfig(_Strict):
 
 class BaseModelConfig(_Strict):
     path: Path
-    input: str | ViewConfig | list[str | ViewConfig] = Field(
-        description="a view name from data.views, an inline view, or a list for multi-input"
+    input: str | ViewConfig | list[str | ViewConfig] | dict[str, str | ViewConfig] = Field(
+        description="a view name from data.views, an inline view, a list (one per model input, "
+        "in the model's declared order) or a mapping {model_input_name: view} (by name)"
+    )
+    custom_objects: list[str] = Field(
+        default_factory=list,
+        description="modules defining the model's custom Keras classes, imported before loading",
     )
     trained_on: Literal["folds", "external"] | None = Field(
         None, description="'folds' for a fold-model directory; 'external' for one model"
@@ -128,6 +133,31 @@ class BaseModelConfig(_Strict):
     )
     outputs_are: Literal["auto", "proba", "logits"] = "auto"
     test_with: Literal["mean", "full"] = "mean"
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _inline_view_or_mapping(cls, v: Any) -> Any:
+        # A dict with a view key is an inline view (its typos are then reported as unknown
+        # view keys); any other dict maps the model's input names to views. Pydantic alone
+        # would read {columns: "f_*"} as the mapping of an input named "columns".
+        view_keys = {"columns", "image", "text", "array", *ViewConfig.model_fields}
+        if isinstance(v, dict) and set(v) & view_keys:
+            return ViewConfig.model_validate(v)
+        return v
+
+    @field_validator("custom_objects", mode="before")
+    @classmethod
+    def _module_list(cls, v: Any) -> Any:
+        modules = [v] if isinstance(v, str) else v
+        dotted = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+        if isinstance(modules, list):
+            bad = [m for m in modules if not isinstance(m, str) or not dotted.match(m)]
+            if bad:
+                raise ValueError(
+                    f"custom_objects takes importable module paths such as my_pkg.layers. "
+                    f"Received: {bad}"
+                )
+        return modules
 
     @model_validator(mode="after")
     def _backbone_keys(self) -> BaseModelConfig:

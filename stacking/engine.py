@@ -52,7 +52,8 @@ class BaseModelRecipe:
     fold_paths: list[Path]
     row_paths: list[Path]
     views: list[Any]
-    input_names: list[str] | None = None
+    input_names: list[str] | None = None  # the model input each view feeds, when named
+    custom_objects: list[str] = field(default_factory=list)  # modules imported before load
     output: str | int | None = None
     layer: str | None = None
     outputs_are: str = "auto"
@@ -188,6 +189,8 @@ def _jobs(recipe: BaseModelRecipe, parts: list[_Part], batch_size: int) -> list[
             batch_size=batch_size,
             label=f"{recipe.name}/{path.name}",
             layer=recipe.layer,
+            input_names=recipe.input_names,
+            custom_objects=recipe.custom_objects or None,
         )
         job.parts = todo  # type: ignore[attr-defined]
         jobs.append(job)

@@ -104,7 +104,8 @@ def test_cli_inspect_shows_manifest_and_shapes(multiclass_project, capsys):
     assert main(["inspect", str(multiclass_project.root / "models/wide")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["manifest"]["n_splits"] == 3
-    assert info["inputs"] == [[6]]
+    assert [(i["shape"], i["dtype"]) for i in info["inputs"]] == [([6], "float32")]
+    assert info["hashes"] == "match"
 
 
 def test_cli_cache_info_and_clear(multiclass_project, tmp_path, capsys):

@@ -68,6 +68,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise BaseModelError(f"cannot read manifest {str(path)!r}: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BaseModelError(
+            f"manifest {str(path)!r} holds {type(manifest).__name__} {manifest!r:.40}, not a "
+            "JSON object; rewrite it with stacking.write_manifest"
+        )
     missing = [k for k in _REQUIRED if k not in manifest]
     if missing:
         raise BaseModelError(

@@ -1,0 +1,127 @@
+"""The cache store contract, the entry format every store shares, and the key helpers.
+
+A key is the sha256 of everything a prediction depends on (the model file's content, the
+input array's content, the output picked), so a changed model or changed data can never
+be served a stale entry, and a key does not depend on file names or paths.
+
+An entry is the array in ``.npy`` format followed by a trailer: ``MAGIC`` and the sha256
+of the ``.npy`` bytes. :func:`decode_entry` checks it, so a flipped bit or a truncated file
+is never read as numbers: the store drops the entry and the engine recomputes it.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stacking.errors import CacheError
+
+log = logging.getLogger("stacking.cache")
+# 2: entries carry a checksum trailer. Bumping it changes every key, so entries of an older
+# layout are never read (``stacking cache verify`` lists them; ``cache clear`` drops them).
+CACHE_VERSION = 2
+MAGIC = b"STKCACHE-SHA256:"
+_TRAILER = len(MAGIC) + 32
+
+
+def array_digest(array: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and values (not of its memory layout)."""
+    h = hashlib.sha256()
+    h.update(f"{array.dtype}{array.shape}".encode())
+    h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+_file_digests: dict[tuple, str] = {}
+
+
+def path_digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of every file of a folder (names and bytes)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    if stamp in _file_digests:
+        return _file_digests[stamp]
+    h = hashlib.sha256()
+    for p in files:
+        if path.is_dir():  # a file's own name is not content; a folder's layout is
+            h.update(str(p.relative_to(path)).encode())
+        with open(p, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    _file_digests[stamp] = h.hexdigest()
+    return _file_digests[stamp]
+
+
+def make_key(**parts: Any) -> str:
+    """The cache key of a prediction: sha256 over ``parts`` and :data:`CACHE_VERSION`.
+
+    >>> make_key(model=path_digest(p), inputs=[array_digest(x)], output=None)
+    """
+    blob = json.dumps({"v": CACHE_VERSION, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def encode_entry(array: np.ndarray) -> bytes:
+    """The bytes of one entry: ``.npy`` data, then ``MAGIC`` + its sha256."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array), allow_pickle=False)
+    data = buffer.getvalue()
+    return data + MAGIC + hashlib.sha256(data).digest()
+
+
+def decode_entry(blob: bytes) -> np.ndarray:
+    """The array of an entry; :class:`CacheError` if it is truncated or altered."""
+    data, magic, digest = blob[:-_TRAILER], blob[-_TRAILER:-32], blob[-32:]
+    if len(blob) < _TRAILER or magic != MAGIC:
+        raise CacheError(f"no checksum trailer ({len(blob)} bytes): truncated or not an entry")
+    if hashlib.sha256(data).digest() != digest:
+        raise CacheError("checksum mismatch: the entry's bytes changed after it was written")
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # a checksummed but unreadable array
+        raise CacheError(f"unreadable array: {exc}") from exc
+
+
+def warn_dropped(entry: str, problem: str) -> None:
+    """The ONE log line a dropped entry gives (logging, not ``warnings``: a cache miss
+    is recovered, not a problem of the caller's code)."""
+    log.warning("cache entry %s dropped (%s); it will be recomputed", entry, problem)
+
+
+class CacheStore(abc.ABC):
+    """Maps a key (64 hex characters) to one array. The contract of every store:
+
+    * ``get`` returns an equal copy of what ``put`` stored, or ``None`` (a miss). An entry
+      that fails its checksum is a miss: ``get`` logs one warning line
+      (:func:`warn_dropped`), removes the entry and returns ``None``; it never raises for
+      a damaged entry.
+    * ``put`` is atomic: a reader sees the old entry, the new one or none, never part of
+      one; a failed ``put`` leaves the previous entry.
+    * Thread- and process-safe: concurrent ``get``/``put`` on the same key from threads (and,
+      for stores shared on disk, processes) are allowed; the last ``put`` wins.
+    * ``verify`` reads every entry and returns ``(entry, problem)`` for each bad one,
+      without removing anything; ``clear`` removes all and returns how many there were.
+    * A store owns no resources that need closing.
+    """
+
+    @abc.abstractmethod
+    def get(self, key: str) -> np.ndarray | None: ...
+
+    @abc.abstractmethod
+    def put(self, key: str, array: np.ndarray) -> None: ...
+
+    @abc.abstractmethod
+    def info(self) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def clear(self) -> int: ...
+
+    @abc.abstractmethod
+    def verify(self) -> list[tuple[str, str]]: ...

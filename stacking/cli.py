@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from stacking.errors import CacheError, ConfigError, StackingError
+from stacking.errors import ConfigError, StackingError
 
 
 def _run(args) -> int:
@@ -116,22 +116,13 @@ def _inspect(args) -> int:
 
 
 def _cache(args) -> int:
-    from stacking.cache import LocalCacheStore
+    from stacking.cache import LocalCacheStore, verify_cache
 
     store = LocalCacheStore(args.dir)
     if args.action == "info":
         print(json.dumps(store.info(), indent=2))
     elif args.action == "verify":
-        if not Path(args.dir).is_dir():
-            raise ConfigError(f"cache verify: {args.dir!r} is not a folder; pass --dir CACHE_DIR")
-        n, bad = store.info()["entries"], store.verify()
-        if bad:
-            names = ", ".join(f"{Path(p).name} ({why})" for p, why in bad[:5])
-            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-            raise CacheError(
-                f"cache {args.dir!r}: {len(bad)} of {n} entries are corrupt: {names}{more}; "
-                "`stacking cache clear` or rerun (a run recomputes bad entries)"
-            )
+        n = verify_cache(args.dir)
         print(f"all {n} cache entries in {args.dir} are intact")
     else:
         print(f"removed {store.clear()} cache entries from {args.dir}")

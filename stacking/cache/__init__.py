@@ -16,6 +16,7 @@ runs over every registered kind.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from stacking.cache._base import (
     CACHE_VERSION,
@@ -28,7 +29,7 @@ from stacking.cache._base import (
 )
 from stacking.cache._local import LocalCacheStore
 from stacking.cache._memory import MemoryCacheStore, NullCacheStore
-from stacking.errors import ConfigError
+from stacking.errors import CacheError, ConfigError
 
 __all__ = [
     "CACHE_VERSION",
@@ -45,6 +46,7 @@ __all__ = [
     "open_cache",
     "path_digest",
     "register_cache",
+    "verify_cache",
 ]
 
 # kind -> factory taking the CacheConfig
@@ -70,3 +72,23 @@ def get_cache(cfg) -> CacheStore:
 
 
 open_cache = get_cache  # the name experiment.py and older code use
+
+
+def verify_cache(directory: str | Path) -> int:
+    """Check every entry of the cache folder ``directory``; return how many there are.
+
+    Raises :class:`CacheError` naming the bad entries (one line); nothing is removed, a
+    run recomputes them (``stacking cache verify``).
+    """
+    if not Path(directory).is_dir():
+        raise ConfigError(f"cache verify: {str(directory)!r} is not a folder; pass --dir CACHE_DIR")
+    store = LocalCacheStore(directory)
+    n, bad = store.info()["entries"], store.verify()
+    if bad:
+        names = ", ".join(f"{Path(p).name} ({why})" for p, why in bad[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CacheError(
+            f"cache {str(directory)!r}: {len(bad)} of {n} entries are corrupt: {names}{more}; "
+            "run `stacking cache clear`, or just rerun (a run recomputes bad entries)"
+        )
+    return n

@@ -275,7 +275,8 @@ def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
         if (key := _key_path(e["loc"], raw, keep_last=e["type"] == "missing")) != path[: len(key)]
     }
     more = f" (and {len(others)} more problems)" if others else ""
-    return f"{source}: invalid value for {loc!r}: {first['msg']}. Received: {shown}{more}"
+    msg = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for our validators
+    return f"{source}: invalid value for {loc!r}: {msg}. Received: {shown}{more}"
 
 
 def _apply_override(raw: dict[str, Any], override: str) -> None:

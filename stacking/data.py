@@ -193,7 +193,8 @@ def _ids(frame: pd.DataFrame, id_column: str, source: str) -> np.ndarray:
     if id_column not in frame.columns:
         names = [str(c) for c in frame.columns]
         raise DataError(
-            f"data.id {id_column!r} is not a column of {source}; columns are {names[:8]}…"
+            f"{source} has no column(s) [{id_column!r}] named by data.id; columns are "
+            f"{names[:8]}…; fix data.id, or remove it to use row numbers"
         )
     missing = frame[id_column].isna().to_numpy()
     if missing.any():

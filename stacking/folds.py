@@ -93,8 +93,8 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
         present = np.unique(folds)
         if present.size < 2 or not np.array_equal(present, np.arange(present.size)):
             raise DataError(
-                f"folds.column {cfg.column!r} in {source} must number folds 0..K-1 with K >= 2 "
-                f"and none empty. Received folds {present.tolist()[:20]}; renumber the column"
+                f"folds.column {cfg.column!r} in {source}: a fold plan needs folds numbered "
+                f"0..K-1 with K >= 2. Received folds {present.tolist()[:20]}; renumber them"
             )
         return FoldPlan(ids=data.ids, folds=folds)
     n = len(data.ids)

@@ -392,7 +392,7 @@ ROWS = {
         "data",
         "test table without the id column",
         DataError,
-        r"data\.id 'id' is not a column of .*test\.csv",
+        r"test\.csv has no column\(s\) \['id'\] named by data\.id",
         _test_table(lambda f: f.drop(columns=["id"])),
     ),
     "data-single-class": Row(
@@ -445,8 +445,8 @@ ROWS = {
         "folds",
         "fold column numbered 0, 1, 3",
         DataError,
-        r"folds\.column 'fold' in .*train\.csv must number folds 0\.\.K-1 .* Received folds "
-        r"\[0, 1, 3\]",
+        r"folds\.column 'fold' in .*train\.csv: a fold plan needs folds numbered 0\.\.K-1 "
+        r"with K >= 2\. Received folds \[0, 1, 3\]",
         _train(lambda f: f.assign(fold=f["fold"].replace(2, 3))),
     ),
     "folds-no-column": Row(
@@ -645,7 +645,7 @@ ROWS = {
     ),
     "cli-inspect-not-model": Row(
         "CLI",
-        "`stacking inspect` on a CSV file",
+        "`stacking inspect` on a YAML file",
         BaseModelError,
         r"'.*c\.yaml' is not a model format tf-stacking reads",
         **_inspect("c.yaml"),
@@ -792,7 +792,7 @@ def _markdown(root: Path, tmp: Path) -> str:
         shown = err.getvalue().strip().replace(str(folder), "…").replace(str(root), "…")
         shown = re.sub(r"\b[0-9a-f]{16,64}\b", "…", shown).replace("|", "\\|")
         api = row.error.__name__ if row.argv is None or row.api else "(CLI only)"
-        lines.append(f"| {row.area} | {row.what} | `{shown}` | `{api}` |")
+        lines.append(f"| {row.area} | {row.what} | `` {shown} `` | `{api}` |")
     return "\n".join(lines)
 
 

@@ -222,13 +222,13 @@ def test_get_keeps_an_entry_replaced_by_another_process(tmp_path, monkeypatch):
     store.put(_key(), np.arange(4.0))
     entry = _entry_file(tmp_path)
     entry.write_bytes(b"broken")
-    real_decode = __import__("stacking.cache._local", fromlist=["x"]).decode_entry
+    real_read = __import__("stacking.cache._local", fromlist=["x"]).read_entry
 
-    def decode_then_race(blob):
+    def read_then_race(fh):
         LocalCacheStore(tmp_path).put(_key(), np.arange(4.0))  # the other writer
-        return real_decode(blob)
+        return real_read(fh)
 
-    monkeypatch.setattr("stacking.cache._local.decode_entry", decode_then_race)
+    monkeypatch.setattr("stacking.cache._local.read_entry", read_then_race)
     assert store.get(_key()) is None
     monkeypatch.undo()
     assert_array_equal(store.get(_key()), np.arange(4.0))

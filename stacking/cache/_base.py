@@ -16,6 +16,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger("stacking.cache")
 CACHE_VERSION = 2
 MAGIC = b"STKCACHE-SHA256:"
 _TRAILER = len(MAGIC) + 32
+_CHUNK = 1 << 24
 
 
 def array_digest(array: np.ndarray) -> str:
@@ -68,25 +70,70 @@ def make_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+class _HashingWriter:
+    """A write-only file object that hashes what it forwards (``np.save`` writes to it)."""
+
+    def __init__(self, fh) -> None:
+        self.fh, self.sha = fh, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha.update(data)
+        return self.fh.write(data)
+
+
+def write_entry(fh, array: np.ndarray) -> None:
+    """Write one entry to the binary file ``fh``: ``.npy`` data, then ``MAGIC`` + sha256.
+
+    Streams: no copy of the array is made beyond numpy's own write buffer.
+    """
+    writer = _HashingWriter(fh)
+    np.save(writer, np.asarray(array), allow_pickle=False)
+    fh.write(MAGIC + writer.sha.digest())
+
+
+def check_entry(fh) -> None:
+    """Verify the entry in the seekable binary file ``fh``; :class:`CacheError` if it is
+    truncated or altered. Leaves ``fh`` at its start."""
+    size = fh.seek(0, os.SEEK_END)
+    if size < _TRAILER:
+        raise CacheError(f"no checksum trailer ({size} bytes): truncated or not an entry")
+    fh.seek(size - _TRAILER)
+    trailer = fh.read(_TRAILER)
+    if trailer[: len(MAGIC)] != MAGIC:
+        raise CacheError(f"no checksum trailer ({size} bytes): truncated or not an entry")
+    fh.seek(0)
+    sha, remaining = hashlib.sha256(), size - _TRAILER
+    while remaining:
+        chunk = fh.read(min(remaining, _CHUNK))
+        if not chunk:
+            raise CacheError("the entry shrank while it was read")
+        sha.update(chunk)
+        remaining -= len(chunk)
+    if sha.digest() != trailer[len(MAGIC) :]:
+        raise CacheError("checksum mismatch: the entry's bytes changed after it was written")
+    fh.seek(0)
+
+
+def read_entry(fh) -> np.ndarray:
+    """The array of the entry in ``fh`` after :func:`check_entry`."""
+    check_entry(fh)
+    try:
+        return np.lib.format.read_array(fh, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:  # a checksummed but unreadable array
+        raise CacheError(f"unreadable array: {exc}") from exc
+
+
 def encode_entry(array: np.ndarray) -> bytes:
-    """The bytes of one entry: ``.npy`` data, then ``MAGIC`` + its sha256."""
+    """One entry as bytes (for stores that keep bytes, e.g. in memory)."""
     buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array), allow_pickle=False)
-    data = buffer.getvalue()
-    return data + MAGIC + hashlib.sha256(data).digest()
+    write_entry(buffer, array)
+    return buffer.getvalue()
 
 
 def decode_entry(blob: bytes) -> np.ndarray:
-    """The array of an entry; :class:`CacheError` if it is truncated or altered."""
-    data, magic, digest = blob[:-_TRAILER], blob[-_TRAILER:-32], blob[-32:]
-    if len(blob) < _TRAILER or magic != MAGIC:
-        raise CacheError(f"no checksum trailer ({len(blob)} bytes): truncated or not an entry")
-    if hashlib.sha256(data).digest() != digest:
-        raise CacheError("checksum mismatch: the entry's bytes changed after it was written")
-    try:
-        return np.load(io.BytesIO(data), allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:  # a checksummed but unreadable array
-        raise CacheError(f"unreadable array: {exc}") from exc
+    """The array of an entry's bytes; :class:`CacheError` if truncated or altered."""
+    array = read_entry(io.BytesIO(blob))
+    return array if array.flags.writeable else array.copy()
 
 
 def warn_dropped(entry: str, problem: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from stacking.cache._base import CacheStore, decode_entry, encode_entry, warn_dropped
+from stacking.cache._base import CacheStore, check_entry, read_entry, warn_dropped, write_entry
 from stacking.errors import CacheError
 
 
@@ -36,30 +36,30 @@ class LocalCacheStore(CacheStore):
     def get(self, key: str) -> np.ndarray | None:
         path = self._path(key)
         try:
-            with open(path, "rb") as fh:
-                blob = fh.read()
-                inode = os.fstat(fh.fileno()).st_ino
+            fh = open(path, "rb")  # noqa: SIM115 (closed below; the inode is needed after)
         except FileNotFoundError:
             return None
-        try:
-            return decode_entry(blob)
-        except CacheError as exc:
-            warn_dropped(str(path), str(exc))
-            try:  # unless another process has meanwhile replaced it with a good entry
-                if path.stat().st_ino == inode:
-                    path.unlink()
-            except FileNotFoundError:
-                pass
-            return None
+        with fh:
+            inode = os.fstat(fh.fileno()).st_ino
+            try:
+                return read_entry(fh)
+            except CacheError as exc:
+                problem = str(exc)
+        warn_dropped(str(path), problem)
+        try:  # unless another process has meanwhile replaced it with a good entry
+            if path.stat().st_ino == inode:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+        return None
 
     def put(self, key: str, array: np.ndarray) -> None:
-        blob = encode_entry(array)  # before any file exists: an unsavable array leaves none
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
+                write_entry(fh, array)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -90,7 +90,8 @@ class LocalCacheStore(CacheStore):
         bad = []
         for path in self._entries():
             try:
-                decode_entry(path.read_bytes())
+                with open(path, "rb") as fh:
+                    check_entry(fh)
             except FileNotFoundError:  # removed by a concurrent run: not bad
                 continue
             except CacheError as exc:

@@ -12,7 +12,11 @@ from stacking.config import FeaturesConfig, load_config, parse_config
 from stacking.errors import ConfigError, DataFileNotFoundError
 
 MINIMAL = {
-    "data": {"train": "train.csv", "target": "label"},
+    "data": {
+        "train": "train.csv",
+        "target": "label",
+        "views": {"pixels": {"columns": "px_*"}, "x": {"columns": "f_*"}},
+    },
     "base_models": {"cnn": {"path": "models/cnn", "input": "pixels"}},
 }
 
@@ -414,3 +418,34 @@ def test_import_paths_lists_custom_objects_when_the_field_exists():
         pytest.skip("base_models.*.custom_objects arrives with the loaders branch")
     cfg.base_models["cnn"].custom_objects = ["evil_pkg.layers"]
     assert ("base_models.cnn.custom_objects", "evil_pkg.layers") in import_paths(cfg)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (
+            lambda r: r["base_models"]["cnn"].update(input="pixel"),
+            r"base_models.cnn.input: no view 'pixel' in data.views \(defined: \['pixels', 'x'\]\)",
+        ),
+        (
+            lambda r: r.update(
+                meta={"candidates": ["mean", {"estimator": "nnls", "name": "mean"}]}
+            ),
+            "meta.candidates: the name 'mean' is used twice",
+        ),
+        (
+            lambda r: r.update(meta={"candidates": ["cnn"]}),
+            "meta.candidates: the name 'cnn' is used twice",
+        ),
+        (
+            lambda r: r.update(meta={"levels": [{"candidates": []}]}),
+            r"meta.levels\[0\].candidates is empty",
+        ),
+    ],
+)
+def test_config_cross_references_are_checked_when_parsed(edit, match):
+    raw = _raw()
+    edit(raw)
+    with pytest.raises(ConfigError, match=match) as info:
+        _parse(raw)
+    assert str(info.value).startswith("exp.yaml: ") and "\n" not in str(info.value)

@@ -625,7 +625,7 @@ ROWS = {
         "CLI",
         "`stacking predict` on a folder without a predictor",
         DataFileNotFoundError,
-        r"'.*empty' holds no predictor\.json; pass a results directory's ensemble/ folder",
+        r"'.*empty' holds no \w+\.json; pass a results directory",
         _empty_folder,
         argv=lambda tmp, cfg: [
             "predict",

@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import clone, is_classifier
+from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.utils.validation import has_fit_parameter
 
 from stacking.config import CandidateConfig
@@ -59,6 +59,9 @@ _BLOCKS = {
 }
 
 
+_API = ("fit", "get_params")
+
+
 @dataclass
 class Candidate:
     """A named, unfitted meta-model; ``uses_blocks`` when it combines probabilities."""
@@ -68,7 +71,12 @@ class Candidate:
     uses_blocks: bool
 
 
-def _import(path: str, where: str):
+def _import(path: str, where: str) -> type:
+    """The estimator CLASS at ``path``; nothing found there is called before this check.
+
+    Anything else (a function such as ``subprocess.check_call``, an instance, a module)
+    is a :class:`ConfigError`: a config names estimators, never code to run.
+    """
     module, _, attr = path.rpartition(".")
     if not module:
         raise ConfigError(
@@ -76,9 +84,19 @@ def _import(path: str, where: str):
             "nor an import path such as sklearn.linear_model.LogisticRegression"
         )
     try:
-        return getattr(importlib.import_module(module), attr)
+        obj = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"{where}: cannot import {path!r}: {exc}") from exc
+    is_estimator = isinstance(obj, type) and (
+        issubclass(obj, BaseEstimator) or all(callable(getattr(obj, m, None)) for m in _API)
+    )
+    if not is_estimator:
+        what = f"a class without {'/'.join(_API)}" if isinstance(obj, type) else type(obj).__name__
+        raise ConfigError(
+            f"{where}: {path!r} is not a scikit-learn estimator class (it is {what}); "
+            "name an estimator class such as sklearn.linear_model.LogisticRegression"
+        )
+    return obj
 
 
 def make_candidate(spec: str | CandidateConfig, *, task: str, where: str = "meta") -> Candidate:

@@ -423,7 +423,8 @@ ROWS = {
         "data",
         "view `shape` that does not fit its columns",
         DataError,
-        r"view 'f_\*' in .*train\.csv has 4 columns but shape \[5\] needs 5",
+        r"view \['f_0', 'f_1', 'f_2', 'f_3'\] in .*train\.csv has 4 columns but shape \[5\] "
+        r"needs 5",
         _set("data.views.x", {"columns": "f_*", "shape": [5]}),
     ),
     "data-view-text": Row(
@@ -519,7 +520,7 @@ ROWS = {
         "base models",
         "external model file of an unknown format (`.txt`)",
         BaseModelError,
-        r"'.*model\.txt' is not a model format tf-stacking reads; use \.keras, \.h5, \.tflite",
+        r"'.*model\.txt' is not a model format tf-stacking reads; use one of: \.keras or \.h5",
         _only_outside("model.txt", b"weights"),
     ),
     "base-corrupt-file": Row(
@@ -533,8 +534,8 @@ ROWS = {
         "base models",
         "view of 3 columns for a model of 4 inputs",
         BaseModelError,
-        r"base model 'folds' \(fold_0\.keras\) expects input shape\(s\) \[\(4,\)\] but its "
-        r"input view gives \[\(3,\)\]",
+        r"base model 'folds' \(fold_0\.keras\) expects input shape\(s\) \[\(4,\)\] "
+        r"\['input_layer'\] but its input view gives \[\(3,\)\]",
         _set("data.views.x", {"columns": ["f_0", "f_1", "f_2"]}),
     ),
     # -- meta -----------------------------------------------------------------------------

@@ -213,7 +213,7 @@ class Experiment:
         recipes = resolve_recipes(cfg, data, plan)
 
         preds = self._predict_bases(recipes, data, plan)
-        level1 = build_level1(preds, data, cfg.meta.features)
+        level1 = build_level1(preds, data, cfg.meta.features, include_test=False)
         stack, meta_entries = fit_stack(
             recipes,
             preds,

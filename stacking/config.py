@@ -290,10 +290,11 @@ class Config(_Strict):
         if not v:
             raise ValueError("at least one base model is needed")
         for name in v:
-            if not _NAME.match(name) or "__" in name:
+            if not _NAME.match(name) or "__" in name or name.endswith("_"):
                 raise ValueError(
                     f"base model name {name!r} must start with a letter, use letters, digits, "
-                    "'_', '-', '.', and not contain '__' (it separates model and output)"
+                    "'_', '-', '.', and neither contain '__' nor end in '_' (its columns are "
+                    "named <model>__<output>: 'a_' and class '_x' would collide with 'a')"
                 )
         return v
 

@@ -150,7 +150,7 @@ def test_fold_plan_digest_changes_when_a_row_changes_fold(plan_arrays, data):
 
 # --- level-1 column names --------------------------------------------------------------
 
-# Config's rule (letter first, no "__"), and no trailing "_": see the collision test below.
+# Config's rule: letter first, no "__", no trailing "_" (see the refusal test below).
 model_names = st.from_regex(r"[A-Za-z][A-Za-z0-9_.-]{0,8}", fullmatch=True).filter(
     lambda s: "__" not in s and not s.endswith("_")
 )
@@ -176,15 +176,16 @@ def test_level1_column_names_are_unique_and_name_model_and_output(
     assert len(set(columns)) == len(columns)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: config accepts model names ending in '_', so models 'a' and 'a_' "
-    "with classes 'x' and '_x' both get a column 'a___x'; forbid a trailing '_' in "
-    "config._NAME (then remove this mark and the filter on model_names)",
-)
-def test_level1_column_names_collide_for_a_model_name_ending_in_underscore():
-    columns = [c for m in ["a", "a_"] for c in output_columns(m, "multiclass", ["x", "_x"])]
-    assert len(set(columns)) == len(columns)
+def test_config_refuses_a_model_name_whose_columns_could_collide():
+    """'a' with class '_x' and 'a_' with class 'x' would both be column 'a___x'."""
+    from stacking.errors import ConfigError
+
+    raw = {
+        "data": {"train": "t.csv", "target": "y", "views": {"v": {"columns": "f*"}}},
+        "base_models": {"a": {"path": "m", "input": "v"}, "a_": {"path": "m", "input": "v"}},
+    }
+    with pytest.raises(ConfigError, match=r"base model name 'a_' .* nor end in '_'"):
+        parse_config(raw, root=Path("/project"))
 
 
 # --- config round-trips ----------------------------------------------------------------
@@ -211,7 +212,12 @@ def raw_configs(draw):
     if kind == "group":
         folds["group"] = draw(names)
     models = draw(
-        st.lists(names.filter(lambda s: "__" not in s), min_size=1, max_size=3, unique=True)
+        st.lists(
+            names.filter(lambda s: "__" not in s and not s.endswith("_") and s not in RESERVED),
+            min_size=1,
+            max_size=3,
+            unique=True,
+        )
     )
     return {
         "name": draw(names),
@@ -227,7 +233,12 @@ def raw_configs(draw):
         "meta": {
             "features": draw(st.sampled_from(["proba", "logit", "rank"])),
             "candidates": draw(
-                st.lists(st.sampled_from(["default", "mean", "logistic"]), min_size=1, max_size=3)
+                st.lists(
+                    st.sampled_from(["default", "mean", "logistic"]),
+                    min_size=1,
+                    max_size=3,
+                    unique=True,  # a candidate name used twice is refused at parse time
+                )
             ),
             "bootstrap": draw(st.integers(0, 2000)),
         },
@@ -235,6 +246,9 @@ def raw_configs(draw):
         "cache": {"enabled": draw(st.booleans())},
         "executor": {"batch_size": draw(st.integers(1, 10_000))},
     }
+
+
+RESERVED = {"default", "mean", "logistic", "base_mean"}  # candidate names
 
 
 @FAST

@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -257,3 +258,23 @@ def test_image_cache_follows_file_content_not_paths(image_project, tmp_path):
     third, computed = _run(config, tmp_path / "run3")
     assert computed == {}
     pd.testing.assert_frame_equal(third.oof, second.oof)
+
+
+@pytest.mark.e2e
+def test_image_pyfunc_model_serves_unlabeled_rows_with_absolute_paths(image_run, image_project):
+    result, tmp = image_run
+    uri = load_config(tmp / "images.yaml").tracking.uri
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    model_id = client.get_run(result.run_id).data.tags["stacking.ensemble_model_id"]
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{model_id}")
+    finally:
+        mlflow.set_tracking_uri(None)
+    test = pd.read_csv(image_project.data / "test.csv")
+    test["path"] = [str(image_project.data / p) for p in test["path"]]  # served from anywhere
+    got = model.predict(test)
+    columns = [f"ensemble__{c}" for c in CLASSES]
+    np.testing.assert_allclose(
+        got[columns].to_numpy(), result.test_predictions[columns].to_numpy(), atol=1e-10
+    )

@@ -60,6 +60,19 @@ def build_dense():
     return model
 
 
+def build_encoder():
+    """A frozen random encoder (never trained: used as a backbone with a cross-fitted head)."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = layers.Rescaling(1 / 255)(inputs)
+    x = layers.Conv2D(8, 3, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D(name="embedding")(x)
+    return keras.Model(inputs, layers.Dense(10, activation="softmax")(x))
+
+
 @dataclass
 class ImageProject:
     data: Path  # train.csv, test.csv, test_labeled.csv, png/
@@ -85,6 +98,12 @@ class ImageProject:
             "base_models": {
                 "cnn": {"path": str(self.models / "cnn"), "input": "image"},
                 "pixels": {"path": str(self.models / "pixels"), "input": "pixels"},
+                "encoder": {
+                    "path": str(self.models / "encoder" / "encoder.keras"),
+                    "input": "image",
+                    "layer": "embedding",
+                    "head": "logistic",
+                },
             },
             "meta": {"candidates": ["logistic", "mean"], "bootstrap": 0},
             "tracking": {
@@ -110,7 +129,10 @@ def image_project(tmp_path_factory) -> ImageProject:
     root = tmp_path_factory.mktemp("images")
     _make_images_module().write_digit_images(root / "data", size=SIZE, n_rows=150, seed=0)
     project = ImageProject(data=root / "data", models=root / "models")
-    cfg = load_config(project.config(root))
+    raw = yaml.safe_load(project.config(root).read_text())
+    del raw["base_models"]["encoder"]  # not written yet
+    (root / "images.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(root / "images.yaml")
     data = load_dataset(cfg.data)
     plan = make_fold_plan(cfg.folds, data)
     images = read_view(
@@ -128,6 +150,8 @@ def image_project(tmp_path_factory) -> ImageProject:
             classes=data.classes,
             fit_kwargs={"epochs": 3, "batch_size": 32},
         )
+    (project.models / "encoder").mkdir()
+    build_encoder().save(project.models / "encoder" / "encoder.keras")
     return project
 
 
@@ -177,7 +201,7 @@ def test_image_experiment_runs_end_to_end(image_run):
     oof = pd.read_parquet(tmp / "out" / "oof.parquet")
     assert len(oof) == 120
     assert [c for c in oof.columns if c.startswith("cnn__")] == [f"cnn__{c}" for c in CLASSES]
-    assert set(result.leaderboard["model"]) >= {"cnn", "pixels", "logistic", "mean"}
+    assert set(result.leaderboard["model"]) >= {"cnn", "pixels", "encoder", "logistic", "mean"}
     assert result.test_predictions is not None and len(result.test_predictions) == 30
     # The CNN learned something from the image files: far better than chance (0.1).
     accuracy = (oof[[f"cnn__{c}" for c in CLASSES]].to_numpy().argmax(axis=1) == oof.label).mean()
@@ -232,9 +256,11 @@ def test_image_cache_follows_file_content_not_paths(image_project, tmp_path):
     data = image_project.copy_data(tmp_path)
     config = image_project.config(tmp_path, data)
     first, computed = _run(config, tmp_path / "run1")
-    assert computed == {"cnn": 2 * N_SPLITS, "pixels": 2 * N_SPLITS}  # OOF + test per fold
+    # Fold models: OOF and test per fold; the backbone: all training rows, and the test rows.
+    assert computed == {"cnn": 2 * N_SPLITS, "pixels": 2 * N_SPLITS, "encoder": 2}
 
-    # Edit one training image: only the CNN's part for that row's fold is predicted again.
+    # Edit one training image: only the CNN's part for that row's fold is predicted again,
+    # and the backbone's embeddings of the training rows; not the test rows, not the pixels.
     train = pd.read_csv(data / "train.csv")
     edited = _load_pixels(data, train["path"][:1])[0].astype(np.uint8)
     edited[:, : SIZE // 2] = 255 - edited[:, : SIZE // 2]
@@ -242,7 +268,7 @@ def test_image_cache_follows_file_content_not_paths(image_project, tmp_path):
 
     Image.fromarray(edited).save(data / train["path"][0])
     second, computed = _run(config, tmp_path / "run2")
-    assert computed == {"cnn": 1}
+    assert computed == {"cnn": 1, "encoder": 1}
     fold = first.oof.set_index("id").loc[train["id"][0], "fold"]
     changed = ~np.isclose(first.oof.filter(like="cnn__"), second.oof.filter(like="cnn__")).all(
         axis=1

@@ -24,6 +24,26 @@ from stacking.errors import ConfigError, DataFileNotFoundError
 
 Task = Literal["auto", "binary", "multiclass", "multilabel", "regression"]
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+# An experiment or candidate name becomes a folder name (runs/<name>-<time>), a cache and
+# MLflow key: no separators, no leading dot, nothing a shell or a URL would reinterpret.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# Import paths a config read back from a tracking server may name (see parse_config).
+TRUSTED_PREFIXES = ("stacking.", "sklearn.")
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _SAFE_NAME.match(value) or ".." in value:
+        raise ValueError(
+            f"{what} must be 1-100 letters, digits, '_', '-' or '.', start with a letter or "
+            f"digit and hold no '..' (it becomes a folder name and an MLflow key)"
+        )
+    return value
+
+
+def safe_name(text: str) -> str:
+    """``text`` made into a valid experiment name (for names taken from file names)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).replace("..", ".").lstrip("._-")[:100]
+    return cleaned or "experiment"
 
 
 class _Strict(BaseModel):
@@ -111,6 +131,16 @@ class CandidateConfig(_Strict):
     name: str | None = None
     estimator: str
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _safe(cls, v: str | None) -> str | None:
+        if v is not None and (not _NAME.match(v) or "__" in v):
+            raise ValueError(
+                "a candidate name must start with a letter, use letters, digits, '_', '-', "
+                "'.', and not contain '__' (it becomes a column prefix and an MLflow run name)"
+            )
+        return v
 
 
 class BaseModelConfig(_Strict):
@@ -226,6 +256,7 @@ class TrackingConfig(_Strict):
 
 class CacheConfig(_Strict):
     enabled: bool = True
+    kind: str = Field("local", description="a store of stacking.cache.STORES: local, memory")
     dir: Path = Field(Path(".stacking_cache"), description="relative to the working folder")
 
 
@@ -247,6 +278,11 @@ class Config(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return _check_name(v, "name")
 
     @field_validator("base_models")
     @classmethod
@@ -389,7 +425,14 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         raise ConfigError(
             f"--set expects dotted.key=value. Received: {override!r}; e.g. --set folds.n_splits=3"
         )
-    parsed = yaml.safe_load(value) if value else ""
+    try:
+        parsed = yaml.safe_load(value) if value else ""
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split("\n")[0].split())
+        raise ConfigError(
+            f"--set {key}: the value is not valid YAML ({problem}). Received: {value!r}; "
+            "quote it (--set 'key=\"text\"') or close its brackets"
+        ) from exc
     node = raw
     parts = key.split(".")
     for part in parts[:-1]:
@@ -402,29 +445,91 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = parsed
 
 
+def import_paths(cfg: Config) -> list[tuple[str, str]]:
+    """``(key, path)`` for every import path ``cfg`` names: meta candidates of every level,
+    backbone heads and base models' ``custom_objects`` modules. Short names (no dot) are
+    tf-stacking's own and are not listed."""
+    found = []
+    levels = [("meta.candidates", cfg.meta.candidates)] + [
+        (f"meta.levels.{i}.candidates", lv.candidates) for i, lv in enumerate(cfg.meta.levels)
+    ]
+    for where, candidates in levels:
+        for i, spec in enumerate(candidates):
+            found.append((f"{where}.{i}", spec if isinstance(spec, str) else spec.estimator))
+    for name, model in cfg.base_models.items():
+        head = model.head
+        if head is not None:
+            found.append(
+                (f"base_models.{name}.head", head if isinstance(head, str) else head.estimator)
+            )
+        modules = getattr(model, "custom_objects", None) or []
+        for module in [modules] if isinstance(modules, str) else modules:
+            found.append((f"base_models.{name}.custom_objects", module))
+    return [(key, path) for key, path in found if "." in path]
+
+
+def check_trusted_imports(cfg: Config, source: str) -> None:
+    """Refuse import paths outside :data:`TRUSTED_PREFIXES`, before anything is imported.
+
+    A config read back from a tracking server was written by whoever can write runs
+    there; importing a module or class it names runs that person's code here.
+    """
+    for key, path in import_paths(cfg):
+        if not path.startswith(TRUSTED_PREFIXES):
+            raise ConfigError(
+                f"{source}: {key} names {path!r}, outside {' and '.join(TRUSTED_PREFIXES)}; "
+                "a config from a tracking server is not trusted to import other code. If you "
+                "trust whoever wrote it, pass --trust-imports (trusted_imports=True)"
+            )
+
+
 def parse_config(
-    raw: dict[str, Any], *, root: Path, source: str = "config", overrides: list[str] = ()
+    raw: dict[str, Any],
+    *,
+    root: Path,
+    source: str = "config",
+    overrides: list[str] = (),
+    trusted_imports: bool = True,
 ) -> Config:
-    """Validate a raw mapping (e.g. from YAML) into a :class:`Config`."""
+    """Validate a raw mapping (e.g. from YAML) into a :class:`Config`.
+
+    ``trusted_imports=False`` (configs read back from a tracking server) refuses every
+    import path outside ``stacking.`` and ``sklearn.``: see :func:`check_trusted_imports`.
+    """
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level. Received: {raw!r}")
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level. Received: {raw!r:.80}; "
+            "write `key: value` lines (data:, base_models:, ...)"
+        )
     for override in overrides:
         _apply_override(raw, override)
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, source, raw)) from exc
+    if not trusted_imports:
+        check_trusted_imports(cfg, source)
     return cfg.resolve_paths(root)
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read and validate a YAML config; ``overrides`` are ``dotted.key=value`` strings."""
+    """Read and validate a YAML config; ``overrides`` are ``dotted.key=value`` strings.
+
+    A config file the user wrote is trusted like a script: its import paths are resolved.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataFileNotFoundError(f"config file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "save the config as UTF-8"
+        ) from exc
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
-    raw.setdefault("name", path.stem) if isinstance(raw, dict) else None
+    raw.setdefault("name", safe_name(path.stem)) if isinstance(raw, dict) else None
     return parse_config(raw, root=path.parent.resolve(), source=str(path), overrides=overrides)

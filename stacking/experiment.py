@@ -95,15 +95,25 @@ class Experiment:
         return cls(load_config(path, overrides), **kwargs)
 
     @classmethod
-    def from_run(cls, run_id: str, *, tracking_uri: str | None = None, **kwargs) -> Experiment:
+    def from_run(
+        cls,
+        run_id: str,
+        *,
+        tracking_uri: str | None = None,
+        trust_imports: bool = False,
+        **kwargs,
+    ) -> Experiment:
         """The experiment of a recorded MLflow run, from its ``config.resolved.yaml``.
 
         Its data and fold plan must still have the digests the run recorded; the new run
-        is tagged ``stacking.reproduces`` with the old run's id.
+        is tagged ``stacking.reproduces`` with the old run's id. The stored config is not
+        trusted: import paths outside ``stacking.``/``sklearn.`` are refused unless
+        ``trust_imports``.
         """
         raw, tags, metrics = fetch_run(run_id, tracking_uri)
         raw.setdefault("tracking", {})["uri"] = tracking_uri or raw["tracking"].get("uri")
-        config = parse_config(raw, root=Path.cwd(), source=f"run {run_id}'s config")
+        source = f"run {run_id}'s config"
+        config = parse_config(raw, root=Path.cwd(), source=source, trusted_imports=trust_imports)
         data = load_dataset(config.data)
         plan = make_fold_plan(config.folds, data)
         for what, now in [("data", data.digest), ("folds", plan.digest)]:
@@ -203,7 +213,7 @@ class Experiment:
         recipes = resolve_recipes(cfg, data, plan)
 
         preds = self._predict_bases(recipes, data, plan)
-        level1 = build_level1(preds, data, cfg.meta.features)
+        level1 = build_level1(preds, data, cfg.meta.features, include_test=False)
         stack, meta_entries = fit_stack(
             recipes,
             preds,

@@ -113,7 +113,14 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
                 f"fold column {cfg.column!r} in {source} must hold integers 0..K-1. "
                 f"Received dtype {raw.dtype}"
             )
-        return FoldPlan(ids=data.ids, folds=raw.to_numpy(dtype=int))
+        folds = raw.to_numpy(dtype=int)
+        present = np.unique(folds)
+        if present.size < 2 or not np.array_equal(present, np.arange(present.size)):
+            raise DataError(
+                f"folds.column {cfg.column!r} in {source}: a fold plan needs folds numbered "
+                f"0..K-1 with K >= 2. Received folds {present.tolist()[:20]}; renumber them"
+            )
+        return FoldPlan(ids=data.ids, folds=folds)
     n = len(data.ids)
     if cfg.n_splits > n:
         raise DataError(f"folds.n_splits={cfg.n_splits} exceeds the {n} rows of {source}")

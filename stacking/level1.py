@@ -137,10 +137,18 @@ def check_meta_columns(data: Dataset, cfg: FeaturesConfig, reserved: set[str]) -
             )
 
 
-def build_level1(preds: dict, data: Dataset, cfg: FeaturesConfig) -> Level1:
-    """Assemble :class:`Level1` from each base model's ``BasePredictions``."""
+def build_level1(
+    preds: dict, data: Dataset, cfg: FeaturesConfig, *, include_test: bool = True
+) -> Level1:
+    """Assemble :class:`Level1` from each base model's ``BasePredictions``.
+
+    The experiment builds the training rows' level 1 only (``include_test=False``): its
+    test rows go through :meth:`stacking.stack.FittedStack.level1`, as served rows do.
+    """
     models = list(preds)
-    has_test = all(p.test is not None for p in preds.values()) and data.test is not None
+    has_test = (
+        include_test and all(p.test is not None for p in preds.values()) and data.test is not None
+    )
     kw = {"task": data.task, "output_names": data.output_names()}
     oof = {m: preds[m].oof for m in models}
     features = level1_features(oof, data.train, cfg, source=data.source["train"], **kw)

@@ -212,6 +212,13 @@ class FittedStack:
     @classmethod
     def load(cls, directory: str | Path) -> FittedStack:
         directory = Path(directory)
+        if (directory / "predictor.json").is_file() and not (directory / "stack.json").is_file():
+            old = json.loads((directory / "predictor.json").read_text()).get("format_version")
+            raise DataError(
+                f"{str(directory)!r} was saved in format {old} (predictor.json) by an older "
+                f"tf-stacking; this one reads format {FORMAT_VERSION}. Use the version that "
+                "wrote it, or re-run the experiment"
+            )
         if not (directory / "stack.json").is_file():
             raise DataFileNotFoundError(
                 f"{str(directory)!r} holds no stack.json; pass a results directory, its "
@@ -221,7 +228,7 @@ class FittedStack:
         version = spec.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise DataError(
-                f"{str(directory)!r} was saved in stack format {version}; this tf-stacking "
+                f"{str(directory)!r} was saved in format {version}; this tf-stacking "
                 f"reads format {FORMAT_VERSION}. Use the version that wrote it, or re-run "
                 "the experiment"
             )

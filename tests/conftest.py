@@ -193,24 +193,54 @@ def _work_in_tmp_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-_projects: dict[str, Project] = {}
+TASKS = ("binary", "multiclass", "multilabel", "regression")
+_PROJECT_FIXTURES = {"project_factory", *(f"{task}_project" for task in TASKS)}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that needs a trained project runs whole experiments: mark it ``e2e``."""
+    for item in items:
+        if _PROJECT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
-def project_factory(tmp_path_factory):
+def projects(tmp_path_factory) -> dict[str, Project]:
+    """The session's four shared projects, trained up front by the first test that needs
+    one, so that a training failure is reported as this fixture's error, not a test's."""
+    built = {}
+    for task in TASKS:
+        try:
+            built[task] = make_project(tmp_path_factory.mktemp(f"project-{task}"), task)
+        except Exception as exc:  # name the project; pytest shows the cause below
+            raise RuntimeError(f"building the shared {task} project failed: {exc}") from exc
+    return built
+
+
+@pytest.fixture(scope="session")
+def project_factory(projects):
     """``project_factory(task)``: the session's shared project for that task."""
-
-    def get(task: str) -> Project:
-        if task not in _projects:
-            _projects[task] = make_project(tmp_path_factory.mktemp(f"project-{task}"), task)
-        return _projects[task]
-
-    return get
+    return projects.__getitem__
 
 
 @pytest.fixture(scope="session")
-def multiclass_project(project_factory) -> Project:
-    return project_factory("multiclass")
+def binary_project(projects) -> Project:
+    return projects["binary"]
+
+
+@pytest.fixture(scope="session")
+def multiclass_project(projects) -> Project:
+    return projects["multiclass"]
+
+
+@pytest.fixture(scope="session")
+def multilabel_project(projects) -> Project:
+    return projects["multilabel"]
+
+
+@pytest.fixture(scope="session")
+def regression_project(projects) -> Project:
+    return projects["regression"]
 
 
 # --- Model zoo: every model kind in every format that can hold it (tests/test_base_formats.py,

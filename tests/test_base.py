@@ -207,7 +207,7 @@ def test_predictor_format_version_is_checked(tmp_path):
     from stacking.predictor import EnsemblePredictor
 
     (tmp_path / "predictor.json").write_text(json.dumps({"format_version": 1}))
-    with pytest.raises(DataError, match="saved in predictor format 1"):
+    with pytest.raises(DataError, match=r"saved in format 1 \(predictor.json\) by an older"):
         EnsemblePredictor.load(tmp_path)
 
 

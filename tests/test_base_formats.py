@@ -307,7 +307,7 @@ def test_manifest_that_is_not_an_object_is_a_clear_error(sequential_folds, conte
 
     directory, plan = sequential_folds
     (directory / MANIFEST).write_text(content)
-    with pytest.raises(BaseModelError, match=r"stacking\.json' must be a JSON object"):
+    with pytest.raises(BaseModelError, match=r"stacking\.json' holds .*, not a JSON object"):
         _resolve(directory, plan)
     assert main(["inspect", str(directory)]) == 2
-    assert "must be a JSON object" in capsys.readouterr().err
+    assert "not a JSON object" in capsys.readouterr().err

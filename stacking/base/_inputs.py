@@ -92,8 +92,8 @@ def check_input_dtypes(model: FrozenModel, arrays: list[np.ndarray], *, model_na
         kind = _kind(array)
         if not _fits(expected, kind):
             dtype = getattr(array, "dtype", None)
-            name = dtype if isinstance(dtype, str) else np.asarray(array).dtype.name
-            received = "string" if kind in "USO" else name
+            dtype_name = dtype if isinstance(dtype, str) else np.asarray(array).dtype.name
+            received = "string" if kind in "USO" else dtype_name
             fix = "a text view ({text: COLUMN})" if expected == "string" else f"dtype: {expected}"
             raise BaseModelError(
                 f"base model {model_name!r} ({model.path.name}) input {name!r} expects "

@@ -92,9 +92,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
         raise BaseModelError(f"cannot read manifest {str(path)!r}: {exc}") from exc
     if not isinstance(manifest, dict):
         raise BaseModelError(
-            f"manifest {str(path)!r} must be a JSON object. Received: "
-            f"{type(manifest).__name__} {str(manifest)[:40]}; rewrite it with "
-            "stacking.write_manifest"
+            f"manifest {str(path)!r} holds {type(manifest).__name__} {manifest!r:.40}, not a "
+            "JSON object; rewrite it with stacking.write_manifest"
         )
     missing = [k for k in _REQUIRED if k not in manifest]
     if missing:

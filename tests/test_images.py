@@ -304,3 +304,26 @@ def test_image_pyfunc_model_serves_unlabeled_rows_with_absolute_paths(image_run,
     np.testing.assert_allclose(
         got[columns].to_numpy(), result.test_predictions[columns].to_numpy(), atol=1e-10
     )
+
+
+def test_demo_backbone_takes_batch_norm_statistics_from_unlabeled_images():
+    """The image demo's random MobileNetV2: each batch-norm layer's moving statistics are
+    those of its input on the calibration images, so its embeddings do not vanish."""
+    import keras
+
+    spec = importlib.util.spec_from_file_location(
+        "demo_images", MAKE_IMAGES.parent / "train_base_models.py"
+    )
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    images = np.random.default_rng(0).uniform(0, 255, (48, 32, 32, 3)).astype("float32")
+    model = demo.build_backbone(images)
+    conv = keras.Model(model.inputs, model.get_layer("Conv1").output)(images).numpy()
+    norm = model.get_layer("bn_Conv1")
+    np.testing.assert_allclose(norm.moving_mean.numpy(), conv.mean(axis=(0, 1, 2)), atol=1e-4)
+    np.testing.assert_allclose(
+        norm.moving_variance.numpy(), conv.var(axis=(0, 1, 2)), rtol=1e-3, atol=1e-6
+    )
+    assert norm.momentum == 0.999  # MobileNetV2's own, restored after the pass
+    embedding = keras.Model(model.inputs, model.get_layer("block_5_add").output)(images)
+    assert float(np.std(embedding)) > 0.1  # random weights without statistics: ~1e-4

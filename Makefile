@@ -26,6 +26,12 @@ demo: install
 	$(BIN)/python experiments/digits/train_base_models.py
 	$(BIN)/stacking run configs/digits.yaml
 
+## images-demo: write the digits as PNG files, train the image base models, stack them
+.PHONY: images-demo
+images-demo: install
+	$(BIN)/python experiments/images/train_base_models.py
+	$(BIN)/stacking run configs/images.yaml
+
 ## test: install with the dev extra, lint, run the whole test suite
 test: install-dev lint
 	$(BIN)/python -m pytest

@@ -38,6 +38,15 @@ def fold_models_exist(directory: str | Path, fold_plan: FoldPlan) -> bool:
     return status is None or all(state == "ok" for state in status.values())
 
 
+def _fit_ready(x: np.ndarray):
+    """Strings as a ``tf.string`` tensor: Keras 3 fits no numpy array of str or object."""
+    if np.asarray(x).dtype.kind not in "OUS":
+        return x
+    import tensorflow as tf
+
+    return tf.constant(np.asarray(x).astype(str))
+
+
 def train_fold_models(
     build_fn: Callable[[], Any],
     inputs: list[np.ndarray] | np.ndarray,
@@ -80,7 +89,7 @@ def train_fold_models(
         keras.utils.set_random_seed(seed)
         model = build_fn()
         weights = None if sample_weight is None else sample_weight[rows]
-        xs = [x[rows] for x in inputs]
+        xs = [_fit_ready(x[rows]) for x in inputs]
         model.fit(xs if len(xs) > 1 else xs[0], y[rows], sample_weight=weights, **fit_kwargs)
         model.save(directory / f"{name}.keras")
         keras.backend.clear_session()

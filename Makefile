@@ -52,4 +52,5 @@ bench: install-dev
 	$(BIN)/python experiments/benchmarks/bench_inference.py
 
 clean:
-	rm -rf runs .stacking_cache mlflow.db mlruns experiments/digits/models experiments/digits/data
+	rm -rf runs .stacking_cache mlflow.db mlruns experiments/digits/models experiments/digits/data \
+	       experiments/images/models experiments/images/data

@@ -14,6 +14,7 @@ runs the same from any working directory.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -232,11 +233,15 @@ class LevelConfig(_Strict):
     candidates: list[str | CandidateConfig]
 
 
+def _default_candidates() -> list[str | CandidateConfig]:
+    return ["default"]
+
+
 class MetaConfig(_Strict):
     features: FeaturesConfig | Literal["proba", "logit", "rank"] = Field(
         default_factory=FeaturesConfig
     )
-    candidates: list[str | CandidateConfig] = Field(default_factory=lambda: ["default"])
+    candidates: list[str | CandidateConfig] = Field(default_factory=_default_candidates)
     levels: list[LevelConfig] = Field(default_factory=list)
     bootstrap: int = Field(1000, ge=0, description="paired bootstrap resamples; 0 turns off")
     seed: int = 0
@@ -339,12 +344,13 @@ class Config(_Strict):
     def resolve_paths(self, root: Path) -> Config:
         """Make relative paths absolute against ``root`` (the YAML file's folder)."""
 
-        def fix(p: Path | None) -> Path | None:
-            return p if p is None or p.is_absolute() else (root / p).resolve()
+        def fix(p: Path) -> Path:
+            return p if p.is_absolute() else (root / p).resolve()
 
         self.data.train = fix(self.data.train)
-        self.data.test = fix(self.data.test)
-        views = list(self.data.views.values())
+        if self.data.test is not None:
+            self.data.test = fix(self.data.test)
+        views: list[str | ViewConfig] = list(self.data.views.values())
         for model in self.base_models.values():
             specs = model.input if isinstance(model.input, (list, dict)) else [model.input]
             views += [v for v in (specs.values() if isinstance(specs, dict) else specs)]
@@ -489,7 +495,7 @@ def parse_config(
     *,
     root: Path,
     source: str = "config",
-    overrides: list[str] = (),
+    overrides: Sequence[str] = (),
     trusted_imports: bool = True,
 ) -> Config:
     """Validate a raw mapping (e.g. from YAML) into a :class:`Config`.
@@ -513,7 +519,7 @@ def parse_config(
     return cfg.resolve_paths(root)
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """Read and validate a YAML config; ``overrides`` are ``dotted.key=value`` strings.
 
     A config file the user wrote is trusted like a script: its import paths are resolved.

@@ -98,6 +98,11 @@ class Dataset:
     def view(self, spec: ViewConfig, *, which: str = "train") -> np.ndarray:
         """The array a model reads from the train (or test) rows; see :func:`view_array`."""
         frame = self.train if which == "train" else self.test
+        if frame is None:
+            raise DataError(
+                "Dataset.view: no test rows, data.test is not configured. "
+                f"Received: which={which!r}; set data.test in the config or use which='train'"
+            )
         return view_array(frame, spec, source=self.source.get(which, which))
 
 

@@ -172,7 +172,14 @@ def _plan_parts(
     return oof, new
 
 
-def _jobs(recipe: BaseModelRecipe, parts: list[_Part], batch_size: int) -> list[Job]:
+@dataclass
+class _PartsJob(Job):
+    """A job that remembers the parts its outputs belong to (in the order of ``keys``)."""
+
+    parts: list[_Part] = field(default_factory=list, repr=False)
+
+
+def _jobs(recipe: BaseModelRecipe, parts: list[_Part], batch_size: int) -> list[_PartsJob]:
     """One job per model file: the file is loaded once for all its parts."""
     by_path: dict[Path, list[_Part]] = {}
     for p in parts:
@@ -180,7 +187,7 @@ def _jobs(recipe: BaseModelRecipe, parts: list[_Part], batch_size: int) -> list[
             by_path.setdefault(p.path, []).append(p)
     jobs = []
     for path, todo in by_path.items():
-        job = Job(
+        job = _PartsJob(
             model=recipe.name,
             path=path,
             output=recipe.output,
@@ -191,10 +198,15 @@ def _jobs(recipe: BaseModelRecipe, parts: list[_Part], batch_size: int) -> list[
             layer=recipe.layer,
             input_names=recipe.input_names,
             custom_objects=recipe.custom_objects or None,
+            parts=todo,
         )
-        job.parts = todo  # type: ignore[attr-defined]
         jobs.append(job)
     return jobs
+
+
+def _output(part: _Part) -> np.ndarray:
+    assert part.output is not None, "every part is cached or predicted before assembly"
+    return part.output
 
 
 def _assemble(
@@ -207,8 +219,7 @@ def _assemble(
     n_outputs: int,
 ) -> BasePredictions:
     """Final predictions of one model from its parts' raw outputs."""
-    raw = [p.output for p in [*oof_parts, *new_parts]]
-    assert all(r is not None for r in raw)
+    raw = [_output(p) for p in [*oof_parts, *new_parts]]
     n_oof = len(oof_parts)
     if recipe.kind == "backbone":
         flat = [np.asarray(r, dtype=np.float64).reshape(len(r), -1) for r in raw]
@@ -231,9 +242,9 @@ def _assemble(
         return BasePredictions(recipe.name, oof, test, outputs_are="embedding", heads=heads)
     outputs_are = recipe.outputs_are
     if outputs_are == "auto":
-        outputs_are = detect_outputs_are(raw)  # type: ignore[arg-type]
+        outputs_are = detect_outputs_are(raw)
     mapped = to_representation(
-        raw,  # type: ignore[arg-type]
+        raw,
         name=recipe.name,
         task=task,
         n_outputs=n_outputs,
@@ -282,7 +293,8 @@ def predict_base_models(
         jobs += _jobs(recipe, [*oof_parts, *new_parts], batch_size)
 
     def on_result(job: Job, outputs: list[np.ndarray]) -> None:
-        for part, out in zip(job.parts, outputs):  # type: ignore[attr-defined]
+        assert isinstance(job, _PartsJob)  # executors hand back the jobs they were given
+        for part, out in zip(job.parts, outputs):
             cache.put(part.key, out)
             part.output = out
 

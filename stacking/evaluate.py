@@ -114,8 +114,8 @@ def _compare_with_base(
     base_scores, out = None, {}
     for group in groups:
         prepared = [metric.prepare(y, e.oof, task=task) for e in group]
-        direct = [p.minus(prepared_base) for p in prepared]
-        if all(d is not None for d in direct):  # a plain mean: resample the differences
+        direct = [d for p in prepared if (d := p.minus(prepared_base)) is not None]
+        if len(direct) == len(prepared):  # a plain mean: resample the differences
             diffs = _resample_scores(direct, **resample)
         else:
             with_base = prepared + ([prepared_base] if base_scores is None else [])

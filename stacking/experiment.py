@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pandas as pd
 
 from stacking import results
 from stacking.cache import CacheStore, open_cache
-from stacking.config import Config, load_config, parse_config
+from stacking.config import Config, FeaturesConfig, load_config, parse_config
 from stacking.data import Dataset, load_dataset
 from stacking.engine import TrainRows, predict_base_models
 from stacking.errors import ConfigError, DataError
@@ -47,6 +48,13 @@ from stacking.tracking import (
 from stacking.views import read_view
 
 BASE_MEAN = "base_mean"
+
+
+def _features(cfg: Config) -> FeaturesConfig:
+    """``meta.features``: the config's validator expands the short form (``proba``)."""
+    features = cfg.meta.features
+    assert isinstance(features, FeaturesConfig), features
+    return features
 
 
 @dataclass
@@ -91,7 +99,7 @@ class Experiment:
         self.reproduces: tuple[str, dict[str, float], str | None] | None = None
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] = (), **kwargs) -> Experiment:
+    def from_yaml(cls, path: str | Path, overrides: Sequence[str] = (), **kwargs) -> Experiment:
         return cls(load_config(path, overrides), **kwargs)
 
     @classmethod
@@ -161,7 +169,7 @@ class Experiment:
         plan = make_fold_plan(cfg.folds, data)
         reserved = {data.id_column, *data.target_columns}
         reserved |= {c for c in (cfg.data.weight, cfg.folds.column) if c}
-        check_meta_columns(data, cfg.meta.features, reserved)
+        check_meta_columns(data, _features(cfg), reserved)
         return data, plan
 
     def _predict_bases(self, recipes, data: Dataset, plan: FoldPlan):
@@ -213,7 +221,7 @@ class Experiment:
         recipes = resolve_recipes(cfg, data, plan)
 
         preds = self._predict_bases(recipes, data, plan)
-        level1 = build_level1(preds, data, cfg.meta.features, include_test=False)
+        level1 = build_level1(preds, data, _features(cfg), include_test=False)
         stack, meta_entries = fit_stack(
             recipes,
             preds,
@@ -221,7 +229,7 @@ class Experiment:
             data,
             plan,
             levels,
-            features=cfg.meta.features,
+            features=_features(cfg),
             batch_size=cfg.executor.batch_size,
         )
         base_entries = [Entry(name, "base", 1, p.oof) for name, p in preds.items()]

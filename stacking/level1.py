@@ -146,22 +146,24 @@ def build_level1(
     test rows go through :meth:`stacking.stack.FittedStack.level1`, as served rows do.
     """
     models = list(preds)
-    has_test = (
-        include_test and all(p.test is not None for p in preds.values()) and data.test is not None
-    )
-    kw = {"task": data.task, "output_names": data.output_names()}
+    has_test = include_test and all(p.test is not None for p in preds.values())
+    test_frame = data.test if has_test else None
+    task, output_names = data.task, data.output_names()
     oof = {m: preds[m].oof for m in models}
-    features = level1_features(oof, data.train, cfg, source=data.source["train"], **kw)
+    features = level1_features(
+        oof, data.train, cfg, task=task, output_names=output_names, source=data.source["train"]
+    )
     test_features = test_blocks = None
-    if has_test:
+    if test_frame is not None:
         reference = {m: pre_features(oof[m], data.task, cfg) for m in models}
         test_features = level1_features(
             {m: preds[m].test for m in models},
-            data.test,
+            test_frame,
             cfg,
+            task=task,
+            output_names=output_names,
             reference=reference,
             source=data.source["test"],
-            **kw,
         )
         test_blocks = np.hstack([to_block(preds[m].test, data.task) for m in models])
     blocks = [to_block(oof[m], data.task) for m in models]

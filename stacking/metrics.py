@@ -183,6 +183,8 @@ class _CallMetric(PreparedMetric):
     """scikit-learn on the selected rows; predicted labels are computed once, up front."""
 
     def __init__(self, metric: Metric, y: np.ndarray, pred: np.ndarray, task: str) -> None:
+        # prepare() routes here exactly the metrics that are defined by ``_func``.
+        assert metric._func is not None, metric.name
         self.func, self.y, self.pred, self.task = metric._func, y, pred, task
 
     def _on(self, rows, w) -> float:
@@ -250,8 +252,8 @@ class _RankMetric(PreparedMetric):
         rows = np.flatnonzero(sorted_positive)
         index = np.int32 if self.n < 2**31 else np.int64
         lo, hi = starts[group[rows]], ends[group[rows]]
-        order, group, lo, hi = (a.astype(index) for a in (order, group, lo, hi))
-        return order, ~sorted_positive, group, rows, lo, hi
+        order_i, group_i, lo_i, hi_i = (a.astype(index) for a in (order, group, lo, hi))
+        return order_i, ~sorted_positive, group_i, rows, lo_i, hi_i
 
     def _auc(self, weights: np.ndarray) -> np.ndarray:
         """Macro AUC of each row of ``weights`` (``(B, n)``); NaN where undefined."""

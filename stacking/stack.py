@@ -150,7 +150,7 @@ class FittedStack:
             rows=self.read_inputs(frame, source=source, root=root),
             batch_size=self.batch_size,
         )
-        level1 = self.level1({m: p.test for m, p in preds.items()}, frame, source=source)
+        level1 = self.level1({m: _test_of(p) for m, p in preds.items()}, frame, source=source)
         return self.combine(level1)[self.ensemble]
 
     # -- persistence --------------------------------------------------------------------
@@ -204,9 +204,9 @@ class FittedStack:
         }
         joblib.dump(fitted, directory / "meta_models.joblib")
         if self.reference:  # keys prefixed: a model may be named like a savez argument
-            np.savez(
-                directory / "reference.npz", **{f"m:{k}": v for k, v in self.reference.items()}
-            )
+            arrays = {f"m:{k}": v for k, v in self.reference.items()}
+            # numpy's stub checks **arrays against the keyword-only `allow_pickle: bool`.
+            np.savez(directory / "reference.npz", **arrays)  # type: ignore[arg-type]
         return directory
 
     @classmethod
@@ -341,7 +341,6 @@ def fit_stack(
     entries, fitted_levels = [], []
     X_blocks, X_features = level1.blocks, level1.features.to_numpy()
     block_models, feature_names = list(level1.models), list(level1.features.columns)
-    kw = {"task": data.task, "n_outputs": data.n_outputs}
     for depth, candidates in enumerate(levels, start=2):
         members, oofs = [], []
         for cand in candidates:
@@ -349,7 +348,15 @@ def fit_stack(
             if "columns_per_model" in cand.estimator.get_params():
                 # Explicit, so a meta fold missing a class still reads the layout right.
                 cand.estimator.set_params(columns_per_model=level1.columns_per_model)
-            oof = cross_fit(cand, X, data.y, plan, sample_weight=data.sample_weight, **kw)
+            oof = cross_fit(
+                cand,
+                X,
+                data.y,
+                plan,
+                sample_weight=data.sample_weight,
+                task=data.task,
+                n_outputs=data.n_outputs,
+            )
             model = refit(cand, X, data.y, sample_weight=data.sample_weight)
             reads = block_models if cand.uses_blocks else feature_names
             members.append(
@@ -364,7 +371,7 @@ def fit_stack(
     resolved = [_with_training_outcome(r, preds[r.name]) for r in recipes]
     reference = {}
     if features.kind == "rank":
-        reference = {m: pre_features(p.oof, data.task, features) for m, p in preds.items()}
+        reference = {m: pre_features(_oof_of(p), data.task, features) for m, p in preds.items()}
     stack = FittedStack(
         task=data.task,
         classes=list(data.classes),
@@ -393,3 +400,13 @@ def load_stack(location: str | Path) -> FittedStack:
     if (path / "ensemble" / "stack.json").is_file():
         path = path / "ensemble"
     return FittedStack.load(path)
+
+
+def _test_of(pred: BasePredictions) -> np.ndarray:
+    assert pred.test is not None, "predict_base_models was given rows"
+    return pred.test
+
+
+def _oof_of(pred: BasePredictions) -> np.ndarray:
+    assert pred.oof is not None, "predict_base_models was given the training rows"
+    return pred.oof

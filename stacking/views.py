@@ -222,7 +222,8 @@ def _images(frame, spec: ViewConfig, source: str, root: Path | None, ids) -> Ima
                 "does not exist; paths are relative to the table's folder"
             )
         paths.append(str(path))
-    return ImageData(paths, list(ids), tuple(spec.size), spec.channels)  # type: ignore[arg-type]
+    height, width = spec.size  # ViewConfig checks that an image view has [height, width]
+    return ImageData(paths, list(ids), (height, width), spec.channels)
 
 
 def _text(frame, spec: ViewConfig, source: str) -> ArrayData:

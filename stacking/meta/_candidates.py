@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone, is_classifier
@@ -26,12 +27,20 @@ from stacking.meta._registry import get_meta_learner, reads_blocks, short_names
 _API = ("fit", "get_params")
 
 
+class Estimator(Protocol):
+    """What the stack calls on a candidate directly (scikit-learn ships no type hints)."""
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]: ...
+
+    def set_params(self, **params: Any) -> Any: ...
+
+
 @dataclass
 class Candidate:
     """A named, unfitted meta-model; ``uses_blocks`` when it combines probabilities."""
 
     name: str
-    estimator: object
+    estimator: Estimator
     uses_blocks: bool
 
 

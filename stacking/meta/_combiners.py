@@ -147,6 +147,7 @@ class _BlockClassifier(ClassifierMixin, BaseEstimator):
 
     def _resolve_width(self, n_features: int) -> int:
         n_outputs = len(self.classes_)
+        allowed: tuple[int, ...]
         if self._task == "multilabel":
             allowed = (n_outputs,)
         elif self._task == "binary":

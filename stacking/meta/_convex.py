@@ -40,8 +40,9 @@ def _convex_layer() -> type:
     """The Keras layer, defined on first use so that importing this module stays cheap."""
     keras = _import_keras()
     ops = keras.ops
+    layer_base: Any = keras.layers.Layer  # keras is untyped: subclass through an Any alias
 
-    class ConvexCombination(keras.layers.Layer):
+    class ConvexCombination(layer_base):
         """``sum_m softmax(logits)[m] * blocks[:, m]``; rows renormalised if asked."""
 
         def __init__(self, n_models: int, n_columns: int, renormalise: bool, **kwargs):

@@ -12,6 +12,7 @@ without importing TensorFlow. ``n_iter_`` is the number of epochs run and
 from __future__ import annotations
 
 from numbers import Integral, Real
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
@@ -42,7 +43,7 @@ from stacking.meta._registry import register_meta_learner
 def _check_hidden_units(hidden_units) -> tuple[int, ...]:
     units = np.asarray(hidden_units, dtype=object)
     if units.ndim != 1 or not all(
-        isinstance(u, Integral) and not isinstance(u, bool) and u >= 1 for u in units
+        isinstance(u, Integral) and not isinstance(u, bool) and int(u) >= 1 for u in units
     ):
         raise ConfigError(
             "hidden_units must be a sequence of positive integers, one per hidden layer, "
@@ -117,7 +118,8 @@ class _KerasMLP(BaseEstimator):
         keras = _import_keras()
         regularizer = keras.regularizers.L2(self.l2) if self.l2 > 0 else None
         inputs = keras.Input(shape=(z.shape[1],), dtype="float32")
-        h, dense = inputs, []
+        h = inputs
+        dense: list[Any] = []
         for n_units in (*units, n_outputs):
             layer = keras.layers.Dense(
                 n_units,

@@ -11,7 +11,7 @@ touched. Importing this module does not import TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from numbers import Integral, Real
 from typing import Any
 
@@ -93,6 +93,7 @@ def _train(
         convert = _import_keras().ops.convert_to_tensor
         full_batch = [tuple(convert(a[train_rows]) for a in (x, y, sample_weight))]
     best, best_loss, since_best, curve = None, np.inf, 0, []
+    batches: Iterable[tuple[Any, ...]]
     for _ in range(epochs):
         if n_batches == 1:
             batches = full_batch

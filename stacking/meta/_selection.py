@@ -83,14 +83,23 @@ def _greedy_path(
             s = rounded((total + preds[:, m]) / (len(path) + 1))
             if better(s, best_s):
                 best_m, best_s = int(m), s
+        assert best_s is not None  # a bag holds at least one candidate
         path.append(best_m)
-        scores.append(float(best_s))
+        scores.append(best_s)
         total = total + preds[:, best_m]
     return path, scores
 
 
 class _EnsembleSelectionMixin:
     """The bagged selection loop shared by the classifier and the regressor."""
+
+    # Set by the estimators' __init__ / fit (sklearn's contract); declared for type checkers.
+    n_init: int
+    n_iter: int
+    n_bags: int
+    bag_fraction: float
+    random_state: int | np.random.RandomState | None
+    n_features_in_: int
 
     def _select(self, preds: np.ndarray, score: Callable, metric: Metric) -> None:
         n_models = preds.shape[1]

@@ -12,8 +12,6 @@ cross-fitted on the same folds, level after level → leaderboard with bootstrap
 
 from __future__ import annotations
 
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,14 +42,7 @@ from stacking.meta import Candidate, cross_fit, make_candidate, predict_output, 
 from stacking.meta.weights import weights_table
 from stacking.metrics import default_metrics, get_metric
 from stacking.predictor import BaseRecipe, EnsemblePredictor
-from stacking.tracking import (
-    ChildRecord,
-    NoopTracker,
-    RunRecord,
-    Tracker,
-    fetch_run,
-    make_tracker,
-)
+from stacking.tracking import MlflowTracker, Tracker, get_tracker, log_results, preflight
 
 BASE_MEAN = "base_mean"
 
@@ -92,7 +83,7 @@ class Experiment:
     ) -> None:
         self.config = config
         self.output_dir = Path(output_dir) if output_dir else None
-        self.tracker = tracker if tracker is not None else make_tracker(config.tracking)
+        self.tracker = tracker if tracker is not None else get_tracker(config.tracking)
         self.executor = executor or make_executor(config.executor, progress=progress)
         self.cache = cache or open_cache(config.cache)
         self.reproduces: tuple[str, dict[str, float], str | None] | None = None
@@ -108,7 +99,8 @@ class Experiment:
         Its data and fold plan must still have the digests the run recorded; the new run
         is tagged ``stacking.reproduces`` with the old run's id.
         """
-        raw, tags, metrics = fetch_run(run_id, tracking_uri)
+        recorded_run = MlflowTracker(uri=tracking_uri).fetch_run(run_id)
+        raw, tags, metrics = recorded_run.config, recorded_run.tags, recorded_run.metrics
         raw.setdefault("tracking", {})["uri"] = tracking_uri or raw["tracking"].get("uri")
         config = parse_config(raw, root=Path.cwd(), source=f"run {run_id}'s config")
         data = load_dataset(config.data)
@@ -273,7 +265,7 @@ class Experiment:
     # -- the run --------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
         cfg = self.config
-        out = results.check_output_dir(self.output_dir or results.default_dir(self.config.name))
+        out = preflight(self.tracker, self.output_dir or results.default_dir(self.config.name))
         data = load_dataset(cfg.data)
         plan = make_fold_plan(cfg.folds, data)
         reserved = {data.id_column, *data.target_columns}
@@ -331,26 +323,10 @@ class Experiment:
             entries=entries,
             predictor=predictor,
         )
-        try:  # the run is recorded from the unfinished folder, which appears only at the end
-            record = self._record(data, plan, entries, ensemble, metric_names, tmp)
-            if not isinstance(self.tracker, NoopTracker):
-                record.model_example = results.model_example(data, predictor, test_frame)
-            if self.reproduces:
-                record.tags["stacking.reproduces"] = self.reproduces[0]
-
-            def write_run_id(run_id: str) -> None:  # before upload: both copies agree
-                metrics["run_id"] = run_id
-                (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-
-            record.on_run_id = write_run_id
-            self.tracker.log(record)
-            run_id = metrics.get("run_id")
-            if out.exists():
-                out.rmdir()
-            tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        out = results.move_into_place(tmp, out)
+        reproduces = {"stacking.reproduces": self.reproduces[0]} if self.reproduces else None
+        run_id = log_results(self.tracker, out, tags=reproduces)
+        metrics.update({"run_id": run_id} if run_id else {})
         return ExperimentResult(
             leaderboard=board,
             oof=oof,
@@ -383,49 +359,3 @@ class Experiment:
             reference=reference,
             batch_size=self.config.executor.batch_size,
         )
-
-    def _record(self, data, plan, entries, ensemble, metric_names, out) -> RunRecord:
-        names = [get_metric(m).name for m in metric_names]
-        parent = {f"cv_{m}": ensemble.scores[m] for m in names}
-        children = []
-        for e in entries:
-            if e.role == "base":
-                parent.update({f"base.{e.name}.cv_{m}": e.scores[m] for m in names})
-            role = "meta" if e.role == "meta" else "base"
-            if e.role == "base_mean":
-                continue
-            children.append(
-                ChildRecord(
-                    name=e.name,
-                    role=role,
-                    params={"level": e.level, **self._child_params(e)},
-                    metrics={f"cv_{m}": e.scores[m] for m in names},
-                    fold_metrics={m: e.fold_scores[m] for m in names},
-                )
-            )
-        return RunRecord(
-            name=self.config.tracking.run_name or self.config.name,
-            params=self.config.to_dict(),
-            metrics=parent,
-            tags={
-                "stacking.data_digest": data.digest,
-                "stacking.folds_digest": plan.digest,
-                "stacking.task": data.task,
-                "stacking.ensemble": ensemble.name,
-                "stacking.primary_metric": names[0],
-                **{
-                    f"stacking.direction.{m}": (
-                        "higher" if get_metric(m).greater_is_better else "lower"
-                    )
-                    for m in names
-                },
-            },
-            children=children,
-            artifacts_dir=out,
-            model_dir=out / "ensemble",
-        )
-
-    def _child_params(self, entry: Entry) -> dict:
-        if entry.role == "base":
-            return {"path": str(self.config.base_models[entry.name].path)}
-        return {}

@@ -10,6 +10,7 @@ first use of a SQLite store with a lock file beside it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import socket
 from collections.abc import Iterator
@@ -30,6 +31,11 @@ def session(uri: str | None, http: dict[str, str], *, force: bool = False) -> It
     """
     import mlflow
 
+    # MLflow logs a store failure with its whole SQLAlchemy traceback before raising it;
+    # the caller turns the exception into one line instead.
+    db_log = logging.getLogger("mlflow.store.db.utils")
+    saved_level = db_log.level
+    db_log.setLevel(logging.CRITICAL)
     saved_env = {k: os.environ.get(k) for k in http}
     for key, value in http.items():
         if force or key not in os.environ:
@@ -40,6 +46,7 @@ def session(uri: str | None, http: dict[str, str], *, force: bool = False) -> It
     try:
         yield
     finally:
+        db_log.setLevel(saved_level)
         if previous is not None:
             mlflow.set_tracking_uri(previous)
         for key, value in saved_env.items():
@@ -74,9 +81,14 @@ def store_lock(uri: str) -> Iterator[None]:
     except ImportError:  # Windows: no advisory locks; the race stays possible there
         yield
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.parent / f".{path.name}.lock"
-    with open(lock, "a") as handle:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock, "a")  # noqa: SIM115 - closed below
+    except OSError:  # a read-only folder: nobody creates the store there; MLflow says why
+        yield
+        return
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

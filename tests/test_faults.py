@@ -128,17 +128,19 @@ def test_file_size_limit_is_one_line_and_leaves_nothing(multiclass_project, tmp_
     assert not out.exists() and list((tmp_path / "runs").iterdir()) == []  # no .partial
 
 
-@pytest.mark.slow
-def test_two_concurrent_first_runs_on_a_fresh_default_store(multiclass_project, tmp_path):
-    cfg = multiclass_project.config(
-        tmp_path, **{"tracking.uri": None, "meta.candidates": ["mean"], "meta.bootstrap": 0}
-    )
+def test_two_concurrent_first_recordings_on_a_fresh_default_store(finished, tmp_path):
+    """Both processes create MLflow's default ``./mlflow.db`` at once (what two first
+    ``stacking run`` do at their start and end): both succeed, no `table … already exists`."""
+    for i in range(2):
+        shutil.copytree(finished, tmp_path / f"out{i}")
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("MLFLOW_TRACKING_URI", None)  # MLflow's default store: ./mlflow.db
+    env.pop("MLFLOW_TRACKING_URI", None)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "stacking", "run", str(cfg), "--output", f"out{i}"]
-            + ["--set", f"cache.dir={tmp_path / f'cache{i}'}", "--quiet"],
+            [
+                *[sys.executable, "-m", "stacking", "log", f"out{i}"],
+                *["--tracking-uri", "sqlite:///mlflow.db", "--experiment", "race"],
+            ],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
@@ -150,12 +152,10 @@ def test_two_concurrent_first_runs_on_a_fresh_default_store(multiclass_project, 
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err
-    runs = mlflow.search_runs(
-        experiment_names=["tests"],
-        filter_string="tags.`stacking.data_digest` LIKE '%'",
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-    )
-    assert len(runs) == 2 and set(runs["status"]) == {"FINISHED"}
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("race").experiment_id
+    runs = client.search_runs([experiment], filter_string="tags.`stacking.data_digest` LIKE '%'")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
 
 
 _HANG_IN_LOGGING = """

@@ -72,7 +72,10 @@ def test_unreachable_store_fails_fast_before_any_prediction(multiclass_project, 
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1, err
-    assert err[0].startswith("error: cannot reach MLflow at http://127.0.0.1:9: connection refused")
+    assert err[0].startswith(
+        "error: cannot record the run in MLflow at http://127.0.0.1:9: connection refused; "
+        "nothing was computed"
+    )
     assert elapsed < 10, elapsed
     # Before any prediction: nothing cached, no results folder.
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))

@@ -71,6 +71,11 @@ def test_tracker_conformance(kind, folder, tmp_path):
     assert run.tags["stacking.data_digest"] == record.tags["stacking.data_digest"]
     assert run.metrics == pytest.approx(record.metrics)
     assert [r.run_id for r in tracker.runs()] == [run_id]  # the parent only, no children
+    # Nested runs sit in the same experiment, one per child record.
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("conformance").experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}'")
+    assert sorted(r.info.run_name for r in children) == sorted(c.name for c in record.children)
     predictor = tracker.download_model(f"models:/{run.tags['stacking.ensemble_model_id']}")
     assert (predictor / "predictor.json").is_file()
     with pytest.raises(TrackingError, match="cannot read run"):

@@ -99,7 +99,9 @@ class MlflowTracker(Tracker):
             raise
         except Exception as exc:
             raise self._fail(
-                "reach", exc, "check tracking.uri, or set tracking.kind: none to run without it"
+                "record the run in",
+                exc,
+                "nothing was computed; check tracking.uri, or set tracking.kind: none",
             ) from exc
 
     def _end_dead_runs(self, client, experiment_id: str) -> None:
@@ -152,7 +154,12 @@ class MlflowTracker(Tracker):
             mlflow.log_metrics(record.metrics)
             log_datasets(mlflow, record.datasets)
             for child in record.children:
-                with mlflow.start_run(run_name=child.name, nested=True, tags=owner):
+                with mlflow.start_run(
+                    experiment_id=run.info.experiment_id,
+                    run_name=child.name,
+                    nested=True,
+                    tags=owner,
+                ):
                     mlflow.set_tags({**child.tags, "stacking.role": child.role})
                     if child.params:
                         mlflow.log_params(params(child.params))

@@ -82,6 +82,7 @@ def test_unreachable_store_fails_fast_before_any_prediction(multiclass_project, 
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow
 def test_unreachable_store_one_line_in_a_subprocess(multiclass_project, tmp_path):
     cfg = multiclass_project.config(tmp_path, **{"tracking.uri": "http://127.0.0.1:9"})
     started = time.perf_counter()
@@ -91,6 +92,7 @@ def test_unreachable_store_one_line_in_a_subprocess(multiclass_project, tmp_path
     assert time.perf_counter() - started < 60  # TF import included; was 253 s of retries
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow
 def test_read_only_store_is_one_line(multiclass_project, shared_dir):
     store = shared_dir / "store"
     store.mkdir()
@@ -106,6 +108,7 @@ def test_read_only_store_is_one_line(multiclass_project, shared_dir):
     assert not (shared_dir / "runs").exists()
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow
 def test_read_only_output_folder_is_one_line(multiclass_project, shared_dir):
     locked = shared_dir / "locked"
     locked.mkdir()
@@ -119,6 +122,7 @@ def test_read_only_output_folder_is_one_line(multiclass_project, shared_dir):
     assert not out.exists()
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow
 def test_file_size_limit_is_one_line_and_leaves_nothing(multiclass_project, tmp_path):
     cfg = multiclass_project.config(
         tmp_path, **{"tracking.enabled": False, "cache.enabled": False, "meta.bootstrap": 0}
@@ -131,6 +135,7 @@ def test_file_size_limit_is_one_line_and_leaves_nothing(multiclass_project, tmp_
     assert not out.exists() and list((tmp_path / "runs").iterdir()) == []  # no .partial
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow
 def test_two_concurrent_first_recordings_on_a_fresh_default_store(finished, tmp_path):
     """Both processes create MLflow's default ``./mlflow.db`` at once (what two first
     ``stacking run`` do at their start and end): both succeed, no `table … already exists`."""
@@ -186,6 +191,7 @@ def finished(multiclass_project, tmp_path_factory):
     return tmp / "out"
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow
 def test_sigkill_while_logging_is_marked_killed_by_the_next_run(finished, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     marker = tmp_path / "logging"

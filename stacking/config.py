@@ -123,6 +123,16 @@ class FeaturesConfig(_Strict):
     fwls: list[str] = Field(default_factory=list)
 
 
+def candidate_name(spec: str | CandidateConfig) -> str:
+    """The leaderboard name of a candidate entry: its ``name``, short name or class."""
+    if isinstance(spec, str):
+        return spec if "." not in spec else spec.rpartition(".")[2].lower()
+    if spec.name:
+        return spec.name
+    key = spec.estimator
+    return key if "." not in key else key.rpartition(".")[2].lower()
+
+
 class LevelConfig(_Strict):
     candidates: list[str | CandidateConfig]
 
@@ -201,6 +211,44 @@ class Config(_Strict):
                 )
         return v
 
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        """Names that point elsewhere in the config: views, and candidate names."""
+        for name, model in self.base_models.items():
+            specs = model.input if isinstance(model.input, (list, dict)) else [model.input]
+            refs = specs.values() if isinstance(specs, dict) else specs
+            for ref in refs:
+                if isinstance(ref, str) and ref not in self.data.views:
+                    raise ValueError(
+                        f"base_models.{name}.input: no view {ref!r} in data.views "
+                        f"(defined: {sorted(self.data.views)})"
+                    )
+        seen = {"base_mean", *self.base_models}
+        levels = [self.meta.candidates] + [lv.candidates for lv in self.meta.levels]
+        for i, level in enumerate(levels):
+            where = "meta.candidates" if i == 0 else f"meta.levels[{i - 1}].candidates"
+            if not level:
+                raise ValueError(f"{where} is empty; name at least one meta-model")
+            for spec in level:
+                name = candidate_name(spec)
+                if name in seen:
+                    raise ValueError(
+                        f"{where}: the name {name!r} is used twice (or by a base model); "
+                        "give candidates distinct `name:` values"
+                    )
+                seen.add(name)
+        return self
+
+    def model_inputs(self, name: str) -> tuple[list[ViewConfig], list[str] | None]:
+        """A base model's input views, and the model input names when given by name."""
+        spec = self.base_models[name].input
+        names = None
+        if isinstance(spec, dict):
+            names, spec = list(spec), list(spec.values())
+        specs = spec if isinstance(spec, list) else [spec]
+        views = [self.data.views[s] if isinstance(s, str) else s for s in specs]
+        return views, names
+
     def resolve_paths(self, root: Path) -> Config:
         """Make relative paths absolute against ``root`` (the YAML file's folder)."""
 
@@ -247,6 +295,8 @@ def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
         return f"{source}: unknown key {loc!r}. Remove it or check its spelling"
     if first["type"] == "missing":
         return f"{source}: missing required key {loc!r}"
+    if not loc and first["type"] == "value_error":  # a check across sections names its keys
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     shown = repr(received) if not isinstance(received, dict) else "a mapping"
     others = {
         key

@@ -127,9 +127,13 @@ def model_example(data: Dataset, predictor, test_predictions: pd.DataFrame | Non
     """
     frame = data.test if test_predictions is not None else data.train
     needed: list[str] = []
-    for recipe in predictor.base_models:
+    stack = getattr(predictor, "stack", predictor)  # a FittedStack holds the recipes
+    for recipe in stack.base_models:
         for view in recipe.views:
-            needed += resolve_columns(frame, view["columns"], source="the example rows")
+            spec = view if isinstance(view, dict) else view.model_dump()
+            if spec.get("columns") is not None:
+                needed += resolve_columns(frame, spec["columns"], source="the example rows")
+            needed += [spec[k] for k in ("image", "text") if isinstance(spec.get(k), str)]
     columns = [c for c in frame.columns if c == data.id_column or c in set(needed)]
     rows = frame.head(5)[columns].reset_index(drop=True)
     if test_predictions is not None:

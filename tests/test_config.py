@@ -12,7 +12,11 @@ from stacking.config import FeaturesConfig, load_config, parse_config
 from stacking.errors import ConfigError, DataFileNotFoundError
 
 MINIMAL = {
-    "data": {"train": "train.csv", "target": "label"},
+    "data": {
+        "train": "train.csv",
+        "target": "label",
+        "views": {"pixels": {"columns": "px_*"}, "x": {"columns": "f_*"}},
+    },
     "base_models": {"cnn": {"path": "models/cnn", "input": "pixels"}},
 }
 
@@ -303,3 +307,34 @@ def test_load_config_error_names_the_file(tmp_path):
     path = _write(tmp_path / "exp1.yaml", _raw(folds={"n_splits": 0}))
     with pytest.raises(ConfigError, match=rf"^{path}: invalid value for 'folds\.n_splits'"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (
+            lambda r: r["base_models"]["cnn"].update(input="pixel"),
+            r"base_models.cnn.input: no view 'pixel' in data.views \(defined: \['pixels', 'x'\]\)",
+        ),
+        (
+            lambda r: r.update(
+                meta={"candidates": ["mean", {"estimator": "nnls", "name": "mean"}]}
+            ),
+            "meta.candidates: the name 'mean' is used twice",
+        ),
+        (
+            lambda r: r.update(meta={"candidates": ["cnn"]}),
+            "meta.candidates: the name 'cnn' is used twice",
+        ),
+        (
+            lambda r: r.update(meta={"levels": [{"candidates": []}]}),
+            r"meta.levels\[0\].candidates is empty",
+        ),
+    ],
+)
+def test_config_cross_references_are_checked_when_parsed(edit, match):
+    raw = _raw()
+    edit(raw)
+    with pytest.raises(ConfigError, match=match) as info:
+        _parse(raw)
+    assert str(info.value).startswith("exp.yaml: ") and "\n" not in str(info.value)

@@ -114,8 +114,11 @@ def log_datasets(mlflow, datasets: list[DatasetRecord]) -> None:
 
     for ds in datasets:
         schema = Schema([ColSpec(_mlflow_type(dtype), name) for name, dtype in ds.columns.items()])
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": a file
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(ds.source)
         dataset = MetaDataset(
-            source=resolve_dataset_source(ds.source),
+            source=source,
             name=Path(ds.source).name,
             digest=ds.digest,
             schema=schema,

@@ -108,7 +108,7 @@ def test_remote_run_serves_its_model_through_the_server(remote_run, server, mult
         == result.metrics["entries"][result.ensemble]["scores"]["log_loss"]
     )
     # Artifacts went to the server's artifact store, not a local ./mlruns.
-    assert list((root / "artifacts").rglob("predictor.json"))
+    assert list((root / "artifacts").rglob("stack.json"))
     assert not Path("mlruns").exists() and not Path("mlartifacts").exists()
     # Unlabeled rows without an id column are served (the id is optional in the signature).
     rows = pd.read_parquet(multiclass_project.root / "test.parquet").drop(columns=["id"])

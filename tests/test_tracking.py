@@ -77,7 +77,7 @@ def test_tracker_conformance(kind, folder, tmp_path):
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}'")
     assert sorted(r.info.run_name for r in children) == sorted(c.name for c in record.children)
     predictor = tracker.download_model(f"models:/{run.tags['stacking.ensemble_model_id']}")
-    assert (predictor / "predictor.json").is_file()
+    assert (predictor / "stack.json").is_file()
     with pytest.raises(TrackingError, match="cannot read run"):
         tracker.fetch_run("0" * 32)
 

@@ -131,7 +131,7 @@ def record_from_results(folder: str | Path) -> RunRecord:
         tags=_tags(metrics, names),
         children=children,
         artifacts_dir=folder,
-        model_dir=model_dir if (model_dir / "predictor.json").is_file() else None,
+        model_dir=model_dir if model_dir.is_dir() else None,
         model_example=_example(model_dir),
         datasets=[
             DatasetRecord(context=context, **info)

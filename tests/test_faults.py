@@ -210,7 +210,9 @@ def test_sigkill_while_logging_is_marked_killed_by_the_next_run(finished, tmp_pa
         proc.wait()
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("killed").experiment_id
-    (killed,) = client.search_runs([experiment], filter_string="tags.`stacking.pid` LIKE '%'")[:1]
+    (killed,) = client.search_runs(
+        [experiment], "tags.`stacking.data_digest` LIKE '%'"
+    )  # the parent
     # A run of a live process on this host must stay RUNNING.
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:

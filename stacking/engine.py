@@ -29,10 +29,12 @@ from typing import Any
 import numpy as np
 
 from stacking.backbone import cross_fit_head, predict_heads
-from stacking.cache import CacheStore, array_digest, make_key, path_digest
+from stacking.cache import CacheStore, make_key, path_digest
 from stacking.errors import BaseModelError
 from stacking.executors import Executor, Job
 from stacking.folds import FoldPlan
+from stacking.numeric import sigmoid, softmax
+from stacking.views import ViewData, as_view_data
 
 
 @dataclass
@@ -50,7 +52,8 @@ class BaseModelRecipe:
     fold_paths: list[Path]
     row_paths: list[Path]
     views: list[Any]
-    input_names: list[str] | None = None
+    input_names: list[str] | None = None  # the model input each view feeds, when named
+    custom_objects: list[str] = field(default_factory=list)  # modules imported before load
     output: str | int | None = None
     layer: str | None = None
     outputs_are: str = "auto"
@@ -62,7 +65,7 @@ class BaseModelRecipe:
 class TrainRows:
     """The training rows a base model predicts out of fold, with what its head needs."""
 
-    inputs: dict[str, list[np.ndarray]]  # per base model, one array per model input
+    inputs: dict[str, list[ViewData]]  # per base model, one view (or array) per model input
     plan: FoldPlan
     y: np.ndarray
     sample_weight: np.ndarray | None = None
@@ -84,19 +87,9 @@ class BasePredictions:
 @dataclass
 class _Part:
     path: Path
-    inputs: list[np.ndarray]
+    inputs: list[ViewData]
     key: str
     output: np.ndarray | None = None
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def detect_outputs_are(raw: list[np.ndarray]) -> str:
@@ -134,7 +127,7 @@ def to_representation(
     if outputs_are == "auto":
         outputs_are = detect_outputs_are(raw)
     if outputs_are == "logits":
-        squash = _softmax if (task != "multilabel" and width > 1) else _sigmoid
+        squash = softmax if (task != "multilabel" and width > 1) else sigmoid
         raw = [squash(r) for r in raw]
     if task == "binary" and width == 1:
         raw = [np.column_stack([1.0 - r[:, 0], r[:, 0]]) for r in raw]
@@ -149,29 +142,33 @@ def to_representation(
 
 
 def _plan_parts(
-    recipe: BaseModelRecipe, train: TrainRows | None, rows: list[np.ndarray] | None
+    recipe: BaseModelRecipe, train: TrainRows | None, rows: list[ViewData] | None
 ) -> tuple[list[_Part], list[_Part]]:
     """The (model file, input) parts for the OOF rows and the new rows of one model."""
+    digests: dict[int, str] = {}
 
-    def part(path: Path, arrays: list[np.ndarray]) -> _Part:
+    def part(path: Path, views: list[ViewData]) -> _Part:
         key = make_key(
             model=path_digest(path),
             output=recipe.output,
             layer=recipe.layer,
-            inputs=[array_digest(a) for a in arrays],
+            inputs=[digests.setdefault(id(v), v.digest()) for v in views],
         )
-        return _Part(path=path, inputs=arrays, key=key)
+        return _Part(path=path, inputs=views, key=key)
 
     oof: list[_Part] = []
     if train is not None:
-        inputs = train.inputs[recipe.name]
+        inputs = [as_view_data(x) for x in train.inputs[recipe.name]]
         if recipe.kind == "folds":
             for k, path in enumerate(recipe.fold_paths):
                 fold_rows = train.plan.test_index(k)
-                oof.append(part(path, [x[fold_rows] for x in inputs]))
+                oof.append(part(path, [x.take(fold_rows) for x in inputs]))
         else:
             oof.append(part(recipe.fold_paths[0], inputs))
-    new = [part(p, rows) for p in recipe.row_paths] if rows is not None else []
+    new = []
+    if rows is not None:
+        views = [as_view_data(x) for x in rows]
+        new = [part(p, views) for p in recipe.row_paths]
     return oof, new
 
 
@@ -192,6 +189,8 @@ def _jobs(recipe: BaseModelRecipe, parts: list[_Part], batch_size: int) -> list[
             batch_size=batch_size,
             label=f"{recipe.name}/{path.name}",
             layer=recipe.layer,
+            input_names=recipe.input_names,
+            custom_objects=recipe.custom_objects or None,
         )
         job.parts = todo  # type: ignore[attr-defined]
         jobs.append(job)
@@ -260,12 +259,13 @@ def predict_base_models(
     executor: Executor,
     cache: CacheStore,
     train: TrainRows | None = None,
-    rows: dict[str, list[np.ndarray]] | None = None,
+    rows: dict[str, list[ViewData]] | None = None,
     batch_size: int = 4096,
 ) -> dict[str, BasePredictions]:
     """Predict every base model on the training rows (OOF) and/or new ``rows``.
 
-    ``rows[name]`` holds one array per model input of base model ``name``. Returns, per
+    ``rows[name]`` holds one view (:mod:`stacking.views`, or an array) per model input of
+    base model ``name``; views are read in batches, never whole. Returns, per
     model, :class:`BasePredictions` whose ``oof`` is set when ``train`` is given and whose
     ``test`` is set when ``rows`` is given, with ``outputs_are`` resolved and a backbone's
     fitted ``heads``.

@@ -22,7 +22,7 @@ import pandas as pd
 from stacking import results
 from stacking.cache import CacheStore, open_cache
 from stacking.config import Config, load_config, parse_config
-from stacking.data import Dataset, load_dataset, view_array
+from stacking.data import Dataset, load_dataset
 from stacking.engine import TrainRows, predict_base_models
 from stacking.errors import ConfigError, DataError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
@@ -35,6 +35,7 @@ from stacking.metrics import default_metrics, get_metric
 from stacking.predictor import EnsemblePredictor
 from stacking.stack import fit_stack, resolve_recipes
 from stacking.tracking import MlflowTracker, Tracker, get_tracker, log_results, preflight
+from stacking.views import read_view
 
 BASE_MEAN = "base_mean"
 
@@ -85,16 +86,26 @@ class Experiment:
         return cls(load_config(path, overrides), **kwargs)
 
     @classmethod
-    def from_run(cls, run_id: str, *, tracking_uri: str | None = None, **kwargs) -> Experiment:
+    def from_run(
+        cls,
+        run_id: str,
+        *,
+        tracking_uri: str | None = None,
+        trust_imports: bool = False,
+        **kwargs,
+    ) -> Experiment:
         """The experiment of a recorded MLflow run, from its ``config.resolved.yaml``.
 
         Its data and fold plan must still have the digests the run recorded; the new run
-        is tagged ``stacking.reproduces`` with the old run's id.
+        is tagged ``stacking.reproduces`` with the old run's id. The stored config is not
+        trusted: import paths outside ``stacking.``/``sklearn.`` are refused unless
+        ``trust_imports``.
         """
         recorded_run = MlflowTracker(uri=tracking_uri).fetch_run(run_id)
         raw, tags, metrics = recorded_run.config, recorded_run.tags, recorded_run.metrics
         raw.setdefault("tracking", {})["uri"] = tracking_uri or raw["tracking"].get("uri")
-        config = parse_config(raw, root=Path.cwd(), source=f"run {run_id}'s config")
+        source = f"run {run_id}'s config"
+        config = parse_config(raw, root=Path.cwd(), source=source, trusted_imports=trust_imports)
         data = load_dataset(config.data)
         plan = make_fold_plan(config.folds, data)
         for what, now in [("data", data.digest), ("folds", plan.digest)]:
@@ -147,8 +158,17 @@ class Experiment:
 
     def _predict_bases(self, recipes, data: Dataset, plan: FoldPlan):
         def inputs(frame, which):
-            source = data.source.get(which, which)
-            return {r.name: [view_array(frame, v, source=source) for v in r.views] for r in recipes}
+            source = data.source[which]
+            ids = data.ids if which == "train" else data.test_ids
+            return {
+                r.name: [
+                    read_view(
+                        frame, v, which=which, source=source, root=Path(source).parent, ids=ids
+                    )
+                    for v in r.views
+                ]
+                for r in recipes
+            }
 
         train = TrainRows(inputs(data.train, "train"), plan, data.y, data.sample_weight)
         return predict_base_models(
@@ -185,7 +205,7 @@ class Experiment:
         recipes = resolve_recipes(cfg, data, plan)
 
         preds = self._predict_bases(recipes, data, plan)
-        level1 = build_level1(preds, data, cfg.meta.features)
+        level1 = build_level1(preds, data, cfg.meta.features, include_test=False)
         stack, meta_entries = fit_stack(
             recipes,
             preds,

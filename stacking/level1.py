@@ -23,8 +23,7 @@ import pandas as pd
 from stacking.config import FeaturesConfig
 from stacking.data import Dataset, resolve_columns
 from stacking.errors import DataError, LeakageError
-
-_EPS = 1e-6
+from stacking.numeric import EPS_LOGIT, clip_proba, logit
 
 
 @dataclass
@@ -68,8 +67,9 @@ def _transform(values: np.ndarray, kind: str, task: str, reference: np.ndarray) 
     if kind == "proba" or (task == "regression" and kind == "logit"):
         return values
     if kind == "logit":
-        p = np.clip(values, _EPS, 1 - _EPS)
-        return np.log(p) if task == "multiclass" else np.log(p / (1 - p))
+        if task == "multiclass":
+            return np.log(clip_proba(values, EPS_LOGIT))
+        return logit(values, EPS_LOGIT)
     # rank: each column's rank among the training OOF values, scaled to (0, 1]; new rows
     # are placed in the same training distribution so train and test ranks agree.
     ranked = np.empty_like(values, dtype=float)
@@ -137,10 +137,18 @@ def check_meta_columns(data: Dataset, cfg: FeaturesConfig, reserved: set[str]) -
             )
 
 
-def build_level1(preds: dict, data: Dataset, cfg: FeaturesConfig) -> Level1:
-    """Assemble :class:`Level1` from each base model's ``BasePredictions``."""
+def build_level1(
+    preds: dict, data: Dataset, cfg: FeaturesConfig, *, include_test: bool = True
+) -> Level1:
+    """Assemble :class:`Level1` from each base model's ``BasePredictions``.
+
+    The experiment builds the training rows' level 1 only (``include_test=False``): its
+    test rows go through :meth:`stacking.stack.FittedStack.level1`, as served rows do.
+    """
     models = list(preds)
-    has_test = all(p.test is not None for p in preds.values()) and data.test is not None
+    has_test = (
+        include_test and all(p.test is not None for p in preds.values()) and data.test is not None
+    )
     kw = {"task": data.task, "output_names": data.output_names()}
     oof = {m: preds[m].oof for m in models}
     features = level1_features(oof, data.train, cfg, source=data.source["train"], **kw)

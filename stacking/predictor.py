@@ -57,15 +57,27 @@ class EnsemblePredictor:
     def id_column(self) -> str:
         return self.stack.id_column
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """The ensemble's probabilities ``(n, C)`` (``(n, L)`` multilabel, ``(n,)`` values)."""
-        return self.stack.predict_proba(frame)
+    def predict_proba(
+        self, frame: pd.DataFrame, *, root: str | Path | None = None, source: str | None = None
+    ) -> np.ndarray:
+        """The ensemble's probabilities ``(n, C)`` (``(n, L)`` multilabel, ``(n,)`` values).
 
-    def predict(self, frame: pd.DataFrame) -> pd.DataFrame:
+        ``root`` is the folder relative image paths start from (default: the working
+        folder); ``source`` names the rows in errors (e.g. their file).
+        """
+        return self.stack.predict_proba(
+            frame,
+            root=Path(root) if root is not None else None,
+            source=source or "the input table",
+        )
+
+    def predict(
+        self, frame: pd.DataFrame, *, root: str | Path | None = None, source: str | None = None
+    ) -> pd.DataFrame:
         """``id`` (when present), ``ensemble__<output>`` columns and ``prediction``."""
         ids = frame[self.id_column].to_numpy() if self.id_column in frame.columns else None
         return prediction_frame(
-            self.predict_proba(frame),
+            self.predict_proba(frame, root=root, source=source),
             task=self.stack.task,
             classes=self.stack.classes,
             output_names=self.stack.output_names,

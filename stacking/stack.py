@@ -34,7 +34,7 @@ import pandas as pd
 from stacking.base import resolve_base_model
 from stacking.cache import CacheStore, NullCacheStore
 from stacking.config import Config, FeaturesConfig, ViewConfig
-from stacking.data import Dataset, view_array
+from stacking.data import Dataset
 from stacking.engine import BaseModelRecipe, BasePredictions, predict_base_models
 from stacking.errors import DataError, DataFileNotFoundError
 from stacking.evaluate import Entry
@@ -42,6 +42,7 @@ from stacking.executors import Executor, LocalExecutor
 from stacking.folds import FoldPlan
 from stacking.level1 import Level1, block_names, level1_features, pre_features, to_block
 from stacking.meta import Candidate, cross_fit, predict_output, refit
+from stacking.views import ViewData, fix_columns, read_view
 
 FORMAT_VERSION = 3  # 3: one FittedStack for training and serving
 
@@ -77,10 +78,14 @@ class FittedStack:
         return 1 if self.task == "regression" else len(self.classes)
 
     # -- prediction ---------------------------------------------------------------------
-    def read_inputs(self, frame: pd.DataFrame, *, source: str) -> dict[str, list[np.ndarray]]:
-        """Each base model's input arrays for ``frame``, through its views."""
+    def read_inputs(
+        self, frame: pd.DataFrame, *, source: str, root: Path | None = None
+    ) -> dict[str, list[ViewData]]:
+        """Each base model's inputs for ``frame``, through its views (read in batches)."""
+        ids = frame[self.id_column] if self.id_column in frame.columns else None
         return {
-            r.name: [view_array(frame, v, source=source) for v in r.views] for r in self.base_models
+            r.name: [read_view(frame, v, source=source, root=root, ids=ids) for v in r.views]
+            for r in self.base_models
         }
 
     def level1(self, preds: dict[str, np.ndarray], frame: pd.DataFrame, *, source: str) -> Level1:
@@ -125,9 +130,14 @@ class FittedStack:
         *,
         executor: Executor | None = None,
         cache: CacheStore | None = None,
-        source: str = "the input rows",
+        source: str = "the input table",
+        root: Path | None = None,
     ) -> np.ndarray:
-        """The ensemble's probabilities ``(n, C)`` (``(n, L)`` multilabel, ``(n,)`` values)."""
+        """The ensemble's probabilities ``(n, C)`` (``(n, L)`` multilabel, ``(n,)`` values).
+
+        ``root`` is the folder relative image paths start from (default: the working
+        folder).
+        """
         if len(frame) == 0:
             raise DataError(f"{source} has no rows to predict")
         frame = frame.reset_index(drop=True)
@@ -137,7 +147,7 @@ class FittedStack:
             n_outputs=self.n_outputs,
             executor=executor or LocalExecutor(progress=False),
             cache=cache or NullCacheStore(),
-            rows=self.read_inputs(frame, source=source),
+            rows=self.read_inputs(frame, source=source, root=root),
             batch_size=self.batch_size,
         )
         level1 = self.level1({m: p.test for m, p in preds.items()}, frame, source=source)
@@ -167,6 +177,7 @@ class FittedStack:
                     "row_paths": [str(p) for p in row_paths],
                     "views": [v.model_dump(mode="json") for v in r.views],
                     "input_names": r.input_names,
+                    "custom_objects": r.custom_objects,
                     "output": r.output,
                     "layer": r.layer,
                     "outputs_are": r.outputs_are,
@@ -201,6 +212,13 @@ class FittedStack:
     @classmethod
     def load(cls, directory: str | Path) -> FittedStack:
         directory = Path(directory)
+        if (directory / "predictor.json").is_file() and not (directory / "stack.json").is_file():
+            old = json.loads((directory / "predictor.json").read_text()).get("format_version")
+            raise DataError(
+                f"{str(directory)!r} was saved in format {old} (predictor.json) by an older "
+                f"tf-stacking; this one reads format {FORMAT_VERSION}. Use the version that "
+                "wrote it, or re-run the experiment"
+            )
         if not (directory / "stack.json").is_file():
             raise DataFileNotFoundError(
                 f"{str(directory)!r} holds no stack.json; pass a results directory, its "
@@ -210,7 +228,7 @@ class FittedStack:
         version = spec.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise DataError(
-                f"{str(directory)!r} was saved in stack format {version}; this tf-stacking "
+                f"{str(directory)!r} was saved in format {version}; this tf-stacking "
                 f"reads format {FORMAT_VERSION}. Use the version that wrote it, or re-run "
                 "the experiment"
             )
@@ -231,6 +249,7 @@ class FittedStack:
                 row_paths=[here(p) for p in r["row_paths"]],
                 views=[ViewConfig(**v) for v in r["views"]],
                 input_names=r["input_names"],
+                custom_objects=r["custom_objects"],
                 output=r["output"],
                 layer=r["layer"],
                 outputs_are=r["outputs_are"],
@@ -279,6 +298,8 @@ def resolve_recipes(config: Config, data: Dataset, plan: FoldPlan) -> list[BaseM
             classes=data.classes,
         )
         views, input_names = config.model_inputs(name)
+        table = data.source["train"]
+        views = [fix_columns(v, data.train, source=table) for v in views]  # by name from now
         if source.kind == "folds":
             row_paths = [source.full_path] if source.full_path else list(source.fold_paths)
         else:
@@ -291,6 +312,7 @@ def resolve_recipes(config: Config, data: Dataset, plan: FoldPlan) -> list[BaseM
                 row_paths=row_paths,
                 views=views,
                 input_names=input_names,
+                custom_objects=list(cfg.custom_objects),
                 output=cfg.output,
                 layer=cfg.layer,
                 outputs_are=cfg.outputs_are,

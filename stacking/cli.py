@@ -76,10 +76,10 @@ def _predict(args) -> int:
     from stacking.predictor import load_predictor
 
     model = args.model
-    if ":/" in model:  # an MLflow model URI
-        from stacking.tracking import download_model
+    if ":/" in model:  # an MLflow model URI, fetched through the tracker
+        from stacking.tracking import MlflowTracker
 
-        model = download_model(model)
+        model = MlflowTracker(uri=args.tracking_uri).download_model(model)
     out = Path(args.output)
     if out.suffix.lower() not in {".csv", ".parquet"}:
         raise ConfigError(f"--output {str(out)!r} must end in .csv or .parquet")
@@ -97,6 +97,88 @@ def _predict(args) -> int:
         tmp.unlink(missing_ok=True)
     print(f"wrote {len(result)} predictions to {out}")
     return 0
+
+
+def _log(args) -> int:
+    """Record a finished results folder (e.g. one whose tracking failed at the end)."""
+    import yaml
+
+    from stacking.config import TrackingConfig
+    from stacking.tracking import get_tracker, log_results, record_from_results, resolved_uri
+
+    folder = Path(args.results_dir)
+    record_from_results(folder)  # a readable, finished folder, before touching a store
+    metrics = json.loads((folder / "metrics.json").read_text())
+    if metrics.get("run_id") and not args.again:
+        raise ConfigError(
+            f"{str(folder)!r} is already recorded as MLflow run {metrics['run_id']}; "
+            "pass --again to record it as a new run"
+        )
+    config = yaml.safe_load((folder / "config.resolved.yaml").read_text())
+    tracking = dict(config.get("tracking") or {})
+    tracking.update({"kind": "mlflow", "enabled": True})
+    if args.tracking_uri:
+        tracking["uri"] = args.tracking_uri
+    if args.experiment:
+        tracking["experiment"] = args.experiment
+    tracker = get_tracker(TrackingConfig(**tracking))
+    tracker.check()
+    run_id = log_results(tracker, folder)
+    print(f"mlflow run: {run_id}")
+    print(f"browse it:  mlflow ui --backend-store-uri {resolved_uri(tracking.get('uri'))}")
+    return 0
+
+
+def _runs(args) -> int:
+    """A comparison table of the experiment's recent runs, newest first."""
+    from stacking.tracking import MlflowTracker
+
+    tracker = MlflowTracker(uri=args.tracking_uri, experiment=args.experiment)
+    found = tracker.runs(max_results=args.max_results)
+    if not found:
+        print(f"no runs in experiment {args.experiment!r}")
+        return 0
+    print(format_runs(found, metric=args.metric))
+    return 0
+
+
+def format_runs(found, *, metric: str | None = None) -> str:
+    """One row per run: date, run id, ensemble, its cv_/test_ metrics, digests."""
+    import pandas as pd
+
+    rows = []
+    for run in found:
+        chosen = run.tags.get("stacking.primary_metric", "")
+        wanted = (
+            [metric]
+            if metric
+            else sorted({k.split("_", 1)[1] for k in run.metrics if k.startswith(("cv_", "test_"))})
+        )
+        row = {
+            "date": pd.Timestamp(run.start_time, unit="ms").strftime("%Y-%m-%d %H:%M"),
+            "run_id": run.run_id[:12],
+            "name": run.name,
+            "ensemble": run.tags.get("stacking.ensemble", ""),
+        }
+        for name in wanted:
+            for prefix in ("cv_", "test_"):
+                if f"{prefix}{name}" in run.metrics:
+                    row[f"{prefix}{name}"] = run.metrics[f"{prefix}{name}"]
+        row["primary"] = chosen
+        row["data"] = run.tags.get("stacking.data_digest", "")[:8]
+        row["folds"] = run.tags.get("stacking.folds_digest", "")[:8]
+        row["status"] = run.status
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if metric and not any(c.endswith(f"_{metric}") for c in table.columns):
+        raise ConfigError(
+            f"no run records a metric {metric!r}. Received: --metric {metric}; "
+            "use a metric name such as log_loss or accuracy, without cv_"
+        )
+    metric_columns = [c for c in table.columns if c.startswith(("cv_", "test_"))]
+    rest = [c for c in table.columns if c not in metric_columns]
+    table = table[rest[:4] + metric_columns + rest[4:]]
+    return table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-")
 
 
 def _inspect(args) -> int:
@@ -151,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("data", help="CSV or Parquet rows with the base models' input columns")
     predict.add_argument("--output", required=True, help="predictions file (.csv or .parquet)")
+    predict.add_argument("--tracking-uri", help="MLflow store of a model URI (default: MLflow's)")
     predict.set_defaults(func=_predict)
 
     reproduce = sub.add_parser(
@@ -166,6 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(only for runs whose writers you trust)",
     )
     reproduce.set_defaults(func=_reproduce)
+
+    log = sub.add_parser("log", parents=[common], help="record a finished results folder in MLflow")
+    log.add_argument("results_dir", help="a folder `stacking run` wrote (runs/<name>-<time>)")
+    log.add_argument("--tracking-uri", help="MLflow store (default: the folder's config)")
+    log.add_argument("--experiment", help="MLflow experiment (default: the folder's config)")
+    log.add_argument("--again", action="store_true", help="record a recorded folder again")
+    log.set_defaults(func=_log)
+
+    runs = sub.add_parser(
+        "runs", parents=[common], help="compare the recent runs of an MLflow experiment"
+    )
+    runs.add_argument("--experiment", default="tf-stacking", help="MLflow experiment name")
+    runs.add_argument("--metric", help="show only this metric (cv_ and test_), e.g. log_loss")
+    runs.add_argument("--tracking-uri", help="MLflow store (default: MLflow's)")
+    runs.add_argument("--max-results", type=int, default=20, help="how many recent runs")
+    runs.set_defaults(func=_runs)
 
     inspect = sub.add_parser(
         "inspect",

@@ -253,10 +253,25 @@ class MetaConfig(_Strict):
 
 
 class TrackingConfig(_Strict):
+    """Where runs are recorded: ``kind`` picks a tracker of :mod:`stacking.tracking`.
+
+    ``enabled: false`` is the older spelling of ``kind: none`` and still works.
+    """
+
+    kind: Literal["mlflow", "none"] = "mlflow"
     enabled: bool = True
     uri: str | None = Field(None, description="default: MLflow's own default store")
     experiment: str = "tf-stacking"
     run_name: str | None = None
+    register_as: str | None = Field(
+        None, description="register the ensemble model under this name (a new version)"
+    )
+
+    @model_validator(mode="after")
+    def _disabled_is_none(self) -> TrackingConfig:
+        if not self.enabled:
+            self.kind = "none"
+        return self
 
 
 class CacheConfig(_Strict):

@@ -10,7 +10,8 @@ built-in exception that fits, so ``except ValueError`` keeps working::
     ├── BaseModelError(StackingError, ValueError)      unreadable model, wrong input shape
     │   └── LeakageError(BaseModelError)               a model that may have seen the row
     ├── CacheError(StackingError, RuntimeError)        corrupt cache entries (cache verify)
-    └── TrackingError(StackingError, RuntimeError)     the MLflow store refused or is away
+    ├── TrackingError(StackingError, RuntimeError)     the MLflow store refused or is away
+    └── OutputError(StackingError, OSError)            results folder not writable
 
 The CLI turns a ``StackingError`` into one line ``error: …`` and exit code 2. Anything
 else is a bug in tf-stacking: exit code 1 with a traceback.
@@ -53,3 +54,7 @@ class CacheError(StackingError, RuntimeError):
 
 class TrackingError(StackingError, RuntimeError):
     """The tracking store cannot record the run (unreachable server, bad URI)."""
+
+
+class OutputError(StackingError, OSError):
+    """The results folder cannot be written: read-only, full disk, file-size limit."""

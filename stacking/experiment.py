@@ -12,8 +12,6 @@ cross-fitted on the same folds, level after level → leaderboard with bootstrap
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,14 +35,7 @@ from stacking.meta.weights import weights_table
 from stacking.metrics import default_metrics, get_metric
 from stacking.predictor import EnsemblePredictor
 from stacking.stack import fit_stack, resolve_recipes
-from stacking.tracking import (
-    ChildRecord,
-    NoopTracker,
-    RunRecord,
-    Tracker,
-    fetch_run,
-    make_tracker,
-)
+from stacking.tracking import MlflowTracker, Tracker, get_tracker, log_results, preflight
 from stacking.views import read_view
 
 BASE_MEAN = "base_mean"
@@ -93,7 +84,7 @@ class Experiment:
     ) -> None:
         self.config = config
         self.output_dir = Path(output_dir) if output_dir else None
-        self.tracker = tracker if tracker is not None else make_tracker(config.tracking)
+        self.tracker = tracker if tracker is not None else get_tracker(config.tracking)
         self.executor = executor or make_executor(config.executor, progress=progress)
         self.cache = cache or open_cache(config.cache)
         self.reproduces: tuple[str, dict[str, float], str | None] | None = None
@@ -118,7 +109,8 @@ class Experiment:
         trusted: import paths outside ``stacking.``/``sklearn.`` are refused unless
         ``trust_imports``.
         """
-        raw, tags, metrics = fetch_run(run_id, tracking_uri)
+        recorded_run = MlflowTracker(uri=tracking_uri).fetch_run(run_id)
+        raw, tags, metrics = recorded_run.config, recorded_run.tags, recorded_run.metrics
         raw.setdefault("tracking", {})["uri"] = tracking_uri or raw["tracking"].get("uri")
         source = f"run {run_id}'s config"
         config = parse_config(raw, root=Path.cwd(), source=source, trusted_imports=trust_imports)
@@ -213,7 +205,7 @@ class Experiment:
     # -- the run --------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
         cfg = self.config
-        out = results.check_output_dir(self.output_dir or results.default_dir(cfg.name))
+        out = preflight(self.tracker, self.output_dir or results.default_dir(cfg.name))
         data, plan = self._load()
         metric_names = self._metrics(data.task)
         primary = get_metric(metric_names[0])
@@ -319,70 +311,8 @@ class Experiment:
             entries=entries,
             predictor=predictor,
         )
-        try:  # the run is recorded from the unfinished folder, which appears only at the end
-            record = self._record(data, plan, entries, ensemble, metric_names, tmp)
-            if not isinstance(self.tracker, NoopTracker):
-                record.model_example = results.model_example(data, predictor, test_frame)
-            if self.reproduces:
-                record.tags["stacking.reproduces"] = self.reproduces[0]
-
-            def write_run_id(run_id: str) -> None:  # before upload: both copies agree
-                metrics["run_id"] = run_id
-                (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-
-            record.on_run_id = write_run_id
-            self.tracker.log(record)
-            if out.exists():
-                out.rmdir()
-            tmp.rename(out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return metrics.get("run_id")
-
-    # -- outputs --------------------------------------------------------------------------
-    def _record(self, data, plan, entries, ensemble, metric_names, out) -> RunRecord:
-        names = [get_metric(m).name for m in metric_names]
-        parent = {f"cv_{m}": ensemble.scores[m] for m in names}
-        children = []
-        for e in entries:
-            if e.role == "base":
-                parent.update({f"base.{e.name}.cv_{m}": e.scores[m] for m in names})
-            role = "meta" if e.role == "meta" else "base"
-            if e.role == "base_mean":
-                continue
-            children.append(
-                ChildRecord(
-                    name=e.name,
-                    role=role,
-                    params={"level": e.level, **self._child_params(e)},
-                    metrics={f"cv_{m}": e.scores[m] for m in names},
-                    fold_metrics={m: e.fold_scores[m] for m in names},
-                )
-            )
-        return RunRecord(
-            name=self.config.tracking.run_name or self.config.name,
-            params=self.config.to_dict(),
-            metrics=parent,
-            tags={
-                "stacking.data_digest": data.digest,
-                "stacking.folds_digest": plan.digest,
-                "stacking.task": data.task,
-                "stacking.ensemble": ensemble.name,
-                "stacking.primary_metric": names[0],
-                **{
-                    f"stacking.direction.{m}": (
-                        "higher" if get_metric(m).greater_is_better else "lower"
-                    )
-                    for m in names
-                },
-            },
-            children=children,
-            artifacts_dir=out,
-            model_dir=out / "ensemble",
-        )
-
-    def _child_params(self, entry: Entry) -> dict:
-        if entry.role == "base":
-            return {"path": str(self.config.base_models[entry.name].path)}
-        return {}
+        out = results.move_into_place(tmp, out)
+        reproduces = {"stacking.reproduces": self.reproduces[0]} if self.reproduces else None
+        run_id = log_results(self.tracker, out, tags=reproduces)
+        metrics.update({"run_id": run_id} if run_id else {})
+        return run_id

@@ -1,23 +1,33 @@
 """The results directory: the files of DESIGN.md, written whole or not at all.
 
-``write_partial`` writes everything into ``.<name>.partial`` beside the target folder;
-the experiment records the run from there and renames it into place last, so a failed
-run leaves nothing behind.
+``write_partial`` writes everything into ``.<name>.partial`` beside the target folder
+(with a ``.writer`` file naming this host and process) and :func:`move_into_place` renames
+it when complete, so a failed run leaves nothing behind; :func:`remove_orphans` deletes
+``.partial`` folders whose writer died. The run is recorded from the finished folder
+afterwards, so a tracking failure never loses it (``stacking log RESULTS_DIR``).
+Disk faults are an :class:`~stacking.errors.OutputError` of one line.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import platform
 import shutil
+import socket
+import subprocess
+import tempfile
+import time
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from stacking.data import Dataset
-from stacking.errors import DataError
+from stacking.data import Dataset, resolve_columns, table_digest
+from stacking.errors import DataError, OutputError
 from stacking.folds import FoldPlan
 from stacking.level1 import Level1, block_names
 from stacking.metrics import get_metric
@@ -29,11 +39,66 @@ def default_dir(name: str) -> Path:
     return Path("runs") / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S-%f')}"
 
 
+WRITER = ".writer"
+_ORPHAN_AGE = 3600  # seconds: a .partial folder without a writer file is then abandoned
+
+
 def check_output_dir(out: Path) -> Path:
-    """Refuse a results folder that already holds something (nothing is overwritten)."""
+    """Refuse a results folder that holds something (nothing is overwritten) or that
+    cannot be written: checked before computing, so no work is lost at the end."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"output directory {str(out)!r} is not empty; choose another --output")
+    existing = next(p for p in [out, *out.parents] if p.exists() or p == Path(p.anchor))
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{str(existing)!r} is a file")
+        with tempfile.TemporaryFile(dir=existing, prefix=".stacking-probe-"):
+            pass
+    except OSError as exc:
+        reason = _reason(exc)
+        raise OutputError(
+            f"output directory {str(out)!r} cannot be written ({reason}: {str(existing)!r}); "
+            "choose another --output or make the folder writable"
+        ) from exc
     return out
+
+
+def _reason(exc: OSError) -> str:
+    text = exc.strerror or str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _writer_gone(folder: Path) -> bool:
+    writer = folder / WRITER
+    try:
+        host, pid = writer.read_text().split()
+    except (OSError, ValueError):
+        return time.time() - folder.stat().st_mtime > _ORPHAN_AGE
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+def remove_orphans(runs_dir: Path) -> list[Path]:
+    """Delete ``.<name>.partial`` folders under ``runs_dir`` whose writer process is gone
+    (killed mid-write); folders of live writers are left alone. Returns what was removed."""
+    removed = []
+    if not runs_dir.is_dir():
+        return removed
+    for folder in runs_dir.glob(".*.partial"):
+        try:
+            if folder.is_dir() and _writer_gone(folder):
+                shutil.rmtree(folder)
+                removed.append(folder)
+        except OSError:  # vanished meanwhile, or not ours to delete
+            continue
+    return removed
 
 
 def oof_frame(data: Dataset, plan: FoldPlan, level1: Level1) -> pd.DataFrame:
@@ -55,13 +120,64 @@ def test_frame(data: Dataset, level1: Level1, ensemble_test) -> pd.DataFrame | N
 
 
 def model_example(data: Dataset, predictor, test_predictions: pd.DataFrame | None):
-    """A few input rows and the ensemble's output for them: the served model's signature."""
+    """A few input rows and the ensemble's output for them: the served model's signature.
+
+    The rows hold only the id and the columns the base models' views read (never the
+    target, weight or fold columns), so unlabeled rows fit the signature.
+    """
+    frame = data.test if test_predictions is not None else data.train
+    needed: list[str] = []
+    stack = getattr(predictor, "stack", predictor)  # a FittedStack holds the recipes
+    for recipe in stack.base_models:
+        for view in recipe.views:
+            spec = view if isinstance(view, dict) else view.model_dump()
+            if spec.get("columns") is not None:
+                needed += resolve_columns(frame, spec["columns"], source="the example rows")
+            needed += [spec[k] for k in ("image", "text") if isinstance(spec.get(k), str)]
+    columns = [c for c in frame.columns if c == data.id_column or c in set(needed)]
+    rows = frame.head(5)[columns].reset_index(drop=True)
     if test_predictions is not None:
-        rows = data.test.head(5)
         ensemble = [c for c in test_predictions.columns if c.startswith("ensemble__")]
-        return rows, test_predictions.head(5)[[data.id_column, *ensemble, "prediction"]]
-    rows = data.train.head(5).drop(columns=data.target_columns)
+        output = test_predictions.head(5)[[data.id_column, *ensemble, "prediction"]]
+        return rows, output.reset_index(drop=True)
     return rows, predictor.predict(rows)
+
+
+def _table_info(frame: pd.DataFrame, source: str, digest: str) -> dict:
+    return {
+        "source": source,
+        "digest": digest,
+        "n_rows": len(frame),
+        "columns": {str(c): str(t) for c, t in frame.dtypes.items()},
+    }
+
+
+def datasets_info(data: Dataset) -> dict:
+    """Each table's source, full-content digest, rows and column types (for MLflow)."""
+    info = {"training": _table_info(data.train, data.source.get("train", "train"), data.digest)}
+    if data.test is not None:
+        info["test"] = _table_info(
+            data.test, data.source.get("test", "test"), table_digest(data.test)
+        )
+    return info
+
+
+def provenance() -> dict:
+    """The git commit of the working folder (when it is a checkout) and library versions."""
+    versions = {"python": platform.python_version()}
+    for name in ["tensorflow", "keras", "scikit-learn", "mlflow", "tf-stacking"]:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "unknown"
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+        commit = done.stdout.strip() if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"git_commit": commit, "versions": versions}
 
 
 def metrics_json(data: Dataset, plan: FoldPlan, entries, ensemble, metric_names, board) -> dict:
@@ -87,6 +203,8 @@ def metrics_json(data: Dataset, plan: FoldPlan, entries, ensemble, metric_names,
             for e in entries
         },
         "leaderboard": json.loads(board.to_json(orient="records")),
+        "datasets": datasets_info(data),
+        "provenance": provenance(),
     }
 
 
@@ -104,28 +222,73 @@ def write_partial(
     entries,
     predictor,
 ) -> Path:
-    """Write every result file into ``.<out>.partial`` and return that folder."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """Write every result file into ``.<out>.partial`` and return that folder.
+
+    A disk fault (read-only, full, file-size limit) removes the folder and is an
+    :class:`~stacking.errors.OutputError` of one line.
+    """
     tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     try:
-        oof.to_parquet(tmp / "oof.parquet", index=False)
-        meta = pd.DataFrame({data.id_column: data.ids, "fold": plan.folds})
-        for e in entries:
-            if e.role != "base":
-                cols = block_names(e.name, data, drop_redundant=False)
-                meta[cols] = np.asarray(e.oof).reshape(len(meta), -1)
-        meta.to_parquet(tmp / "meta_oof.parquet", index=False)
-        if test_frame is not None:
-            test_frame.to_parquet(tmp / "test_predictions.parquet", index=False)
-        board.to_csv(tmp / "leaderboard.csv", index=False)
-        weights.to_csv(tmp / "weights.csv", index=False)
-        plan.save(tmp / "folds.csv", id_column=data.id_column)
-        (tmp / "config.resolved.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        (tmp / WRITER).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        _write_files(tmp, config, data, plan, oof, test_frame, board, weights, metrics, entries)
         predictor.save(tmp / "ensemble")
+        rows, output = model_example(data, predictor, test_frame)
+        rows.to_parquet(tmp / "ensemble" / "example_input.parquet", index=False)
+        output.to_parquet(tmp / "ensemble" / "example_output.parquet", index=False)
+        (tmp / WRITER).unlink()
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(
+            f"cannot write the results folder {str(out)!r}: {_reason(exc)}; free space, "
+            "raise the file-size limit or choose another --output (cached predictions are kept)"
+        ) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return tmp
+
+
+def _write_files(tmp, config, data, plan, oof, test_frame, board, weights, metrics, entries):
+    """The tables and files of DESIGN.md's results directory."""
+    oof.to_parquet(tmp / "oof.parquet", index=False)
+    meta = pd.DataFrame({data.id_column: data.ids, "fold": plan.folds})
+    for e in entries:
+        if e.role != "base":
+            cols = block_names(e.name, data, drop_redundant=False)
+            meta[cols] = np.asarray(e.oof).reshape(len(meta), -1)
+    meta.to_parquet(tmp / "meta_oof.parquet", index=False)
+    if test_frame is not None:
+        test_frame.to_parquet(tmp / "test_predictions.parquet", index=False)
+    board.to_csv(tmp / "leaderboard.csv", index=False)
+    weights.to_csv(tmp / "weights.csv", index=False)
+    plan.save(tmp / "folds.csv", id_column=data.id_column)
+    (tmp / "config.resolved.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+
+
+def move_into_place(tmp: Path, out: Path) -> Path:
+    """Rename the finished ``.partial`` folder to ``out`` (an empty ``out`` is replaced)."""
+    try:
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except OSError as exc:
+        raise OutputError(
+            f"cannot move the finished results {str(tmp)!r} to {str(out)!r}: "
+            f"{_reason(exc)}; rename it by hand"
+        ) from exc
+    return out
+
+
+def update_metrics(out: Path, **fields) -> dict:
+    """Add ``fields`` to ``out/metrics.json`` (e.g. the run id once recorded), atomically."""
+    path = out / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics.update(fields)
+    tmp = path.with_name(".metrics.json.tmp")
+    tmp.write_text(json.dumps(metrics, indent=2, default=float))
+    tmp.replace(path)
+    return metrics

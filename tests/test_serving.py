@@ -138,3 +138,31 @@ def test_cli_reproduce_unknown_run_exits_2(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: cannot read run"), err
+
+
+def test_pyfunc_signature_lists_only_view_columns_and_serves_unlabeled_rows(
+    rank_run, multiclass_project
+):
+    result, _tmp, cfg = rank_run
+    from stacking import load_config
+
+    uri = load_config(cfg).tracking.uri
+    model_id = (
+        mlflow.MlflowClient(tracking_uri=uri)
+        .get_run(result.run_id)
+        .data.tags["stacking.ensemble_model_id"]
+    )
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{model_id}")
+    finally:
+        mlflow.set_tracking_uri(None)
+    inputs = {c.name: c.required for c in model.metadata.get_input_schema().inputs}
+    # No target, no weight column: only the id (optional) and what the views read.
+    assert inputs == {"id": False, **{f"f_{i}": True for i in range(6)}}
+    rows = pd.read_parquet(multiclass_project.root / "test.parquet")[[f"f_{i}" for i in range(6)]]
+    got = model.predict(rows)
+    assert "id" not in got.columns
+    np.testing.assert_allclose(
+        _ensemble_columns(got), _ensemble_columns(result.test_predictions), atol=1e-10
+    )

@@ -1,26 +1,71 @@
-"""Trackers record finished experiments; only this package imports MLflow."""
+"""Trackers record finished experiments; only this package imports MLflow.
+
+A family in Optuna's style: :class:`Tracker` in ``_base.py`` states the contract, one
+module per implementation, and :func:`get_tracker` picks one by ``tracking.kind``.
+Adding a tracker is one module plus ``register_tracker("kind")``.
+
+>>> tracker = get_tracker(config.tracking)          # MlflowTracker or NoopTracker
+>>> out = preflight(tracker, Path("runs/x"))         # before computing
+>>> run_id = log_results(tracker, out)               # after the folder is complete
+"""
 
 from __future__ import annotations
 
-from stacking.tracking._base import ChildRecord, NoopTracker, RunRecord, Tracker, flatten
-from stacking.tracking._mlflow import MlflowTracker, download_model, fetch_run, resolved_uri
+from collections.abc import Callable
+from typing import Any
+
+from stacking.errors import ConfigError
+from stacking.tracking._base import (
+    ChildRecord,
+    DatasetRecord,
+    RecordedRun,
+    RunRecord,
+    Tracker,
+    flatten,
+)
+from stacking.tracking._mlflow import MlflowTracker, resolved_uri
+from stacking.tracking._noop import NoopTracker
+from stacking.tracking._record import log_results, preflight, record_from_results
 
 __all__ = [
     "ChildRecord",
+    "DatasetRecord",
     "MlflowTracker",
     "NoopTracker",
+    "RecordedRun",
     "RunRecord",
     "Tracker",
-    "download_model",
-    "fetch_run",
     "flatten",
+    "get_tracker",
+    "log_results",
     "make_tracker",
+    "preflight",
+    "record_from_results",
+    "register_tracker",
     "resolved_uri",
 ]
 
+_TRACKERS: dict[str, Callable[[Any], Tracker]] = {
+    "mlflow": lambda cfg: MlflowTracker(
+        uri=cfg.uri, experiment=cfg.experiment, register_as=cfg.register_as
+    ),
+    "none": lambda cfg: NoopTracker(),
+}
 
-def make_tracker(cfg) -> Tracker:
+
+def register_tracker(kind: str, factory: Callable[[Any], Tracker]) -> None:
+    """Make ``tracking.kind: <kind>`` build ``factory(tracking_config)``."""
+    _TRACKERS[kind] = factory
+
+
+def get_tracker(cfg) -> Tracker:
     """The tracker a :class:`~stacking.config.TrackingConfig` asks for."""
-    if not cfg.enabled:
-        return NoopTracker()
-    return MlflowTracker(uri=cfg.uri, experiment=cfg.experiment)
+    kind = "none" if not getattr(cfg, "enabled", True) else cfg.kind
+    if kind not in _TRACKERS:
+        raise ConfigError(
+            f"tracking.kind must be one of {sorted(_TRACKERS)}. Received: kind={kind!r}"
+        )
+    return _TRACKERS[kind](cfg)
+
+
+make_tracker = get_tracker  # the name used before the family had a registry

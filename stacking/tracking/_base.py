@@ -1,14 +1,25 @@
-"""The tracker plug-in contract: record a finished experiment somewhere.
+"""The tracker plug-in contract: record finished experiments, and read them back.
 
-The experiment builds one :class:`RunRecord` (parent run + one child per base model and
-per meta candidate) and hands it to a tracker; a tracker never reaches back into the
-experiment. Trackers are used from one thread.
+A run is recorded from its finished results folder: :func:`~stacking.tracking.record_from_results`
+builds one :class:`RunRecord` (parent run + one child per base model and per meta
+candidate) from the files in it, and a tracker stores it; a tracker never reaches back
+into the experiment, so ``stacking run`` and ``stacking log RESULTS_DIR`` share one path.
+
+Contract of every :class:`Tracker`:
+
+- used from one thread; it holds no open connection between calls;
+- :meth:`~Tracker.check` is cheap (seconds), is called before any computing, and raises
+  :class:`~stacking.errors.TrackingError` with one line when the store is unreachable or
+  read-only; it may also tidy what an earlier, killed process left behind;
+- :meth:`~Tracker.log` stores a record and returns the run id (``None`` when the tracker
+  stores nothing); failures are a ``TrackingError`` and never delete the results folder;
+- :meth:`~Tracker.fetch_run`, :meth:`~Tracker.download_model` and :meth:`~Tracker.runs`
+  read back what :meth:`~Tracker.log` stored, for ``reproduce``, ``predict`` and ``runs``.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +27,8 @@ from typing import Any
 
 @dataclass
 class ChildRecord:
+    """A nested run: one base model or one meta candidate."""
+
     name: str
     role: str  # "base" | "meta"
     params: dict[str, Any] = field(default_factory=dict)
@@ -25,7 +38,20 @@ class ChildRecord:
 
 
 @dataclass
+class DatasetRecord:
+    """A table the run read, described without its rows (``digest``: full content)."""
+
+    context: str  # "training" | "test"
+    source: str
+    digest: str
+    n_rows: int
+    columns: dict[str, str]  # name -> dtype
+
+
+@dataclass
 class RunRecord:
+    """Everything a tracker stores for one experiment, read from its results folder."""
+
     name: str
     params: dict[str, Any]
     metrics: dict[str, float]
@@ -34,20 +60,46 @@ class RunRecord:
     artifacts_dir: Path
     model_dir: Path | None = None  # an EnsemblePredictor folder, logged as a model
     model_example: tuple[Any, Any] | None = None  # (input rows, output): its signature
-    on_run_id: Callable[[str], None] | None = None  # called before artifacts are uploaded
+    datasets: list[DatasetRecord] = field(default_factory=list)
+
+
+@dataclass
+class RecordedRun:
+    """A run read back from a store: what ``reproduce`` and ``runs`` need."""
+
+    run_id: str
+    name: str
+    start_time: int  # milliseconds since the epoch
+    status: str
+    config: dict[str, Any] | None
+    tags: dict[str, str]
+    metrics: dict[str, float]
 
 
 class Tracker(abc.ABC):
+    """Base class of trackers; see the module docstring for the contract."""
+
+    kind: str = ""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise ``TrackingError`` (one line, in seconds) unless :meth:`log` can succeed."""
+
     @abc.abstractmethod
     def log(self, record: RunRecord) -> str | None:
         """Record the experiment; return its run id (``None`` when nothing is stored)."""
 
+    @abc.abstractmethod
+    def fetch_run(self, run_id: str) -> RecordedRun:
+        """The recorded run ``run_id`` with its resolved config; ``TrackingError`` if absent."""
 
-class NoopTracker(Tracker):
-    """Records nothing (``tracking.enabled: false``, and tests of other stages)."""
+    @abc.abstractmethod
+    def download_model(self, uri: str) -> Path:
+        """The predictor folder of a logged ``ensemble`` model (``runs:/…``, ``models:/…``)."""
 
-    def log(self, record):
-        return None
+    @abc.abstractmethod
+    def runs(self, max_results: int = 20) -> list[RecordedRun]:
+        """The most recent parent runs of the tracker's experiment, newest first."""
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:

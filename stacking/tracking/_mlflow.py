@@ -4,76 +4,37 @@ Metric names follow DESIGN.md: ``cv_<metric>`` for the chosen ensemble and
 ``base.<model>.cv_<metric>`` for each base model on the parent; each nested run has its
 own ``cv_<metric>`` and per-fold ``fold_<metric>`` (step = fold). When the caller already
 has an active run, the experiment is recorded into it instead of a competing one.
+
+The parent run is tagged with this host and process id (``stacking.host``,
+``stacking.pid``): :meth:`MlflowTracker.check` marks runs whose process died while
+logging as KILLED, so no run stays RUNNING forever.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import tempfile
-import warnings
 from contextlib import nullcontext
-from importlib import metadata
 from pathlib import Path
 
+import yaml
+
 from stacking.errors import TrackingError
-from stacking.tracking._base import RunRecord, Tracker, flatten
+from stacking.tracking._base import RecordedRun, RunRecord, Tracker
+from stacking.tracking._model import log_datasets, log_ensemble_model, params
+from stacking.tracking._store import (
+    CHECK_HTTP,
+    HOST,
+    LOG_HTTP,
+    one_line,
+    pid_alive,
+    session,
+    store_lock,
+)
 
-_MAX_PARAM = 6000
-
-
-def _params(params: dict) -> dict[str, str]:
-    return {k[:250]: str(v)[:_MAX_PARAM] for k, v in flatten(params).items()}
-
-
-_PYFUNC_CODE = Path(__file__).with_name("_pyfunc_model.py")
-_RUNTIME = [
-    "tensorflow",
-    "keras",
-    "scikit-learn",
-    "scipy",
-    "numpy",
-    "pandas",
-    "pyarrow",
-    "joblib",
-    "pyyaml",
-    "pydantic",
-    "tqdm",
-]
-
-
-def _requirements() -> list[str]:
-    pins = []
-    for name in _RUNTIME:
-        try:
-            pins.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            pins.append(name)
-    return pins
-
-
-def log_ensemble_model(mlflow, model_dir: Path, example=None) -> str:
-    """Log the predictor folder, base models copied in, as the pyfunc model ``ensemble``.
-
-    "Models from code": the model is ``_pyfunc_model.py`` plus the predictor folder as an
-    artifact, and the ``stacking`` package as code, so no pickle of a Python class is
-    needed to serve it. Returns the logged model's id.
-    """
-    from stacking.predictor import EnsemblePredictor
-
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        # MLflow's advisory hints (integer columns, no input example) would be printed on
-        # every run; the signature below is inferred from real rows and their output.
-        warnings.simplefilter("ignore", UserWarning)
-        bundle = EnsemblePredictor.load(model_dir).save(Path(tmp) / "predictor", copy_models=True)
-        info = mlflow.pyfunc.log_model(
-            name="ensemble",
-            python_model=str(_PYFUNC_CODE),
-            artifacts={"predictor": str(bundle)},
-            code_paths=[str(Path(__file__).resolve().parents[1])],
-            pip_requirements=_requirements(),
-            signature=mlflow.models.infer_signature(*example) if example else None,
-        )
-    mlflow.set_tag("stacking.ensemble_model_id", info.model_id)
-    return info.model_id
+log = logging.getLogger(__name__)
+PARENT_FILTER = "tags.`stacking.data_digest` LIKE '%'"
 
 
 def resolved_uri(uri: str | None) -> str:
@@ -84,90 +45,196 @@ def resolved_uri(uri: str | None) -> str:
 
 
 class MlflowTracker(Tracker):
-    def __init__(self, uri: str | None = None, experiment: str = "tf-stacking") -> None:
+    """Records runs in an MLflow tracking store (a SQLite file or a tracking server)."""
+
+    kind = "mlflow"
+
+    def __init__(
+        self,
+        uri: str | None = None,
+        experiment: str = "tf-stacking",
+        register_as: str | None = None,
+    ) -> None:
         self.uri = uri
         self.experiment = experiment
+        self.register_as = register_as
+
+    # -- helpers --------------------------------------------------------------------------
+    def _fail(self, doing: str, exc: BaseException, fix: str) -> TrackingError:
+        return TrackingError(
+            f"cannot {doing} MLflow at {resolved_uri(self.uri)}: {one_line(exc)}; {fix}"
+        )
+
+    def _client(self):
+        import mlflow
+
+        return mlflow.MlflowClient(tracking_uri=resolved_uri(self.uri))
+
+    def _experiment_id(self, client) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        try:
+            return client.create_experiment(self.experiment)
+        except MlflowException:  # created meanwhile by another process
+            found = client.get_experiment_by_name(self.experiment)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    # -- the contract ---------------------------------------------------------------------
+    def check(self) -> None:
+        """Reach the store, write to it, and mark runs of dead processes KILLED."""
+        uri = resolved_uri(self.uri)
+        try:
+            with session(self.uri, CHECK_HTTP, force=True), store_lock(uri):
+                client = self._client()
+                experiment_id = self._experiment_id(client)
+                # A write, so a read-only store fails now rather than after the computing.
+                client.set_experiment_tag(experiment_id, "stacking.last_check", f"{HOST}")
+                self._end_dead_runs(client, experiment_id)
+        except TrackingError:
+            raise
+        except Exception as exc:
+            raise self._fail(
+                "record the run in",
+                exc,
+                "nothing was computed; check tracking.uri, or set tracking.kind: none",
+            ) from exc
+
+    def _end_dead_runs(self, client, experiment_id: str) -> None:
+        running = client.search_runs(
+            [experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`stacking.host` = '{HOST}'",
+            max_results=1000,
+        )
+        for run in running:
+            pid = run.data.tags.get("stacking.pid", "")
+            if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
+                client.set_terminated(run.info.run_id, status="KILLED")
+                log.warning(
+                    "marked MLflow run %s KILLED: its process %s ended while logging",
+                    run.info.run_id,
+                    pid,
+                )
 
     def log(self, record: RunRecord) -> str:
         import mlflow
-        from mlflow.exceptions import MlflowException
 
-        previous = mlflow.get_tracking_uri() if self.uri else None
-        if self.uri:
-            mlflow.set_tracking_uri(self.uri)
+        uri = resolved_uri(self.uri)
         try:
-            return self._log(mlflow, record)
-        except (MlflowException, ConnectionError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TrackingError(
-                f"cannot record the run in MLflow at {resolved_uri(self.uri)}: {first}; "
-                "check tracking.uri, or set tracking.enabled: false"
+            with session(self.uri, LOG_HTTP):
+                with store_lock(uri):
+                    experiment_id = self._experiment_id(self._client())
+                return self._log(mlflow, record, experiment_id)
+        except TrackingError:
+            raise
+        except Exception as exc:
+            raise self._fail(
+                "record the run in",
+                exc,
+                f"the results are kept in {record.artifacts_dir}; record them later with "
+                f"`stacking log {record.artifacts_dir}`",
             ) from exc
-        finally:
-            if previous is not None:
-                mlflow.set_tracking_uri(previous)
 
-    def _log(self, mlflow, record: RunRecord) -> str:
+    def _log(self, mlflow, record: RunRecord, experiment_id: str) -> str:
+        owner = {"stacking.host": HOST, "stacking.pid": str(os.getpid())}
         active = mlflow.active_run()
         if active is None:
-            mlflow.set_experiment(self.experiment)
-        context = nullcontext(active) if active else mlflow.start_run(run_name=record.name)
+            context = mlflow.start_run(
+                experiment_id=experiment_id, run_name=record.name, tags=owner
+            )
+        else:
+            context = nullcontext(active)
         with context as run:
-            mlflow.log_params(_params(record.params))
+            mlflow.log_params(params(record.params))
             mlflow.set_tags(record.tags)
             mlflow.log_metrics(record.metrics)
+            log_datasets(mlflow, record.datasets)
             for child in record.children:
-                with mlflow.start_run(run_name=child.name, nested=True):
+                with mlflow.start_run(
+                    experiment_id=run.info.experiment_id,
+                    run_name=child.name,
+                    nested=True,
+                    tags=owner,
+                ):
                     mlflow.set_tags({**child.tags, "stacking.role": child.role})
                     if child.params:
-                        mlflow.log_params(_params(child.params))
+                        mlflow.log_params(params(child.params))
                     mlflow.log_metrics(child.metrics)
                     for name, values in child.fold_metrics.items():
                         for k, value in enumerate(values):
                             mlflow.log_metric(f"fold_{name}", value, step=k)
-            if record.on_run_id is not None:
-                record.on_run_id(run.info.run_id)  # e.g. write it into metrics.json first
             mlflow.log_artifacts(str(record.artifacts_dir))
             if record.model_dir is not None:
-                log_ensemble_model(mlflow, record.model_dir, record.model_example)
+                log_ensemble_model(mlflow, record.model_dir, record.model_example, self.register_as)
             return run.info.run_id
 
+    def fetch_run(self, run_id: str) -> RecordedRun:
+        try:
+            with session(self.uri, CHECK_HTTP, force=True):
+                client = self._client()
+                run = client.get_run(run_id)
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = client.download_artifacts(run_id, "config.resolved.yaml", tmp)
+                    config = yaml.safe_load(Path(path).read_text())
+        except Exception as exc:
+            raise TrackingError(
+                f"cannot read run {run_id!r} from {resolved_uri(self.uri)}: {one_line(exc)}; "
+                "check the run id and --tracking-uri"
+            ) from exc
+        return _recorded(run, config)
 
-def download_model(uri: str) -> Path:
-    """Download an ``ensemble`` model (``runs:/…/ensemble``, ``models:/…``); return the
-    predictor folder inside it."""
-    import mlflow
+    def download_model(self, uri: str) -> Path:
+        import mlflow
 
-    from stacking.errors import DataFileNotFoundError
+        try:
+            with session(self.uri, LOG_HTTP):
+                local = Path(
+                    mlflow.artifacts.download_artifacts(
+                        artifact_uri=uri, tracking_uri=resolved_uri(self.uri)
+                    )
+                )
+        except Exception as exc:
+            raise TrackingError(
+                f"cannot fetch MLflow model {uri!r} from {resolved_uri(self.uri)}: "
+                f"{one_line(exc)}; check the model URI and --tracking-uri"
+            ) from exc
+        predictor = local / "artifacts" / "predictor"
+        if not predictor.is_dir():
+            raise TrackingError(
+                f"{uri!r} is not a tf-stacking ensemble model (no artifacts/predictor in it); "
+                "pass the URI of a run's `ensemble` model"
+            )
+        return predictor
 
-    try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except Exception as exc:
-        raise DataFileNotFoundError(
-            f"cannot fetch MLflow model {uri!r}: {str(exc).splitlines()[0]}"
-        ) from exc
-    predictor = local / "artifacts" / "predictor"
-    if not predictor.is_dir():
-        raise DataFileNotFoundError(f"{uri!r} is not a tf-stacking ensemble model")
-    return predictor
+    def runs(self, max_results: int = 20) -> list[RecordedRun]:
+        try:
+            with session(self.uri, CHECK_HTTP, force=True):
+                client = self._client()
+                experiment = client.get_experiment_by_name(self.experiment)
+                if experiment is None:
+                    return []
+                found = client.search_runs(
+                    [experiment.experiment_id],
+                    filter_string=PARENT_FILTER,
+                    order_by=["attributes.start_time DESC"],
+                    max_results=max_results,
+                )
+        except Exception as exc:
+            raise self._fail("list runs of", exc, "check --tracking-uri") from exc
+        return [_recorded(run, None) for run in found]
 
 
-def fetch_run(run_id: str, uri: str | None = None) -> tuple[dict, dict, dict]:
-    """``(resolved config, tags, metrics)`` of a recorded experiment run."""
-    import mlflow
-    import yaml
-
-    from stacking.errors import DataFileNotFoundError
-
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    try:
-        run = client.get_run(run_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = client.download_artifacts(run_id, "config.resolved.yaml", tmp)
-            config = yaml.safe_load(Path(path).read_text())
-    except Exception as exc:
-        raise DataFileNotFoundError(
-            f"cannot read run {run_id!r} from {resolved_uri(uri)}: {str(exc).splitlines()[0]}; "
-            "check the run id and --tracking-uri"
-        ) from exc
-    return config, dict(run.data.tags), dict(run.data.metrics)
+def _recorded(run, config: dict | None) -> RecordedRun:
+    return RecordedRun(
+        run_id=run.info.run_id,
+        name=run.info.run_name or "",
+        start_time=int(run.info.start_time or 0),
+        status=run.info.status,
+        config=config,
+        tags=dict(run.data.tags),
+        metrics=dict(run.data.metrics),
+    )

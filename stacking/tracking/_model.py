@@ -1,0 +1,126 @@
+"""What goes into an MLflow run besides numbers: the pyfunc ``ensemble`` model, datasets.
+
+Only called inside an active run of :class:`~stacking.tracking.MlflowTracker`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from stacking.tracking._base import DatasetRecord, flatten
+
+_MAX_PARAM = 6000
+_PYFUNC_CODE = Path(__file__).with_name("_pyfunc_model.py")
+_RUNTIME = [
+    "tensorflow",
+    "keras",
+    "scikit-learn",
+    "scipy",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "joblib",
+    "pyyaml",
+    "pydantic",
+    "tqdm",
+]
+# pandas dtype name prefix -> MLflow column type, for schemas described without rows.
+_TYPES = {
+    "float": "double",
+    "int": "long",
+    "uint": "long",
+    "bool": "boolean",
+    "datetime": "datetime",
+}
+
+
+def _mlflow_type(dtype: str) -> str:
+    return next((t for prefix, t in _TYPES.items() if dtype.startswith(prefix)), "string")
+
+
+def params(values: dict[str, Any]) -> dict[str, str]:
+    """Flattened, MLflow-sized parameters (keys ≤ 250 characters, values ≤ 6000)."""
+    return {k[:250]: str(v)[:_MAX_PARAM] for k, v in flatten(values).items()}
+
+
+def _requirements() -> list[str]:
+    pins = []
+    for name in _RUNTIME:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+def _signature(mlflow, example, id_column: str | None):
+    """Signature inferred from real rows; the id column is optional (unlabeled rows may
+    come without one, and the model then numbers them)."""
+    if example is None:
+        return None
+    from mlflow.types import ColSpec, Schema
+
+    signature = mlflow.models.infer_signature(*example)
+    inputs = [
+        ColSpec(c.type, c.name, required=c.name != id_column) for c in signature.inputs.inputs
+    ]
+    signature.inputs = Schema(inputs)
+    return signature
+
+
+def log_ensemble_model(mlflow, model_dir: Path, example=None, register_as: str | None = None):
+    """Log the predictor folder, base models copied in, as the pyfunc model ``ensemble``.
+
+    "Models from code": the model is ``_pyfunc_model.py`` plus the predictor folder as an
+    artifact, and the ``stacking`` package as code, so no pickle of a Python class is
+    needed to serve it. ``register_as`` also creates a registered model version. Returns
+    the logged model's id.
+    """
+    from stacking.predictor import EnsemblePredictor
+
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        # MLflow's advisory hints (integer columns, no input example) would be printed on
+        # every run; the signature below is inferred from real rows and their output.
+        warnings.simplefilter("ignore", UserWarning)
+        predictor = EnsemblePredictor.load(model_dir)
+        bundle = predictor.save(Path(tmp) / "predictor", copy_models=True)
+        info = mlflow.pyfunc.log_model(
+            name="ensemble",
+            python_model=str(_PYFUNC_CODE),
+            artifacts={"predictor": str(bundle)},
+            code_paths=[str(Path(__file__).resolve().parents[1])],
+            pip_requirements=_requirements(),
+            signature=_signature(mlflow, example, predictor.id_column),
+            registered_model_name=register_as,
+        )
+    mlflow.set_tag("stacking.ensemble_model_id", info.model_id)
+    if register_as and info.registered_model_version is not None:
+        mlflow.set_tag(
+            "stacking.registered_model", f"{register_as}/{info.registered_model_version}"
+        )
+    return info.model_id
+
+
+def log_datasets(mlflow, datasets: list[DatasetRecord]) -> None:
+    """Log each table as a run input (context ``training``/``test``) with the project's
+    full-content digest; MLflow's own digest would read only the first 10,000 rows."""
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.types import ColSpec, Schema
+
+    for ds in datasets:
+        schema = Schema([ColSpec(_mlflow_type(dtype), name) for name, dtype in ds.columns.items()])
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways": a file
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(ds.source)
+        dataset = MetaDataset(
+            source=source,
+            name=Path(ds.source).name,
+            digest=ds.digest,
+            schema=schema,
+        )
+        mlflow.log_input(dataset, context=ds.context, tags={"stacking.n_rows": str(ds.n_rows)})

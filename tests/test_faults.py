@@ -1,0 +1,256 @@
+"""Tracking and disk faults (issue 7): checked before computing, one line, nothing lost.
+
+Some faults need another user or a resource limit, so they run ``python -m stacking`` in a
+subprocess: read-only files are made by dropping to user ``nobody`` (``setpriv``) when
+the tests run as root (root writes through permission bits), and the file-size limit is
+``ulimit -f``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from stacking import Experiment
+from stacking.cli import main
+from stacking.tracking import MlflowTracker, NoopTracker, preflight
+
+ROOT = Path(__file__).resolve().parents[1]
+# TensorFlow's C++ start-up notices are silenced by the CLI itself (the reliability work);
+# they are not ours to count here.
+_TF_NOISE = re.compile(
+    r"^([EWIF]\d{4} |.*(oneDNN|cuda|TF_ENABLE_ONEDNN_OPTS|cpu_feature|absl::InitializeLog))"
+)
+
+
+def _stacking(args, cwd, *, unprivileged=False, file_limit_kb=None, timeout=600):
+    """Run ``python -m stacking ARGS``; return (exit code, stderr lines without TF noise)."""
+    cmd = [sys.executable, "-m", "stacking", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    if file_limit_kb is not None:
+        cmd = ["bash", "-c", f'ulimit -f {file_limit_kb} && exec "$@"', "bash", *cmd]
+    if unprivileged and os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root without setpriv: cannot make a read-only file")
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        env["HOME"] = str(cwd)  # nobody's own caches (Keras, matplotlib) go there
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in done.stderr.splitlines() if line and not _TF_NOISE.match(line)]
+    return done.returncode, lines
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder every user may write, for subprocesses that run as ``nobody``."""
+    path = Path(tempfile.mkdtemp(prefix="stacking-faults-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _read_only(path: Path) -> None:
+    """Read-only for the subprocess: root-owned when we are root, else permission bits."""
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+
+
+def test_unreachable_store_fails_fast_before_any_prediction(multiclass_project, tmp_path, capsys):
+    cfg = multiclass_project.config(tmp_path, **{"tracking.uri": "http://127.0.0.1:9"})
+    started = time.perf_counter()
+    code = main(["run", str(cfg), "--output", str(tmp_path / "out")])
+    elapsed = time.perf_counter() - started
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1, err
+    assert err[0].startswith(
+        "error: cannot record the run in MLflow at http://127.0.0.1:9: connection refused; "
+        "nothing was computed"
+    )
+    assert elapsed < 10, elapsed
+    # Before any prediction: nothing cached, no results folder.
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
+def test_unreachable_store_one_line_in_a_subprocess(multiclass_project, tmp_path):
+    cfg = multiclass_project.config(tmp_path, **{"tracking.uri": "http://127.0.0.1:9"})
+    started = time.perf_counter()
+    code, err = _stacking(["run", str(cfg)], tmp_path)
+    assert code == 2 and len(err) == 1, err  # no urllib3 retry WARNING lines
+    assert "connection refused" in err[0]
+    assert time.perf_counter() - started < 60  # TF import included; was 253 s of retries
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
+def test_read_only_store_is_one_line(multiclass_project, shared_dir):
+    store = shared_dir / "store"
+    store.mkdir()
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    mlflow.MlflowClient(tracking_uri=uri).create_experiment("tests")
+    _read_only(store)
+    cfg = multiclass_project.config(shared_dir, **{"tracking.uri": uri})
+    cfg.chmod(0o644)
+    code, err = _stacking(["run", str(cfg), "--quiet"], shared_dir, unprivileged=True)
+    assert code == 2 and len(err) == 1, err
+    assert "attempt to write a readonly database" in err[0]
+    assert "Traceback" not in err[0] and "SQL" not in err[0]
+    assert not (shared_dir / "runs").exists()
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
+def test_read_only_output_folder_is_one_line(multiclass_project, shared_dir):
+    locked = shared_dir / "locked"
+    locked.mkdir()
+    _read_only(locked)
+    cfg = multiclass_project.config(shared_dir, **{"tracking.enabled": False})
+    cfg.chmod(0o644)
+    out = locked / "run1"
+    code, err = _stacking(["run", str(cfg), "--output", str(out)], shared_dir, unprivileged=True)
+    assert code == 2 and len(err) == 1, err
+    assert f"output directory {str(out)!r} cannot be written" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
+def test_file_size_limit_is_one_line_and_leaves_nothing(multiclass_project, tmp_path):
+    cfg = multiclass_project.config(
+        tmp_path, **{"tracking.enabled": False, "cache.enabled": False, "meta.bootstrap": 0}
+    )
+    out = tmp_path / "runs" / "limited"
+    args = ["run", str(cfg), "--output", str(out), "--quiet"]
+    code, err = _stacking(args, tmp_path, file_limit_kb=4)
+    assert code == 2 and len(err) == 1, err
+    assert "file too large" in err[0].lower() and str(out) in err[0]
+    assert not out.exists() and list((tmp_path / "runs").iterdir()) == []  # no .partial
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
+def test_two_concurrent_first_recordings_on_a_fresh_default_store(finished, tmp_path):
+    """Both processes create MLflow's default ``./mlflow.db`` at once (what two first
+    ``stacking run`` do at their start and end): both succeed, no `table … already exists`."""
+    for i in range(2):
+        shutil.copytree(finished, tmp_path / f"out{i}")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    procs = [
+        subprocess.Popen(
+            [
+                *[sys.executable, "-m", "stacking", "log", f"out{i}"],
+                *["--tracking-uri", "sqlite:///mlflow.db", "--experiment", "race"],
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (_, err) in zip(procs, outputs):
+        assert p.returncode == 0, err
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("race").experiment_id
+    runs = client.search_runs([experiment], filter_string="tags.`stacking.data_digest` LIKE '%'")
+    assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
+
+
+_HANG_IN_LOGGING = """
+import sys, time
+from pathlib import Path
+import stacking.tracking._mlflow as tracker_module
+from stacking.tracking import MlflowTracker, record_from_results
+
+def hang(*args, **kwargs):  # the model upload: killed here, mid-logging
+    Path(sys.argv[3]).write_text("logging")
+    time.sleep(600)
+
+tracker_module.log_ensemble_model = hang
+MlflowTracker(uri=sys.argv[1], experiment="killed").log(record_from_results(sys.argv[2]))
+"""
+
+
+@pytest.fixture(scope="module")
+def finished(multiclass_project, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("finished-faults")
+    cfg = multiclass_project.config(
+        tmp, **{"tracking.enabled": False, "meta.candidates": ["mean"], "meta.bootstrap": 0}
+    )
+    Experiment.from_yaml(cfg, output_dir=tmp / "out", progress=False).run()
+    return tmp / "out"
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
+def test_sigkill_while_logging_is_marked_killed_by_the_next_run(finished, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    marker = tmp_path / "logging"
+    script = tmp_path / "hang.py"
+    script.write_text(_HANG_IN_LOGGING)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(script), uri, str(finished), str(marker)], env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            assert proc.poll() is None, "the logging process ended early"
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("killed").experiment_id
+    (killed,) = client.search_runs(
+        [experiment], "tags.`stacking.data_digest` LIKE '%'"
+    )  # the parent
+    # A run of a live process on this host must stay RUNNING.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        live = client.create_run(
+            experiment,
+            tags={
+                "stacking.host": killed.data.tags["stacking.host"],
+                "stacking.pid": str(sleeper.pid),
+            },
+        )
+        assert client.get_run(killed.info.run_id).info.status == "RUNNING"
+        preflight(MlflowTracker(uri=uri, experiment="killed"), tmp_path / "runs" / "next")
+        assert client.get_run(live.info.run_id).info.status == "RUNNING"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert client.get_run(killed.info.run_id).info.status == "KILLED"
+
+
+def test_orphaned_partial_folders_are_removed_only_when_their_writer_is_gone(tmp_path):
+    import socket
+
+    runs = tmp_path / "runs"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    host = socket.gethostname()
+    folders = {
+        "dead": f"{host} {gone.pid}",
+        "alive": f"{host} {os.getpid()}",
+        "elsewhere": f"another-host {gone.pid}",
+    }
+    for name, writer in folders.items():
+        (runs / f".{name}.partial").mkdir(parents=True)
+        (runs / f".{name}.partial" / ".writer").write_text(writer)
+    old = runs / ".unowned.partial"
+    old.mkdir()
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    (runs / ".fresh.partial").mkdir()
+    preflight(NoopTracker(), runs / "next")
+    left = sorted(p.name for p in runs.iterdir())
+    assert left == [".alive.partial", ".elsewhere.partial", ".fresh.partial"]

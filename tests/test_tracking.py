@@ -1,0 +1,184 @@
+"""The tracker family: one conformance test for every tracker, the run record built from a
+results folder, MLflow datasets and provenance, and the ``log`` and ``runs`` commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import mlflow
+import pytest
+import yaml
+
+from stacking import Experiment
+from stacking.cli import main
+from stacking.config import TrackingConfig
+from stacking.errors import TrackingError
+from stacking.tracking import (
+    MlflowTracker,
+    NoopTracker,
+    get_tracker,
+    log_results,
+    record_from_results,
+)
+
+
+@pytest.fixture(scope="module")
+def finished(multiclass_project, tmp_path_factory):
+    """A results folder of a run that recorded nothing (``tracking.enabled: false``)."""
+    tmp = tmp_path_factory.mktemp("finished")
+    cfg = multiclass_project.config(
+        tmp,
+        **{
+            "tracking.enabled": False,
+            "meta.candidates": ["logistic", "mean"],
+            "meta.bootstrap": 0,
+        },
+    )
+    result = Experiment.from_yaml(cfg, output_dir=tmp / "out", progress=False).run()
+    assert result.run_id is None
+    return tmp / "out"
+
+
+@pytest.fixture
+def folder(finished, tmp_path):
+    """A private copy of the finished folder (logging writes the run id into it)."""
+    return shutil.copytree(finished, tmp_path / "results")
+
+
+def test_disabled_tracking_is_kind_none():
+    assert TrackingConfig(enabled=False).kind == "none"
+    assert isinstance(get_tracker(TrackingConfig(enabled=False)), NoopTracker)
+    assert isinstance(get_tracker(TrackingConfig(kind="mlflow")), MlflowTracker)
+
+
+@pytest.mark.parametrize("kind", ["mlflow", "none"])
+def test_tracker_conformance(kind, folder, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = get_tracker(TrackingConfig(kind=kind, uri=uri, experiment="conformance"))
+    tracker.check()
+    record = record_from_results(folder)
+    run_id = tracker.log(record)
+    if kind == "none":
+        assert run_id is None and tracker.runs() == []
+        with pytest.raises(TrackingError, match=r"tracking\.kind is 'none'"):
+            tracker.fetch_run("0" * 32)
+        with pytest.raises(TrackingError, match=r"tracking\.kind is 'none'"):
+            tracker.download_model("models:/m-0")
+        return
+    run = tracker.fetch_run(run_id)
+    assert run.config == yaml.safe_load((folder / "config.resolved.yaml").read_text())
+    assert run.tags["stacking.data_digest"] == record.tags["stacking.data_digest"]
+    assert run.metrics == pytest.approx(record.metrics)
+    assert [r.run_id for r in tracker.runs()] == [run_id]  # the parent only, no children
+    # Nested runs sit in the same experiment, one per child record.
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("conformance").experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}'")
+    assert sorted(r.info.run_name for r in children) == sorted(c.name for c in record.children)
+    predictor = tracker.download_model(f"models:/{run.tags['stacking.ensemble_model_id']}")
+    assert (predictor / "stack.json").is_file()
+    with pytest.raises(TrackingError, match="cannot read run"):
+        tracker.fetch_run("0" * 32)
+
+
+def test_record_from_results_uses_design_names(folder):
+    record = record_from_results(folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    ensemble = metrics["ensemble"]
+    assert record.tags["stacking.ensemble"] == ensemble
+    assert record.metrics["cv_log_loss"] == metrics["entries"][ensemble]["scores"]["log_loss"]
+    for base in ("wide", "logit", "outside"):
+        assert f"base.{base}.cv_accuracy" in record.metrics
+    roles = {c.name: c.role for c in record.children}
+    assert roles == {
+        "wide": "base",
+        "logit": "base",
+        "outside": "base",
+        "logistic": "meta",
+        "mean": "meta",
+    }
+    wide = next(c for c in record.children if c.name == "wide")
+    assert wide.params["path"].endswith("models/wide")
+    assert len(wide.fold_metrics["log_loss"]) == 3
+    # The signature example holds the id and the view's columns only: no target, no weight.
+    rows, output = record.model_example
+    assert list(rows.columns) == ["id", *[f"f_{i}" for i in range(6)]]
+    assert "prediction" in output.columns
+
+
+def test_log_results_records_datasets_provenance_and_run_id(folder, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(uri=uri, experiment="datasets")
+    run_id = log_results(tracker, folder, tags={"stacking.note": "hello"})
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["run_id"] == run_id
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id)
+    inputs = {
+        next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+        for d in run.inputs.dataset_inputs
+    }
+    assert set(inputs) == {"training", "test"}
+    # The project's full-content digest, not MLflow's 10,000-row one.
+    assert inputs["training"].digest == metrics["data_digest"]
+    assert inputs["test"].digest == metrics["datasets"]["test"]["digest"]
+    assert "f_0" in inputs["training"].schema
+    tags = run.data.tags
+    assert tags["stacking.note"] == "hello"
+    assert tags["stacking.version.mlflow"] == mlflow.__version__
+    for lib in ("python", "tensorflow", "keras", "scikit-learn", "tf-stacking"):
+        assert tags[f"stacking.version.{lib}"] not in ("", "unknown"), lib
+    assert tags["stacking.pid"].isdigit() and tags["stacking.host"]
+
+
+def test_cli_log_records_a_folder_once(folder, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["log", str(folder), "--tracking-uri", uri, "--experiment", "later"]) == 0
+    run_id = capsys.readouterr().out.split("mlflow run: ")[1].split()[0]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    recorded = json.loads((folder / "metrics.json").read_text())
+    assert recorded["run_id"] == run_id
+    assert run.data.metrics["cv_log_loss"] == pytest.approx(
+        recorded["entries"][recorded["ensemble"]]["scores"]["log_loss"]
+    )
+    assert client.get_experiment(run.info.experiment_id).name == "later"
+    # Logging the same folder twice is refused (one line) unless --again.
+    assert main(["log", str(folder), "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already recorded as MLflow run" in err[0], err
+
+
+def test_cli_log_refuses_a_folder_that_is_not_results(tmp_path, capsys):
+    assert main(["log", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a finished results folder" in err[0], err
+
+
+def test_cli_runs_compares_recent_runs(folder, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(uri=uri, experiment="compare")
+    first = tracker.log(record_from_results(folder))
+    second = tracker.log(record_from_results(folder))
+    code = main(["runs", "--experiment", "compare", "--tracking-uri", uri])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    header, *rows = out.strip().splitlines()
+    assert len(rows) == 2  # parents only
+    assert rows[0].split()[2] == second[:12] and rows[1].split()[2] == first[:12]
+    for column in ("ensemble", "cv_log_loss", "cv_accuracy", "data", "folds"):
+        assert column in header
+    digest = json.loads((folder / "metrics.json").read_text())["data_digest"]
+    assert digest[:8] in rows[0]
+
+
+def test_cli_runs_filters_one_metric(folder, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowTracker(uri=uri, experiment="compare").log(record_from_results(folder))
+    code = main(["runs", "--experiment", "compare", "--tracking-uri", uri, "--metric", "accuracy"])
+    header = capsys.readouterr().out.splitlines()[0]
+    assert code == 0
+    assert "cv_accuracy" in header and "cv_log_loss" not in header
+    code = main(["runs", "--experiment", "compare", "--tracking-uri", uri, "--metric", "nope"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no run records a metric 'nope'" in err[0]

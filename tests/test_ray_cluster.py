@@ -144,4 +144,3 @@ def test_ray_cluster_two_nodes_gives_the_local_oof(multiclass_project, tmp_path,
     assert b.cache.info()["entries"] == first.cache.info()["entries"] > 0
     pd.testing.assert_frame_equal(a.oof, result.oof, check_exact=True)
     pd.testing.assert_frame_equal(a.test_predictions, result.test_predictions, check_exact=True)
-

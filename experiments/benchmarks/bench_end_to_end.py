@@ -99,9 +99,7 @@ def make_workload(root: Path, rows: int, n_models: int = 4) -> dict:
         directory.mkdir(parents=True)
         for k in range(N_SPLITS):
             _mlp(seed=100 * m + k).save(directory / f"fold_{k}.keras")
-        write_manifest(
-            directory, fold_plan=plan, task="multiclass", classes=list(range(N_CLASSES))
-        )
+        write_manifest(directory, fold_plan=plan, task="multiclass", classes=list(range(N_CLASSES)))
     _mlp(seed=999).save(root / "models/external.keras")
     return raw
 
@@ -204,6 +202,45 @@ def stage_timer(totals: dict):
         stacking.base.load_base_model = load
 
 
+def executor_stage(root: Path, raw: dict, kinds: list[str], repeats: int) -> dict[str, float]:
+    """Best time of each executor over the benchmark's inference jobs, run alternately.
+
+    The jobs are the engine's: each fold model predicts its fold's rows and the test rows.
+    """
+    from stacking import load_config, load_dataset, make_fold_plan
+    from stacking.config import parse_config
+    from stacking.executors import Job, get_executor
+
+    cfg = load_config(root / "config.yaml")
+    data = load_dataset(cfg.data)
+    plan = make_fold_plan(cfg.folds, data)
+    columns = [f"f_{i}" for i in range(N_FEATURES)]
+    x = data.train[columns].to_numpy("float32")
+    x_test = data.test[columns].to_numpy("float32")
+    jobs = [
+        Job(
+            model=name,
+            path=root / f"models/{name}/fold_{k}.keras",
+            output=None,
+            inputs=[[x[plan.test_index(k)]], [x_test]],
+            keys=["oof", "test"],
+        )
+        for name in raw["base_models"]
+        for k in range(N_SPLITS)
+    ]
+    best = {kind: float("inf") for kind in kinds}
+    for _ in range(repeats):
+        for kind in kinds:
+            executor = get_executor(
+                parse_config({**raw, "executor": {"kind": kind}}, root=root).executor,
+                progress=False,
+            )
+            start = time.perf_counter()
+            executor.run(jobs, lambda job, outputs: None)
+            best[kind] = min(best[kind], time.perf_counter() - start)
+    return best
+
+
 def stacking_run(config: Path, out: Path, profile: cProfile.Profile | None = None):
     from stacking import Experiment
 
@@ -227,7 +264,7 @@ def peak_rss_child(config: str) -> None:
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
-def peak_rss(root: Path, raw: dict, counts: list[int]) -> dict[int, float]:
+def peak_rss(root: Path, raw: dict, counts: list[int], changes: dict) -> dict[int, float]:
     """Peak RSS of a run with ``n`` external base models (copies of one file), per ``n``."""
     peaks = {}
     for n in counts:
@@ -237,7 +274,7 @@ def peak_rss(root: Path, raw: dict, counts: list[int]) -> dict[int, float]:
             if not path.exists():
                 shutil.copy(root / "models/external.keras", path)
             models[f"ext{m}"] = {"path": str(path), "input": "x", "trained_on": "external"}
-        config = write_config(root, raw, f"rss{n}", base_models=models)
+        config = write_config(root, raw, f"rss{n}", base_models=models, **changes)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         done = subprocess.run(
             [sys.executable, __file__, "--rss-child", str(config)],
@@ -261,20 +298,27 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--rss-counts", default="2,8,32")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="executor comparison: best of")
+    parser.add_argument(
+        "--bootstrap", type=int, help="meta.bootstrap resamples (default: the config default)"
+    )
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     profile = None
     if args.rss_child:
         return peak_rss_child(args.rss_child)
-    report: dict = {"rows": args.rows, "test_rows": N_TEST}
+    report: dict = {"rows": args.rows, "test_rows": N_TEST, "load_average": os.getloadavg()}
+    meta = {} if args.bootstrap is None else {"meta.bootstrap": args.bootstrap}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         raw = make_workload(root, args.rows)
         report["matmul_peak_gflops"] = matmul_peak()
         report["tutorial_s"], expected = tutorial_loop(root, raw)
+        stage = executor_stage(root, raw, ["local", "prefetch"], args.repeats)
+        report.update({f"executor_best_s[{kind}]": v for kind, v in stage.items()})
         runs = {}
         for kind in ("local", "prefetch"):
-            config = write_config(root, raw, f"cold_{kind}", **{"executor.kind": kind})
+            config = write_config(root, raw, f"cold_{kind}", **{"executor.kind": kind}, **meta)
             runs[kind], result = stacking_run(config, root / f"out_{kind}")
         if args.profile:  # a third run, profiled: the figures above are unprofiled
             profile = cProfile.Profile()
@@ -298,22 +342,31 @@ def main() -> None:
         )
         report["time_per_row_us"] = 1e6 * runs["local"]["wall"] / args.rows
 
-        cached = {"cache.enabled": True}
+        cached = {"cache.enabled": True, **meta}
         cold, _ = stacking_run(write_config(root, raw, "cache_cold", **cached), root / "c1")
-        warm_cfg = write_config(root, raw, "cache_warm", **cached, **{"meta.candidates": ["geometric"]})
+        warm_cfg = write_config(
+            root, raw, "cache_warm", **cached, **{"meta.candidates": ["geometric"]}
+        )
         warm, _ = stacking_run(warm_cfg, root / "c2")
         report["cold_cached_s"], report["warm_rerun_s"] = cold["wall"], warm["wall"]
         report["warm_speedup"] = cold["wall"] / warm["wall"]
 
         counts = [int(c) for c in args.rss_counts.split(",")]
-        peaks = peak_rss(root, raw, counts)
+        peaks = peak_rss(root, raw, counts, meta)
         level1_mb = args.rows * N_CLASSES * 8 / 1e6  # float64 OOF, as issue 9 counts it
         growth = (peaks[counts[-1]] - peaks[counts[0]]) / (counts[-1] - counts[0])
         report.update({f"peak_rss_mb[{n}]": v for n, v in peaks.items()})
         report["rss_growth_per_model_mb"] = growth
+        if len(counts) > 2:  # the slope between the two largest runs, where models dominate
+            top = (peaks[counts[-1]] - peaks[counts[-2]]) / (counts[-1] - counts[-2])
+            report["rss_growth_per_model_mb_upper"] = top
         report["level1_mb_per_model"] = level1_mb
         report["rss_growth_over_level1"] = growth / level1_mb
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in report.items()}, indent=1))
+    print(
+        json.dumps(
+            {k: round(v, 3) if isinstance(v, float) else v for k, v in report.items()}, indent=1
+        )
+    )
     if profile is not None:
         print(_top(profile, "tottime"))
         print(_top(profile, "cumulative"))

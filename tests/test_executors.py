@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -75,3 +77,43 @@ def test_executor_gives_back_each_models_memory(kind, heavy_model):
     # After a few jobs (TF's own caches warm up), 10 more models add less than one's weights;
     # never releasing them adds ~10 x 8 MB (Python's own gc schedule frees some, late).
     assert rss[-1] - rss[3] < weights_mb, [round(r) for r in rss]
+
+
+@pytest.mark.parametrize(
+    ("executor", "kind"),
+    [
+        (None, "local"),
+        ({"batch_size": 64}, "local"),
+        ({"kind": "prefetch"}, "prefetch"),
+        ({"kind": "ray", "address": "10.0.0.1:6379", "num_gpus": 1}, "ray"),
+    ],
+)
+def test_executor_config_picks_the_backend_class(executor, kind):
+    from stacking.config import parse_config
+    from stacking.executors import get_executor
+
+    raw = {"data": {"train": "t.csv", "target": "y"}, "base_models": {}}
+    raw["base_models"]["m"] = {"path": "m.keras", "input": "x", "trained_on": "external"}
+    if executor is not None:
+        raw["executor"] = executor
+    cfg = parse_config(raw, root=Path("/tmp")).executor
+    assert (cfg.kind, type(get_executor(cfg, progress=False)).kind) == (kind, kind)
+
+
+@pytest.mark.parametrize(
+    ("executor", "match"),
+    [
+        ({"kind": "local", "address": "10.0.0.1:6379"}, "unknown key 'executor.address'"),
+        ({"kind": "prefetch", "num_gpus": 1}, "unknown key 'executor.num_gpus'"),
+        ({"kind": "spark"}, "'spark'.*'local', 'prefetch', 'ray'"),
+        ({"kind": "ray", "num_cpus": 0}, "executor.num_cpus.*Received: 0"),
+    ],
+)
+def test_executor_config_refuses_another_backends_keys(executor, match):
+    from stacking.config import parse_config
+    from stacking.errors import ConfigError
+
+    raw = {"data": {"train": "t.csv", "target": "y"}, "executor": executor}
+    raw["base_models"] = {"m": {"path": "m.keras", "input": "x", "trained_on": "external"}}
+    with pytest.raises(ConfigError, match=match):
+        parse_config(raw, root=Path("/tmp"))

@@ -332,6 +332,8 @@ def main() -> None:
         for kind, totals in runs.items():
             report[f"inference_stage_s[{kind}]"] = totals["stage"]
             report[f"inference_stage_gflops[{kind}]"] = flops / totals["stage"] / 1e9
+        # the machine is shared: the peak is the best of a measurement before and after
+        report["matmul_peak_gflops"] = max(report["matmul_peak_gflops"], matmul_peak())
         report["predict_only_s"] = runs["local"]["predict"]
         report["predict_only_gflops"] = flops / runs["local"]["predict"] / 1e9
         report["stage_pct_of_peak"] = (

@@ -147,7 +147,10 @@ def releasing_models() -> Iterator[Callable[[], None]]:
     A full ``gc.collect()`` after each job frees it but walks every object TensorFlow
     created at import (~400,000, ~0.15 s per call). So the heap that exists before the
     run is frozen (:func:`gc.freeze`) for the run's length, and ``release()`` collects
-    only what was allocated since: the dropped models (~5 ms).
+    only what was allocated since: the dropped models (~5 ms). ``keras.backend.
+    clear_session()`` is not needed and does not help: it frees no cycle, and it resets
+    process-wide Keras state (``experiments/benchmarks/bench_release.py`` measures all
+    three).
     """
     was_frozen = gc.get_freeze_count() > 0
     gc.collect()

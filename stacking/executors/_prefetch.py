@@ -56,6 +56,7 @@ class PrefetchExecutor(Executor):
             try:
                 for i, job in enumerate(bar):
                     bar.set_postfix_str(job.label)
+                    assert ahead is not None  # submitted for every job before its turn
                     model = ahead.result()  # the loader's error, named, re-raised here
                     ahead = loader.submit(load_job, jobs[i + 1]) if i + 1 < len(jobs) else None
                     outputs = predict_job(model, job)

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test install install-dev lint format bench clean
+.PHONY: demo test test-fast install install-dev lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ demo: install
 ## test: install with the dev extra, lint, run the whole test suite
 test: install-dev lint
 	$(BIN)/python -m pytest
+
+## test-fast: the unit tests only (no whole experiments, no demo), for the edit-test loop
+test-fast: install-dev
+	$(BIN)/python -m pytest -m "not e2e and not slow" -q
 
 lint: install-dev
 	$(BIN)/ruff check stacking tests experiments

@@ -8,6 +8,8 @@ unless ``--debug``); 1 an internal failure (a bug: the traceback is printed); 3 
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import importlib.util
 import json
 import logging
 import os
@@ -38,7 +40,11 @@ def _reproduce(args) -> int:
     from stacking.experiment import Experiment
 
     experiment = Experiment.from_run(
-        args.run_id, tracking_uri=args.tracking_uri, output_dir=args.output, progress=False
+        args.run_id,
+        tracking_uri=args.tracking_uri,
+        trust_imports=args.trust_imports,
+        output_dir=args.output,
+        progress=False,
     )
     result = experiment.run()
     print(result.summary())
@@ -78,7 +84,8 @@ def _predict(args) -> int:
     if out.suffix.lower() not in {".csv", ".parquet"}:
         raise ConfigError(f"--output {str(out)!r} must end in .csv or .parquet")
     predictor = load_predictor(model)
-    result = predictor.predict(read_table(Path(args.data)))
+    rows = Path(args.data)  # relative image paths start from the rows file's folder
+    result = predictor.predict(read_table(rows), root=rows.parent, source=str(rows))
     tmp = out.with_name(f".{out.name}.partial")
     try:
         if out.suffix.lower() == ".csv":
@@ -93,28 +100,22 @@ def _predict(args) -> int:
 
 
 def _inspect(args) -> int:
-    from stacking.base import MANIFEST, load_base_model, read_manifest
+    from stacking.base import inspect_model
 
-    path = Path(args.model_path)
-    info: dict = {"path": str(path)}
-    target = path
-    if path.is_dir() and (path / MANIFEST).is_file():
-        info["manifest"] = read_manifest(path)
-        target = next(iter(sorted(path.glob("fold_0*"))), path)
-    model = load_base_model(target)
-    info["model"] = str(target)
-    info["inputs"] = [list(s) for s in model.input_shapes]
-    info["outputs"] = model.output_names
+    info = inspect_model(args.model_path, custom_objects=args.custom_objects or None)
     print(json.dumps(info, indent=2, default=str))
     return 0
 
 
 def _cache(args) -> int:
-    from stacking.cache import LocalCacheStore
+    from stacking.cache import LocalCacheStore, verify_cache
 
     store = LocalCacheStore(args.dir)
     if args.action == "info":
         print(json.dumps(store.info(), indent=2))
+    elif args.action == "verify":
+        n = verify_cache(args.dir)
+        print(f"all {n} cache entries in {args.dir} are intact")
     else:
         print(f"removed {store.clear()} cache entries from {args.dir}")
     return 0
@@ -158,38 +159,115 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("run_id")
     reproduce.add_argument("--tracking-uri", help="MLflow store of the run (default: MLflow's)")
     reproduce.add_argument("--output", help="results directory for the new run")
+    reproduce.add_argument(
+        "--trust-imports",
+        action="store_true",
+        help="let the recorded config import code outside stacking. and sklearn. "
+        "(only for runs whose writers you trust)",
+    )
     reproduce.set_defaults(func=_reproduce)
 
     inspect = sub.add_parser(
-        "inspect", parents=[common], help="show a model's inputs, outputs and manifest"
+        "inspect",
+        parents=[common],
+        help="show a model's format, kind, inputs, outputs, layers, manifest and file hashes "
+        "(JSON)",
     )
-    inspect.add_argument("model_path")
+    inspect.add_argument(
+        "model_path", help="a model file, a SavedModel folder or a fold-model directory"
+    )
+    inspect.add_argument(
+        "--custom-objects",
+        action="append",
+        metavar="MODULE",
+        help="module defining the model's custom Keras classes (repeatable)",
+    )
     inspect.set_defaults(func=_inspect)
 
-    cache = sub.add_parser("cache", parents=[common], help="show or clear the prediction cache")
-    cache.add_argument("action", choices=["info", "clear"])
+    cache = sub.add_parser(
+        "cache", parents=[common], help="show, verify or clear the prediction cache"
+    )
+    cache.add_argument("action", choices=["info", "verify", "clear"])
     cache.add_argument("--dir", default=".stacking_cache", help="cache folder")
     cache.set_defaults(func=_cache)
     return parser
 
 
+class _MutedImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Loads ``tensorflow`` with file descriptor 2 pointed at /dev/null.
+
+    TensorFlow's C++ core writes its load-time notices (oneDNN, cudart, CPU features)
+    before absl logging is initialised, where TF_CPP_MIN_LOG_LEVEL does not reach them; only
+    muting the descriptor during the import does. Installed once by :func:`quiet_tensorflow`
+    and removed at the first import, so later imports cost nothing.
+    """
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        self._loader, spec.loader = spec.loader, self
+        return spec
+
+    def create_module(self, spec):
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module) -> None:
+        module.__spec__.loader = module.__loader__ = self._loader
+        sys.stderr.flush()
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 2)
+            self._loader.exec_module(module)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ logging off stderr, so that it holds only the CLI's lines.
+
+    Must run before TensorFlow is imported: the environment variables are read once, when
+    its C++ core loads. TF_ENABLE_ONEDNN_OPTS is left alone (turning oneDNN off changes
+    predictions by ~6e-8). A TensorFlow that fails to import still raises; ``--debug``
+    shows its C++ messages.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # after absl init: INFO to ERROR
+    os.environ.setdefault("GLOG_minloglevel", "3")
+    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
+    if "tensorflow" not in sys.modules and not any(
+        isinstance(f, _MutedImport) for f in sys.meta_path
+    ):
+        sys.meta_path.insert(0, _MutedImport())
+
+
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    if not args.debug:  # --debug: TensorFlow's own logging too
+        quiet_tensorflow()
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # keeps errors to one line
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # if mlflow is imported already
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
     except StackingError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message on one line: a cause quoted from a library may hold newlines."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -32,25 +32,80 @@ from stacking.errors import ConfigError, DataFileNotFoundError
 
 Task = Literal["auto", "binary", "multiclass", "multilabel", "regression"]
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
+# An experiment or candidate name becomes a folder name (runs/<name>-<time>), a cache and
+# MLflow key: no separators, no leading dot, nothing a shell or a URL would reinterpret.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# Import paths a config read back from a tracking server may name (see parse_config).
+TRUSTED_PREFIXES = ("stacking.", "sklearn.")
+
+
+def _check_name(value: str, what: str) -> str:
+    if not _SAFE_NAME.match(value) or ".." in value:
+        raise ValueError(
+            f"{what} must be 1-100 letters, digits, '_', '-' or '.', start with a letter or "
+            f"digit and hold no '..' (it becomes a folder name and an MLflow key)"
+        )
+    return value
+
+
+def safe_name(text: str) -> str:
+    """``text`` made into a valid experiment name (for names taken from file names)."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", text).replace("..", ".").lstrip("._-")[:100]
+    return cleaned or "experiment"
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=False)
 
 
+class ArrayConfig(_Strict):
+    train: str = Field(description="a .npy file, or file.npz:key, row-aligned with data.train")
+    test: str | None = Field(None, description="the same for data.test")
+    column: str | None = Field(None, description="serving: the column holding each row's array")
+
+
 class ViewConfig(_Strict):
-    """Which columns a base model reads, and the shape one row is reshaped to."""
+    """What a base model reads: exactly one of ``columns``, ``image``, ``text``, ``array``."""
 
-    columns: list[str] | str = Field(description="column names, or one glob such as 'px_*'")
+    columns: list[str] | str | None = Field(
+        None, description="column names, or one glob such as 'px_*'"
+    )
+    image: str | None = Field(None, description="a column of image paths")
+    size: list[int] | None = Field(None, description="image: [height, width]")
+    channels: Literal[1, 3] = 3
+    text: str | None = Field(None, description="a column of strings")
+    array: ArrayConfig | None = None
     shape: list[int] | None = Field(None, description="per-row shape, e.g. [8, 8, 1]")
-    dtype: Literal["float32", "float64", "int32", "int64"] = "float32"
+    dtype: Literal["float16", "float32", "float64", "int32", "int64"] = "float32"
 
-    @field_validator("shape")
+    @field_validator("shape", "size")
     @classmethod
-    def _positive(cls, v: list[int] | None) -> list[int] | None:
+    def _positive(cls, v: list[int] | None, info: Any) -> list[int] | None:
         if v is not None and (not v or any(d <= 0 for d in v)):
-            raise ValueError(f"shape must be positive integers. Received: shape={v}")
+            raise ValueError(f"{info.field_name} must be positive integers")
         return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ViewConfig:
+        kinds = [k for k in ("columns", "image", "text", "array") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a view reads exactly one of `columns`, `image`, `text` or `array`. "
+                f"Received: {kinds or 'none'}"
+            )
+        if self.image is not None and (self.size is None or len(self.size) != 2):
+            raise ValueError(
+                f"an image view needs `size: [height, width]`. Received: size={self.size}"
+            )
+        if self.image is None and self.size is not None:
+            raise ValueError("`size` applies to image views only; remove it")
+        if self.shape is not None and self.columns is None:
+            raise ValueError("`shape` applies to column views only; remove it")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in ("columns", "image", "text", "array") if getattr(self, k))
 
 
 class DataConfig(_Strict):
@@ -85,11 +140,26 @@ class CandidateConfig(_Strict):
     estimator: str
     params: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("name")
+    @classmethod
+    def _safe(cls, v: str | None) -> str | None:
+        if v is not None and (not _NAME.match(v) or "__" in v):
+            raise ValueError(
+                "a candidate name must start with a letter, use letters, digits, '_', '-', "
+                "'.', and not contain '__' (it becomes a column prefix and an MLflow run name)"
+            )
+        return v
+
 
 class BaseModelConfig(_Strict):
     path: Path
-    input: str | ViewConfig | list[str | ViewConfig] = Field(
-        description="a view name from data.views, an inline view, or a list for multi-input"
+    input: str | ViewConfig | list[str | ViewConfig] | dict[str, str | ViewConfig] = Field(
+        description="a view name from data.views, an inline view, a list (one per model input, "
+        "in the model's declared order) or a mapping {model_input_name: view} (by name)"
+    )
+    custom_objects: list[str] = Field(
+        default_factory=list,
+        description="modules defining the model's custom Keras classes, imported before loading",
     )
     trained_on: Literal["folds", "external"] | None = Field(
         None, description="'folds' for a fold-model directory; 'external' for one model"
@@ -101,6 +171,31 @@ class BaseModelConfig(_Strict):
     )
     outputs_are: Literal["auto", "proba", "logits"] = "auto"
     test_with: Literal["mean", "full"] = "mean"
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _inline_view_or_mapping(cls, v: Any) -> Any:
+        # A dict with a view key is an inline view (its typos are then reported as unknown
+        # view keys); any other dict maps the model's input names to views. Pydantic alone
+        # would read {columns: "f_*"} as the mapping of an input named "columns".
+        view_keys = {"columns", "image", "text", "array", *ViewConfig.model_fields}
+        if isinstance(v, dict) and set(v) & view_keys:
+            return ViewConfig.model_validate(v)
+        return v
+
+    @field_validator("custom_objects", mode="before")
+    @classmethod
+    def _module_list(cls, v: Any) -> Any:
+        modules = [v] if isinstance(v, str) else v
+        dotted = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+        if isinstance(modules, list):
+            bad = [m for m in modules if not isinstance(m, str) or not dotted.match(m)]
+            if bad:
+                raise ValueError(
+                    f"custom_objects takes importable module paths such as my_pkg.layers. "
+                    f"Received: {bad}"
+                )
+        return modules
 
     @model_validator(mode="after")
     def _backbone_keys(self) -> BaseModelConfig:
@@ -131,6 +226,16 @@ class FeaturesConfig(_Strict):
     fwls: list[str] = Field(default_factory=list)
 
 
+def candidate_name(spec: str | CandidateConfig) -> str:
+    """The leaderboard name of a candidate entry: its ``name``, short name or class."""
+    if isinstance(spec, str):
+        return spec if "." not in spec else spec.rpartition(".")[2].lower()
+    if spec.name:
+        return spec.name
+    key = spec.estimator
+    return key if "." not in key else key.rpartition(".")[2].lower()
+
+
 class LevelConfig(_Strict):
     candidates: list[str | CandidateConfig]
 
@@ -159,6 +264,7 @@ class TrackingConfig(_Strict):
 
 class CacheConfig(_Strict):
     enabled: bool = True
+    kind: str = Field("local", description="a store of stacking.cache.STORES: local, memory")
     dir: Path = Field(Path(".stacking_cache"), description="relative to the working folder")
 
 
@@ -213,6 +319,11 @@ class Config(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        return _check_name(v, "name")
+
     @field_validator("base_models")
     @classmethod
     def _names(cls, v: dict[str, BaseModelConfig]) -> dict[str, BaseModelConfig]:
@@ -226,6 +337,44 @@ class Config(_Strict):
                 )
         return v
 
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        """Names that point elsewhere in the config: views, and candidate names."""
+        for name, model in self.base_models.items():
+            specs = model.input if isinstance(model.input, (list, dict)) else [model.input]
+            refs = specs.values() if isinstance(specs, dict) else specs
+            for ref in refs:
+                if isinstance(ref, str) and ref not in self.data.views:
+                    raise ValueError(
+                        f"base_models.{name}.input: no view {ref!r} in data.views "
+                        f"(defined: {sorted(self.data.views)})"
+                    )
+        seen = {"base_mean", *self.base_models}
+        levels = [self.meta.candidates] + [lv.candidates for lv in self.meta.levels]
+        for i, level in enumerate(levels):
+            where = "meta.candidates" if i == 0 else f"meta.levels[{i - 1}].candidates"
+            if not level:
+                raise ValueError(f"{where} is empty; name at least one meta-model")
+            for spec in level:
+                name = candidate_name(spec)
+                if name in seen:
+                    raise ValueError(
+                        f"{where}: the name {name!r} is used twice (or by a base model); "
+                        "give candidates distinct `name:` values"
+                    )
+                seen.add(name)
+        return self
+
+    def model_inputs(self, name: str) -> tuple[list[ViewConfig], list[str] | None]:
+        """A base model's input views, and the model input names when given by name."""
+        spec = self.base_models[name].input
+        names = None
+        if isinstance(spec, dict):
+            names, spec = list(spec), list(spec.values())
+        specs = spec if isinstance(spec, list) else [spec]
+        views = [self.data.views[s] if isinstance(s, str) else s for s in specs]
+        return views, names
+
     def resolve_paths(self, root: Path) -> Config:
         """Make relative paths absolute against ``root`` (the YAML file's folder)."""
 
@@ -234,12 +383,36 @@ class Config(_Strict):
 
         self.data.train = fix(self.data.train)
         self.data.test = fix(self.data.test)
+        views = list(self.data.views.values())
+        for model in self.base_models.values():
+            specs = model.input if isinstance(model.input, (list, dict)) else [model.input]
+            views += [v for v in (specs.values() if isinstance(specs, dict) else specs)]
+        for view in views:
+            if isinstance(view, ViewConfig) and view.array is not None:
+                view.array.train = _fix_array_path(view.array.train, root)
+                if view.array.test is not None:
+                    view.array.test = _fix_array_path(view.array.test, root)
         for model in self.base_models.values():
             model.path = fix(model.path)
         return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def split_array_location(location: str) -> tuple[str, str]:
+    """``("file.npz", "key")`` for ``file.npz:key``; ``(location, "")`` otherwise."""
+    if ".npz:" in location:
+        path, _, key = location.rpartition(":")
+        return path, key
+    return location, ""
+
+
+def _fix_array_path(location: str, root: Path) -> str:
+    """``file.npy`` or ``file.npz:key`` with the file made absolute against ``root``."""
+    path, key = split_array_location(location)
+    fixed = Path(path) if Path(path).is_absolute() else (root / path).resolve()
+    return f"{fixed}:{key}" if key else str(fixed)
 
 
 def _key_path(loc: tuple, raw: Any, *, keep_last: bool) -> tuple[str, ...]:
@@ -272,6 +445,8 @@ def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
         return f"{source}: unknown key {loc!r}. Remove it or check its spelling"
     if first["type"] == "missing":
         return f"{source}: missing required key {loc!r}"
+    if not loc and first["type"] == "value_error":  # a check across sections names its keys
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
     shown = repr(received) if not isinstance(received, dict) else "a mapping"
     others = {
         key
@@ -279,7 +454,9 @@ def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
         if (key := _key_path(e["loc"], raw, keep_last=e["type"] == "missing")) != path[: len(key)]
     }
     more = f" (and {len(others)} more problems)" if others else ""
-    return f"{source}: invalid value for {loc!r}: {first['msg']}. Received: {shown}{more}"
+    message = first["msg"].removeprefix("Value error, ")
+    received_part = "" if "Received:" in message else f". Received: {shown}"
+    return f"{source}: invalid value for {loc!r}: {message}{received_part}{more}"
 
 
 def _apply_override(raw: dict[str, Any], override: str) -> None:
@@ -288,7 +465,14 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
         raise ConfigError(
             f"--set expects dotted.key=value. Received: {override!r}; e.g. --set folds.n_splits=3"
         )
-    parsed = yaml.safe_load(value) if value else ""
+    try:
+        parsed = yaml.safe_load(value) if value else ""
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split("\n")[0].split())
+        raise ConfigError(
+            f"--set {key}: the value is not valid YAML ({problem}). Received: {value!r}; "
+            "quote it (--set 'key=\"text\"') or close its brackets"
+        ) from exc
     node = raw
     parts = key.split(".")
     for part in parts[:-1]:
@@ -301,29 +485,91 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = parsed
 
 
+def import_paths(cfg: Config) -> list[tuple[str, str]]:
+    """``(key, path)`` for every import path ``cfg`` names: meta candidates of every level,
+    backbone heads and base models' ``custom_objects`` modules. Short names (no dot) are
+    tf-stacking's own and are not listed."""
+    found = []
+    levels = [("meta.candidates", cfg.meta.candidates)] + [
+        (f"meta.levels.{i}.candidates", lv.candidates) for i, lv in enumerate(cfg.meta.levels)
+    ]
+    for where, candidates in levels:
+        for i, spec in enumerate(candidates):
+            found.append((f"{where}.{i}", spec if isinstance(spec, str) else spec.estimator))
+    for name, model in cfg.base_models.items():
+        head = model.head
+        if head is not None:
+            found.append(
+                (f"base_models.{name}.head", head if isinstance(head, str) else head.estimator)
+            )
+        modules = getattr(model, "custom_objects", None) or []
+        for module in [modules] if isinstance(modules, str) else modules:
+            found.append((f"base_models.{name}.custom_objects", module))
+    return [(key, path) for key, path in found if "." in path]
+
+
+def check_trusted_imports(cfg: Config, source: str) -> None:
+    """Refuse import paths outside :data:`TRUSTED_PREFIXES`, before anything is imported.
+
+    A config read back from a tracking server was written by whoever can write runs
+    there; importing a module or class it names runs that person's code here.
+    """
+    for key, path in import_paths(cfg):
+        if not path.startswith(TRUSTED_PREFIXES):
+            raise ConfigError(
+                f"{source}: {key} names {path!r}, outside {' and '.join(TRUSTED_PREFIXES)}; "
+                "a config from a tracking server is not trusted to import other code. If you "
+                "trust whoever wrote it, pass --trust-imports (trusted_imports=True)"
+            )
+
+
 def parse_config(
-    raw: dict[str, Any], *, root: Path, source: str = "config", overrides: list[str] = ()
+    raw: dict[str, Any],
+    *,
+    root: Path,
+    source: str = "config",
+    overrides: list[str] = (),
+    trusted_imports: bool = True,
 ) -> Config:
-    """Validate a raw mapping (e.g. from YAML) into a :class:`Config`."""
+    """Validate a raw mapping (e.g. from YAML) into a :class:`Config`.
+
+    ``trusted_imports=False`` (configs read back from a tracking server) refuses every
+    import path outside ``stacking.`` and ``sklearn.``: see :func:`check_trusted_imports`.
+    """
     if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level. Received: {raw!r}")
+        raise ConfigError(
+            f"{source}: expected a mapping at the top level. Received: {raw!r:.80}; "
+            "write `key: value` lines (data:, base_models:, ...)"
+        )
     for override in overrides:
         _apply_override(raw, override)
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, source, raw)) from exc
+    if not trusted_imports:
+        check_trusted_imports(cfg, source)
     return cfg.resolve_paths(root)
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read and validate a YAML config; ``overrides`` are ``dotted.key=value`` strings."""
+    """Read and validate a YAML config; ``overrides`` are ``dotted.key=value`` strings.
+
+    A config file the user wrote is trusted like a script: its import paths are resolved.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataFileNotFoundError(f"config file {str(path)!r} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "save the config as UTF-8"
+        ) from exc
+    try:
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
-    raw.setdefault("name", path.stem) if isinstance(raw, dict) else None
+    raw.setdefault("name", safe_name(path.stem)) if isinstance(raw, dict) else None
     return parse_config(raw, root=path.parent.resolve(), source=str(path), overrides=overrides)

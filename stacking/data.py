@@ -102,7 +102,12 @@ class Dataset:
 
 
 def view_array(frame: pd.DataFrame, spec: ViewConfig, *, source: str) -> np.ndarray:
-    """The view's columns of ``frame``, cast to its dtype, reshaped to ``spec.shape``."""
+    """The view's columns of ``frame``, cast to its dtype, reshaped to ``spec.shape``.
+
+    Column views only; :func:`stacking.views.read_view` reads every kind of view.
+    """
+    if spec.columns is None:
+        raise DataError(f"a {spec.kind} view is read by stacking.views.read_view, not here")
     columns = resolve_columns(frame, spec.columns, source=source)
     try:
         array = frame[columns].to_numpy(dtype=spec.dtype)
@@ -184,6 +189,28 @@ def _with_row_id(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return frame
 
 
+def _ids(frame: pd.DataFrame, id_column: str, source: str) -> np.ndarray:
+    """The id column, refused with ``data.id`` and the file named if absent or incomplete.
+
+    A missing id would otherwise surface later as a misleading fold-plan mismatch or as a
+    NaN id in the results.
+    """
+    if id_column not in frame.columns:
+        names = [str(c) for c in frame.columns]
+        raise DataError(
+            f"{source} has no column(s) [{id_column!r}] named by data.id; columns are "
+            f"{names[:8]}…; fix data.id, or remove it to use row numbers"
+        )
+    missing = frame[id_column].isna().to_numpy()
+    if missing.any():
+        rows = np.flatnonzero(missing)
+        raise DataError(
+            f"data.id column {id_column!r} in {source} is empty in {rows.size} row(s), e.g. "
+            f"row {int(rows[0])}; give every row an id, or remove data.id to use row numbers"
+        )
+    return frame[id_column].to_numpy()
+
+
 def load_dataset(cfg: DataConfig) -> Dataset:
     """Read ``cfg.train`` (and ``cfg.test``) and encode the target."""
     train = read_table(cfg.train)
@@ -193,8 +220,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
     id_column = cfg.id or ROW_ID
     if cfg.id is None:
         train = _with_row_id(train, source)
-    resolve_columns(train, [id_column], source=source)
-    ids = train[id_column].to_numpy()
+    ids = _ids(train, id_column, source)
     if pd.Series(ids).duplicated().any():
         dup = pd.Series(ids)[pd.Series(ids).duplicated()].tolist()[0]  # a Python scalar
         raise DataError(f"id column {id_column!r} in {source} has duplicates, e.g. {dup!r}")
@@ -216,8 +242,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         sources["test"] = str(cfg.test)
         if cfg.id is None:
             test = _with_row_id(test, str(cfg.test))
-        resolve_columns(test, [id_column], source=str(cfg.test))
-        test_ids = test[id_column].to_numpy()
+        test_ids = _ids(test, id_column, str(cfg.test))
     return Dataset(
         train=train,
         ids=ids,

@@ -1,10 +1,18 @@
-"""Out-of-fold and test predictions of frozen base models: arrays in, arrays out.
+"""Honest predictions of frozen base models: arrays in, arrays out.
 
-For a fold-model directory, row *i* of fold *k* is predicted by fold model *k* only, and
-test rows by the mean of the K fold models' probabilities (or by the ``full`` model).
-An external model predicts every row. Every (model, input) prediction goes through the
-cache first; what is missing becomes :class:`~stacking.executors.Job` s for an executor,
-each job loading one model once.
+One function, :func:`predict_base_models`, serves training and serving alike:
+
+* with ``train`` (training rows, their inputs and the fold plan) it returns each base
+  model's out-of-fold predictions: row *i* of fold *k* from fold model *k* only, every
+  row from an external model, and for a backbone the prediction of a head cross-fitted
+  on the fold plan over the backbone's cached embeddings;
+* with ``rows`` (new rows: the test table, or rows to serve) it returns their
+  predictions: the mean of the K fold models (or the ``full`` model), the external
+  model, or the mean of a backbone's K fold heads.
+
+Given both, each model file is loaded once for its OOF and new rows together. Every
+(model, input) prediction goes through the cache first; what is missing becomes
+:class:`~stacking.executors.Job` s for an executor.
 
 Predictions are normalised to the representation of :mod:`stacking.metrics`:
 ``(n, C)`` probabilities for classification, ``(n, L)`` for multilabel, ``(n,)`` for
@@ -14,51 +22,80 @@ regression. Logit outputs are detected (values outside [0, 1]) or declared with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from stacking.base import BaseModelSource
-from stacking.cache import CacheStore, array_digest, make_key, path_digest
+from stacking.backbone import cross_fit_head, predict_heads
+from stacking.cache import CacheStore, make_key, path_digest
 from stacking.errors import BaseModelError
 from stacking.executors import Executor, Job
 from stacking.folds import FoldPlan
+from stacking.numeric import sigmoid, softmax
+from stacking.views import ViewData, as_view_data
+
+
+@dataclass
+class BaseModelRecipe:
+    """How one base model predicts: its files, what it reads, and how its output maps.
+
+    ``fold_paths`` give OOF predictions (one file for an external model or a backbone);
+    ``row_paths`` predict new rows (the fold models, the ``full`` model, or the single
+    model). ``outputs_are`` is resolved (``proba`` / ``logits``) once training has seen
+    the outputs; a backbone's ``heads`` are its K fitted fold heads.
+    """
+
+    name: str
+    kind: str  # "folds" | "external" | "backbone"
+    fold_paths: list[Path]
+    row_paths: list[Path]
+    views: list[Any]
+    input_names: list[str] | None = None  # the model input each view feeds, when named
+    custom_objects: list[str] = field(default_factory=list)  # modules imported before load
+    output: str | int | None = None
+    layer: str | None = None
+    outputs_are: str = "auto"
+    head: Any = None  # a backbone's head spec (config), fitted in training
+    heads: list = field(default_factory=list, repr=False)
+
+
+@dataclass
+class TrainRows:
+    """The training rows a base model predicts out of fold, with what its head needs."""
+
+    inputs: dict[str, list[ViewData]]  # per base model, one view (or array) per model input
+    plan: FoldPlan
+    y: np.ndarray
+    sample_weight: np.ndarray | None = None
 
 
 @dataclass
 class BasePredictions:
-    """One base model's honest predictions: ``oof`` for training rows, ``test`` for test."""
+    """One base model's honest predictions: ``oof`` for training rows, ``test`` for new."""
 
     name: str
-    oof: np.ndarray
+    oof: np.ndarray | None
     test: np.ndarray | None
     cached: int = 0
     computed: int = 0
     outputs_are: str = "proba"
+    heads: list = field(default_factory=list, repr=False)
 
 
 @dataclass
 class _Part:
-    path: object
-    inputs: list[np.ndarray]
+    path: Path
+    inputs: list[ViewData]
     key: str
     output: np.ndarray | None = None
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def detect_outputs_are(raw: list[np.ndarray]) -> str:
     """``logits`` when any value lies outside [0, 1], else ``proba``."""
-    low = min(float(np.min(r)) for r in raw)
-    high = max(float(np.max(r)) for r in raw)
+    low = min(float(np.min(r)) for r in raw if r.size)
+    high = max(float(np.max(r)) for r in raw if r.size)
     return "logits" if low < -1e-6 or high > 1 + 1e-6 else "proba"
 
 
@@ -90,13 +127,13 @@ def to_representation(
     if outputs_are == "auto":
         outputs_are = detect_outputs_are(raw)
     if outputs_are == "logits":
-        squash = _softmax if (task != "multilabel" and width > 1) else _sigmoid
+        squash = softmax if (task != "multilabel" and width > 1) else sigmoid
         raw = [squash(r) for r in raw]
     if task == "binary" and width == 1:
         raw = [np.column_stack([1.0 - r[:, 0], r[:, 0]]) for r in raw]
     if task in ("binary", "multiclass"):
         sums = np.concatenate([r.sum(axis=1) for r in raw])
-        if np.abs(sums - 1.0).max() > 1e-3:
+        if sums.size and np.abs(sums - 1.0).max() > 1e-3:
             raise BaseModelError(
                 f"base model {name!r} outputs values in [0, 1] whose rows do not sum to 1; "
                 "set `outputs_are: logits` if they are scores, or add a softmax"
@@ -104,121 +141,158 @@ def to_representation(
     return [np.clip(r, 0.0, 1.0) for r in raw]
 
 
-def _plan_parts(source, inputs, test_inputs, plan: FoldPlan, output, layer) -> tuple[list, list]:
-    """The (model, input) parts for OOF rows and test rows of one base model."""
-    digests = {}
+def _plan_parts(
+    recipe: BaseModelRecipe, train: TrainRows | None, rows: list[ViewData] | None
+) -> tuple[list[_Part], list[_Part]]:
+    """The (model file, input) parts for the OOF rows and the new rows of one model."""
+    digests: dict[int, str] = {}
 
-    def part(path, arrays):
-        if path not in digests:
-            digests[path] = path_digest(path)
+    def part(path: Path, views: list[ViewData]) -> _Part:
         key = make_key(
-            model=digests[path],
-            output=output,
-            layer=layer,
-            inputs=[array_digest(a) for a in arrays],
+            model=path_digest(path),
+            output=recipe.output,
+            layer=recipe.layer,
+            inputs=[digests.setdefault(id(v), v.digest()) for v in views],
         )
-        return _Part(path=path, inputs=arrays, key=key)
+        return _Part(path=path, inputs=views, key=key)
 
-    if source.kind in ("external", "backbone"):
-        oof = [part(source.fold_paths[0], inputs)]
-        test = [part(source.fold_paths[0], test_inputs)] if test_inputs is not None else []
-        return oof, test
-    oof = []
-    for k, path in enumerate(source.fold_paths):
-        rows = plan.test_index(k)
-        oof.append(part(path, [x[rows] for x in inputs]))
-    test = []
-    if test_inputs is not None:
-        paths = [source.full_path] if source.full_path else source.fold_paths
-        test = [part(p, test_inputs) for p in paths]
-    return oof, test
+    oof: list[_Part] = []
+    if train is not None:
+        inputs = [as_view_data(x) for x in train.inputs[recipe.name]]
+        if recipe.kind == "folds":
+            for k, path in enumerate(recipe.fold_paths):
+                fold_rows = train.plan.test_index(k)
+                oof.append(part(path, [x.take(fold_rows) for x in inputs]))
+        else:
+            oof.append(part(recipe.fold_paths[0], inputs))
+    new = []
+    if rows is not None:
+        views = [as_view_data(x) for x in rows]
+        new = [part(p, views) for p in recipe.row_paths]
+    return oof, new
+
+
+def _jobs(recipe: BaseModelRecipe, parts: list[_Part], batch_size: int) -> list[Job]:
+    """One job per model file: the file is loaded once for all its parts."""
+    by_path: dict[Path, list[_Part]] = {}
+    for p in parts:
+        if p.output is None:
+            by_path.setdefault(p.path, []).append(p)
+    jobs = []
+    for path, todo in by_path.items():
+        job = Job(
+            model=recipe.name,
+            path=path,
+            output=recipe.output,
+            inputs=[p.inputs for p in todo],
+            keys=[p.key for p in todo],
+            batch_size=batch_size,
+            label=f"{recipe.name}/{path.name}",
+            layer=recipe.layer,
+            input_names=recipe.input_names,
+            custom_objects=recipe.custom_objects or None,
+        )
+        job.parts = todo  # type: ignore[attr-defined]
+        jobs.append(job)
+    return jobs
+
+
+def _assemble(
+    recipe: BaseModelRecipe,
+    oof_parts: list[_Part],
+    new_parts: list[_Part],
+    train: TrainRows | None,
+    *,
+    task: str,
+    n_outputs: int,
+) -> BasePredictions:
+    """Final predictions of one model from its parts' raw outputs."""
+    raw = [p.output for p in [*oof_parts, *new_parts]]
+    assert all(r is not None for r in raw)
+    n_oof = len(oof_parts)
+    if recipe.kind == "backbone":
+        flat = [np.asarray(r, dtype=np.float64).reshape(len(r), -1) for r in raw]
+        heads, oof = recipe.heads, None
+        if train is not None:
+            oof, _test, heads = cross_fit_head(
+                recipe.name,
+                recipe.head,
+                flat[0],
+                None,
+                train.y,
+                train.plan,
+                task=task,
+                n_outputs=n_outputs,
+                sample_weight=train.sample_weight,
+            )
+        test = (
+            predict_heads(heads, flat[n_oof], task=task, n_outputs=n_outputs) if new_parts else None
+        )
+        return BasePredictions(recipe.name, oof, test, outputs_are="embedding", heads=heads)
+    outputs_are = recipe.outputs_are
+    if outputs_are == "auto":
+        outputs_are = detect_outputs_are(raw)  # type: ignore[arg-type]
+    mapped = to_representation(
+        raw,  # type: ignore[arg-type]
+        name=recipe.name,
+        task=task,
+        n_outputs=n_outputs,
+        outputs_are=outputs_are,
+    )
+    oof_out, new_out = mapped[:n_oof], mapped[n_oof:]
+    oof = None
+    if train is not None and recipe.kind == "folds":
+        oof = np.empty((len(train.plan.ids), *oof_out[0].shape[1:]))
+        for k, out in enumerate(oof_out):
+            oof[train.plan.test_index(k)] = out
+    elif train is not None:
+        oof = oof_out[0]
+    test = np.mean(new_out, axis=0) if new_out else None
+    return BasePredictions(recipe.name, oof, test, outputs_are=outputs_are)
 
 
 def predict_base_models(
-    sources: list[tuple[BaseModelSource, list[np.ndarray], list[np.ndarray] | None, dict]],
-    plan: FoldPlan,
+    recipes: list[BaseModelRecipe],
     *,
     task: str,
     n_outputs: int,
     executor: Executor,
     cache: CacheStore,
+    train: TrainRows | None = None,
+    rows: dict[str, list[ViewData]] | None = None,
     batch_size: int = 4096,
 ) -> dict[str, BasePredictions]:
-    """Predict every base model; ``sources`` holds (source, inputs, test_inputs, options).
+    """Predict every base model on the training rows (OOF) and/or new ``rows``.
 
-    ``options`` has ``output``, ``layer`` and ``outputs_are`` from the base model's
-    config. A backbone's predictions are its raw embeddings, flattened to ``(n, d)``; its
-    head is cross-fitted later (:mod:`stacking.backbone`).
+    ``rows[name]`` holds one view (:mod:`stacking.views`, or an array) per model input of
+    base model ``name``; views are read in batches, never whole. Returns, per
+    model, :class:`BasePredictions` whose ``oof`` is set when ``train`` is given and whose
+    ``test`` is set when ``rows`` is given, with ``outputs_are`` resolved and a backbone's
+    fitted ``heads``.
     """
     planned = {}
-    jobs = []
-    for source, inputs, test_inputs, options in sources:
-        oof_parts, test_parts = _plan_parts(
-            source, inputs, test_inputs, plan, options["output"], options.get("layer")
+    jobs: list[Job] = []
+    for recipe in recipes:
+        oof_parts, new_parts = _plan_parts(
+            recipe, train, rows[recipe.name] if rows is not None else None
         )
-        planned[source.name] = (oof_parts, test_parts, options, source.kind)
-        by_path: dict = {}
-        for p in [*oof_parts, *test_parts]:
+        for p in [*oof_parts, *new_parts]:
             p.output = cache.get(p.key)
-            if p.output is None:
-                by_path.setdefault(p.path, []).append(p)
-        for path, parts in by_path.items():
-            job = Job(
-                model=source.name,
-                path=path,
-                output=options["output"],
-                inputs=[p.inputs for p in parts],
-                keys=[p.key for p in parts],
-                batch_size=batch_size,
-                label=f"{source.name}/{path.name}",
-                layer=options.get("layer"),
-            )
-            job.parts = parts  # type: ignore[attr-defined]
-            jobs.append(job)
+        planned[recipe.name] = (oof_parts, new_parts)
+        jobs += _jobs(recipe, [*oof_parts, *new_parts], batch_size)
 
-    def on_result(job, outputs):
-        for part, out in zip(job.parts, outputs):
+    def on_result(job: Job, outputs: list[np.ndarray]) -> None:
+        for part, out in zip(job.parts, outputs):  # type: ignore[attr-defined]
             cache.put(part.key, out)
             part.output = out
 
     executor.run(jobs, on_result)
 
     results = {}
-    n = len(plan.ids)
-    for name, (oof_parts, test_parts, options, kind) in planned.items():
-        n_computed = sum(len(j.keys) for j in jobs if j.model == name)
-        raw = [p.output for p in [*oof_parts, *test_parts]]
-        if kind == "backbone":
-            flat = [np.asarray(r, dtype=np.float64).reshape(len(r), -1) for r in raw]
-            results[name] = BasePredictions(
-                name=name,
-                oof=flat[0],
-                test=flat[1] if len(flat) > 1 else None,
-                cached=len(raw) - n_computed,
-                computed=n_computed,
-                outputs_are="embedding",
-            )
-            continue
-        outputs_are = options["outputs_are"]
-        if outputs_are == "auto":
-            outputs_are = detect_outputs_are(raw)
-        mapped = to_representation(
-            raw, name=name, task=task, n_outputs=n_outputs, outputs_are=outputs_are
-        )
-        oof_out, test_out = mapped[: len(oof_parts)], mapped[len(oof_parts) :]
-        if len(oof_parts) == 1:
-            oof = oof_out[0]
-        else:
-            oof = np.empty((n, *oof_out[0].shape[1:]))
-            for k, out in enumerate(oof_out):
-                oof[plan.test_index(k)] = out
-        test = np.mean(test_out, axis=0) if test_out else None
-        results[name] = BasePredictions(
-            name=name,
-            oof=oof,
-            test=test,
-            cached=len(oof_parts) + len(test_parts) - n_computed,
-            computed=n_computed,
-            outputs_are=outputs_are,
-        )
+    for recipe in recipes:
+        oof_parts, new_parts = planned[recipe.name]
+        pred = _assemble(recipe, oof_parts, new_parts, train, task=task, n_outputs=n_outputs)
+        pred.computed = sum(len(j.keys) for j in jobs if j.model == recipe.name)
+        pred.cached = len(oof_parts) + len(new_parts) - pred.computed
+        results[recipe.name] = pred
     return results

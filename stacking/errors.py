@@ -9,7 +9,7 @@ built-in exception that fits, so ``except ValueError`` keeps working::
     ├── DataFileNotFoundError(DataError, FileNotFoundError)
     ├── BaseModelError(StackingError, ValueError)      unreadable model, wrong input shape
     │   └── LeakageError(BaseModelError)               a model that may have seen the row
-    ├── CacheError(StackingError, RuntimeError)        a corrupt cache entry
+    ├── CacheError(StackingError, RuntimeError)        corrupt cache entries (cache verify)
     └── TrackingError(StackingError, RuntimeError)     the MLflow store refused or is away
 
 The CLI turns a ``StackingError`` into one line ``error: …`` and exit code 2. Anything
@@ -47,7 +47,8 @@ class LeakageError(BaseModelError):
 
 
 class CacheError(StackingError, RuntimeError):
-    """A cache entry is unreadable; ``stacking cache clear`` removes it."""
+    """A cache entry failed its checksum. A run drops and recomputes such an entry (one
+    warning line); ``stacking cache verify`` reports them with this error."""
 
 
 class TrackingError(StackingError, RuntimeError):

@@ -6,6 +6,11 @@ out-of-fold predictions over all rows and per fold. The paired bootstrap resampl
 base model on the same resample; its 2.5 and 97.5 percentiles are the 95 % interval shown
 on the leaderboard. An interval that excludes 0 says the gain is not resampling noise
 (it says nothing about the variance from refitting the models).
+
+Each metric is prepared once per prediction (:meth:`stacking.metrics.Metric.prepare`):
+the overall score, the per-fold scores and every resample come from the same per-row
+values or sorted columns. The best base model is prepared and resampled once for the
+whole leaderboard.
 """
 
 from __future__ import annotations
@@ -15,11 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from stacking.metrics import Metric, get_metric
+from stacking.metrics import Metric, PreparedMetric, get_metric
 
-_EPS = 1e-15
-# Metrics that are means of per-row values: resampled in one vectorised step.
-_PER_ROW = {"log_loss", "brier_score", "accuracy", "mse", "rmse", "mae"}
+# Resample rows drawn at once (a block of the (n_resamples, n) index matrix): bounds memory.
+_BLOCK = 1 << 22
 
 
 @dataclass
@@ -35,37 +39,18 @@ class Entry:
 
 
 def score_entry(entry: Entry, y, plan, *, task, metrics: list[str], sample_weight=None) -> None:
+    """Fill ``entry.scores`` (all rows) and ``entry.fold_scores`` (one per fold of ``plan``).
+
+    Each metric is prepared once for the entry (per-row values, or the AUC's sorted
+    columns) and then scored on all rows and on every fold from that.
+    """
+    y = np.asarray(y)
     for name in metrics:
         metric = get_metric(name)
-        entry.scores[metric.name] = metric(y, entry.oof, task=task, sample_weight=sample_weight)
-        fold_scores = []
-        for k in range(plan.n_splits):
-            rows = plan.test_index(k)
-            w = None if sample_weight is None else sample_weight[rows]
-            fold_scores.append(metric(y[rows], entry.oof[rows], task=task, sample_weight=w))
-        entry.fold_scores[metric.name] = fold_scores
-
-
-def _per_row(metric: Metric, y, pred, task) -> np.ndarray:
-    if metric.name == "log_loss":
-        if task == "multilabel":
-            p = np.clip(pred, _EPS, 1 - _EPS)
-            return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1)
-        p = np.clip(pred, _EPS, 1.0)
-        p = p / p.sum(axis=1, keepdims=True)  # as metrics.log_loss does
-        return -np.log(p[np.arange(len(y)), y])
-    if metric.name == "brier_score":
-        if task == "binary":
-            return (pred[:, 1] - y) ** 2
-        onehot = y if task == "multilabel" else np.eye(pred.shape[1])[y]
-        return ((pred - onehot) ** 2).sum(axis=1)
-    if metric.name == "accuracy":
-        if task == "multilabel":
-            return ((pred >= 0.5).astype(int) == y).all(axis=1).astype(float)
-        return (pred.argmax(axis=1) == y).astype(float)
-    if metric.name == "mae":
-        return np.abs(pred - y)
-    return (pred - y) ** 2  # mse, rmse
+        prepared = metric.prepare(y, entry.oof, task=task)
+        entry.scores[metric.name] = prepared.score(sample_weight)
+        folds = prepared.fold_scores(plan.folds, plan.n_splits, sample_weight)
+        entry.fold_scores[metric.name] = [float(v) for v in folds]
 
 
 def paired_bootstrap(
@@ -73,39 +58,73 @@ def paired_bootstrap(
 ) -> tuple[float, float, float]:
     """Score difference ``a - b`` on all rows, and its 95 % paired-bootstrap interval.
 
+    Resample ``b`` draws rows ``rng.integers(0, n, size=n)`` in sequence from
+    ``default_rng(seed)``; a resample where the metric is undefined (e.g. one class for
+    ``roc_auc``) is left out of the percentiles.
+
     >>> delta, low, high = paired_bootstrap(get_metric("log_loss"), y, ens, best, task="multiclass")
     """
-    y = np.asarray(y)
-    delta = metric(y, pred_a, task=task, sample_weight=sample_weight) - metric(
-        y, pred_b, task=task, sample_weight=sample_weight
-    )
-    if n_resamples == 0:
-        return float(delta), float("nan"), float("nan")
+    entry, base = Entry("a", "meta", 0, pred_a), Entry("b", "base", 0, pred_b)
+    kwargs = dict(n_resamples=n_resamples, seed=seed, sample_weight=sample_weight)
+    return _compare_with_base([entry], base, y, task=task, metric=metric, **kwargs)[id(entry)]
+
+
+def _resample_scores(
+    prepared: list[PreparedMetric], n: int, n_resamples: int, seed: int, sample_weight
+) -> np.ndarray:
+    """``(len(prepared), n_resamples)`` scores, all on the same seeded resamples.
+
+    Indices are drawn in blocks of resamples (bounded memory); the stream equals one
+    ``rng.integers(0, n, size=(n_resamples, n))`` call.
+    """
     rng = np.random.default_rng(seed)
-    n = len(y)
-    idx = rng.integers(0, n, size=(n_resamples, n))
-    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-    if metric.name in _PER_ROW:
-        va, vb = _per_row(metric, y, pred_a, task), _per_row(metric, y, pred_b, task)
-        ww = w[idx]
-        total = ww.sum(axis=1)
-        sa, sb = (va[idx] * ww).sum(axis=1) / total, (vb[idx] * ww).sum(axis=1) / total
-        if metric.name == "rmse":
-            sa, sb = np.sqrt(sa), np.sqrt(sb)
-        diffs = sa - sb
-    else:
-        diffs = np.empty(n_resamples)
-        for b in range(n_resamples):
-            rows = idx[b]
-            wb = None if sample_weight is None else w[rows]
-            try:
-                diffs[b] = metric(y[rows], pred_a[rows], task=task, sample_weight=wb) - metric(
-                    y[rows], pred_b[rows], task=task, sample_weight=wb
-                )
-            except ValueError:  # e.g. a resample with one class for roc_auc
-                diffs[b] = np.nan
+    out = np.empty((len(prepared), n_resamples))
+    step = max(1, _BLOCK // max(n, 1))
+    # below 2**31 rows int32 draws the same values as int64, with half the memory traffic
+    dtype = np.int32 if n < 2**31 else np.int64
+    for start in range(0, n_resamples, step):
+        idx = rng.integers(0, n, size=(min(step, n_resamples - start), n), dtype=dtype)
+        for i, p in enumerate(prepared):
+            out[i, start : start + len(idx)] = p.resample_scores(idx, sample_weight)
+    return out
+
+
+def _interval(delta: float, diffs: np.ndarray) -> tuple[float, float, float]:
+    """``delta`` and the 2.5/97.5 percentiles of the defined resample differences."""
+    if diffs.size == 0 or np.isnan(diffs).all():
+        return delta, float("nan"), float("nan")
     low, high = np.nanpercentile(diffs, [2.5, 97.5])
-    return float(delta), float(low), float(high)
+    return delta, float(low), float(high)
+
+
+def _compare_with_base(
+    entries: list[Entry], base: Entry, y, *, task, metric: Metric, n_resamples, seed, sample_weight
+) -> dict[int, tuple[float, float, float]]:
+    """``paired_bootstrap`` of every entry against ``base``, keyed by ``id(entry)``.
+
+    The base is prepared and resampled once. Per-row metrics are small once prepared, so
+    all entries share one pass over the resamples; a rank metric holds sorted columns, so
+    its entries go one at a time (memory of one entry, the resamples drawn again).
+    """
+    y = np.asarray(y)
+    prepared_base = metric.prepare(y, base.oof, task=task)
+    base_score = prepared_base.score(sample_weight)
+    groups = [entries] if metric.decomposable else [[e] for e in entries]
+    resample = dict(n=len(y), n_resamples=n_resamples, seed=seed, sample_weight=sample_weight)
+    base_scores, out = None, {}
+    for group in groups:
+        prepared = [metric.prepare(y, e.oof, task=task) for e in group]
+        direct = [p.minus(prepared_base) for p in prepared]
+        if all(d is not None for d in direct):  # a plain mean: resample the differences
+            diffs = _resample_scores(direct, **resample)
+        else:
+            with_base = prepared + ([prepared_base] if base_scores is None else [])
+            scores = _resample_scores(with_base, **resample)
+            base_scores = scores[len(prepared)] if base_scores is None else base_scores
+            diffs = scores[: len(prepared)] - base_scores
+        for entry, p, row in zip(group, prepared, diffs):
+            out[id(entry)] = _interval(float(p.score(sample_weight) - base_score), row)
+    return out
 
 
 def best_of(entries: list[Entry], metric: Metric) -> Entry:
@@ -134,6 +153,20 @@ def leaderboard(
     """
     primary = get_metric(metrics[0])
     best_base = best_of([e for e in entries if e.role == "base"], primary)
+    y = np.asarray(y)
+    compared = [e for e in entries if e.role != "base"]
+    intervals = {}
+    if compared:
+        intervals = _compare_with_base(
+            compared,
+            best_base,
+            y,
+            task=task,
+            metric=primary,
+            n_resamples=n_resamples,
+            seed=seed,
+            sample_weight=sample_weight,
+        )
     rows = []
     for entry in entries:
         row = {"model": entry.name, "role": entry.role, "level": entry.level}
@@ -141,20 +174,8 @@ def leaderboard(
             m = get_metric(name)
             row[f"cv_{m.name}"] = entry.scores[m.name]
         row[f"cv_{primary.name}_std"] = float(np.std(entry.fold_scores[primary.name]))
-        if entry.role == "base":
-            row.update(delta_vs_best_base=np.nan, ci_low=np.nan, ci_high=np.nan)
-        else:
-            delta, low, high = paired_bootstrap(
-                primary,
-                y,
-                entry.oof,
-                best_base.oof,
-                task=task,
-                n_resamples=n_resamples,
-                seed=seed,
-                sample_weight=sample_weight,
-            )
-            row.update(delta_vs_best_base=delta, ci_low=low, ci_high=high)
+        delta, low, high = intervals.get(id(entry), (np.nan, np.nan, np.nan))
+        row.update(delta_vs_best_base=delta, ci_low=low, ci_high=high)
         row["selected"] = entry.name == selected
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -22,28 +22,20 @@ import numpy as np
 import pandas as pd
 
 from stacking import results
-from stacking.backbone import cross_fit_head
-from stacking.base import resolve_base_model
 from stacking.cache import CacheStore, open_cache
-from stacking.config import Config, ViewConfig, load_config, parse_config
+from stacking.config import Config, load_config, parse_config
 from stacking.data import Dataset, load_dataset
-from stacking.engine import predict_base_models
+from stacking.engine import TrainRows, predict_base_models
 from stacking.errors import ConfigError, DataError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
 from stacking.executors import Executor, make_executor
 from stacking.folds import FoldPlan, make_fold_plan
-from stacking.level1 import (
-    Level1,
-    block_names,
-    build_level1,
-    check_meta_columns,
-    pre_features,
-    to_block,
-)
-from stacking.meta import Candidate, cross_fit, make_candidate, predict_output, refit
+from stacking.level1 import build_level1, check_meta_columns
+from stacking.meta import Candidate, make_candidate
 from stacking.meta.weights import weights_table
 from stacking.metrics import default_metrics, get_metric
-from stacking.predictor import BaseRecipe, EnsemblePredictor
+from stacking.predictor import EnsemblePredictor
+from stacking.stack import fit_stack, resolve_recipes
 from stacking.tracking import (
     ChildRecord,
     NoopTracker,
@@ -52,6 +44,7 @@ from stacking.tracking import (
     fetch_run,
     make_tracker,
 )
+from stacking.views import read_view
 
 BASE_MEAN = "base_mean"
 
@@ -102,15 +95,25 @@ class Experiment:
         return cls(load_config(path, overrides), **kwargs)
 
     @classmethod
-    def from_run(cls, run_id: str, *, tracking_uri: str | None = None, **kwargs) -> Experiment:
+    def from_run(
+        cls,
+        run_id: str,
+        *,
+        tracking_uri: str | None = None,
+        trust_imports: bool = False,
+        **kwargs,
+    ) -> Experiment:
         """The experiment of a recorded MLflow run, from its ``config.resolved.yaml``.
 
         Its data and fold plan must still have the digests the run recorded; the new run
-        is tagged ``stacking.reproduces`` with the old run's id.
+        is tagged ``stacking.reproduces`` with the old run's id. The stored config is not
+        trusted: import paths outside ``stacking.``/``sklearn.`` are refused unless
+        ``trust_imports``.
         """
         raw, tags, metrics = fetch_run(run_id, tracking_uri)
         raw.setdefault("tracking", {})["uri"] = tracking_uri or raw["tracking"].get("uri")
-        config = parse_config(raw, root=Path.cwd(), source=f"run {run_id}'s config")
+        source = f"run {run_id}'s config"
+        config = parse_config(raw, root=Path.cwd(), source=source, trusted_imports=trust_imports)
         data = load_dataset(config.data)
         plan = make_fold_plan(config.folds, data)
         for what, now in [("data", data.digest), ("folds", plan.digest)]:
@@ -129,8 +132,7 @@ class Experiment:
     def _metrics(self, task: str) -> list[str]:
         names = self.config.metrics or default_metrics(task)
         for name in names:
-            metric = get_metric(name)
-            if task not in metric.tasks:
+            if task not in get_metric(name).tasks:
                 raise ConfigError(
                     f"metrics: {name!r} does not apply to a {task} task; "
                     f"try {default_metrics(task)}"
@@ -142,10 +144,8 @@ class Experiment:
         levels, seen = [], {BASE_MEAN, *self.config.base_models}
         for i, level in enumerate(specs):
             where = "meta.candidates" if i == 0 else f"meta.levels[{i - 1}].candidates"
-            if not level:
-                raise ConfigError(f"{where} is empty; name at least one meta-model")
             candidates = [make_candidate(s, task=task, where=where) for s in level]
-            for c in candidates:
+            for c in candidates:  # "default" resolves by task, so names are final only here
                 if c.name in seen:
                     raise ConfigError(
                         f"{where}: the name {c.name!r} is used twice; give candidates "
@@ -155,143 +155,42 @@ class Experiment:
             levels.append(candidates)
         return levels
 
-    def _views(self, name: str, spec) -> list[ViewConfig]:
-        specs = spec if isinstance(spec, list) else [spec]
-        views = []
-        for s in specs:
-            if isinstance(s, str):
-                if s not in self.config.data.views:
-                    raise ConfigError(
-                        f"base_models.{name}.input: no view {s!r} in data.views "
-                        f"(defined: {sorted(self.config.data.views)})"
-                    )
-                s = self.config.data.views[s]
-            views.append(s)
-        return views
-
-    def _predict_bases(self, data: Dataset, plan: FoldPlan):
-        sources = []
-        for name, cfg in self.config.base_models.items():
-            source = resolve_base_model(
-                name,
-                cfg,
-                folds_digest=plan.digest,
-                n_splits=plan.n_splits,
-                task=data.task,
-                classes=data.classes,
-            )
-            views = self._views(name, cfg.input)
-            inputs = [data.view(v) for v in views]
-            test_inputs = (
-                [data.view(v, which="test") for v in views] if data.test is not None else None
-            )
-            options = {
-                "output": cfg.output,
-                "layer": cfg.layer,
-                "outputs_are": cfg.outputs_are,
-                "views": views,
-            }
-            sources.append((source, inputs, test_inputs, options))
-        preds = predict_base_models(
-            sources,
-            plan,
-            task=data.task,
-            n_outputs=data.n_outputs,
-            executor=self.executor,
-            cache=self.cache,
-            batch_size=self.config.executor.batch_size,
-        )
-        heads = {}
-        for src, *_ in sources:
-            if src.kind == "backbone":
-                pred = preds[src.name]
-                pred.oof, pred.test, heads[src.name] = cross_fit_head(
-                    src.name,
-                    self.config.base_models[src.name].head,
-                    pred.oof,
-                    pred.test,
-                    data.y,
-                    plan,
-                    task=data.task,
-                    n_outputs=data.n_outputs,
-                    sample_weight=data.sample_weight,
-                )
-        recipes = [
-            BaseRecipe(
-                name=src.name,
-                paths=[str(p) for p in ([src.full_path] if src.full_path else src.fold_paths)],
-                views=[v.model_dump(mode="json") for v in options["views"]],
-                output=options["output"],
-                outputs_are=preds[src.name].outputs_are,
-                layer=options["layer"],
-                heads=heads.get(src.name, []),
-            )
-            for src, _, _, options in sources
-        ]
-        return preds, recipes
-
-    def _stack(self, level1: Level1, data: Dataset, plan: FoldPlan, levels):
-        """Cross-fit every level; return meta entries and every candidate refitted."""
-        entries, fitted, test_out, inputs = [], {}, {}, {}
-        block_models, feature_names = list(level1.models), list(level1.features.columns)
-        X_blocks, X_features = level1.blocks, level1.features.to_numpy()
-        T_blocks, T_features = (
-            level1.test_blocks,
-            (None if level1.test_features is None else level1.test_features.to_numpy()),
-        )
-        kw = {"task": data.task, "n_outputs": data.n_outputs}
-        for depth, candidates in enumerate(levels, start=2):
-            oofs, tests = [], []
-            for cand in candidates:
-                X = X_blocks if cand.uses_blocks else X_features
-                if "columns_per_model" in cand.estimator.get_params():
-                    # Explicit, so a meta fold missing a class still reads the layout right.
-                    cand.estimator.set_params(columns_per_model=level1.columns_per_model)
-                oof = cross_fit(cand, X, data.y, plan, sample_weight=data.sample_weight, **kw)
-                model = refit(cand, X, data.y, sample_weight=data.sample_weight)
-                fitted[cand.name] = model
-                inputs[cand.name] = (
-                    block_models,
-                    block_models if cand.uses_blocks else feature_names,
-                )
-                entries.append(Entry(cand.name, "meta", depth, oof))
-                oofs.append(oof)
-                T = T_blocks if cand.uses_blocks else T_features
-                test = predict_output(model, T, **kw) if T is not None else None
-                test_out[cand.name] = test
-                tests.append(test)
-            # The next level reads this level's OOF predictions, in block layout.
-            X_blocks = np.hstack([to_block(o, data.task) for o in oofs])
-            X_features = X_blocks
-            block_models = [c.name for c in candidates]
-            feature_names = [n for c in candidates for n in block_names(c.name, data)]
-            if T_blocks is not None:
-                T_blocks = np.hstack([to_block(t, data.task) for t in tests])
-                T_features = T_blocks
-        return entries, fitted, test_out, inputs
-
-    # -- the run --------------------------------------------------------------------------
-    def run(self) -> ExperimentResult:
+    def _load(self) -> tuple[Dataset, FoldPlan]:
         cfg = self.config
-        out = results.check_output_dir(self.output_dir or results.default_dir(self.config.name))
         data = load_dataset(cfg.data)
         plan = make_fold_plan(cfg.folds, data)
         reserved = {data.id_column, *data.target_columns}
         reserved |= {c for c in (cfg.data.weight, cfg.folds.column) if c}
         check_meta_columns(data, cfg.meta.features, reserved)
-        metric_names = self._metrics(data.task)
-        primary = get_metric(metric_names[0])
-        levels = self._levels(data.task)
+        return data, plan
 
-        preds, recipes = self._predict_bases(data, plan)
-        level1 = build_level1(preds, data, cfg.meta.features)
+    def _predict_bases(self, recipes, data: Dataset, plan: FoldPlan):
+        def inputs(frame, which):
+            source = data.source[which]
+            ids = data.ids if which == "train" else data.test_ids
+            return {
+                r.name: [
+                    read_view(
+                        frame, v, which=which, source=source, root=Path(source).parent, ids=ids
+                    )
+                    for v in r.views
+                ]
+                for r in recipes
+            }
 
-        entries = [Entry(name, "base", 1, p.oof) for name, p in preds.items()]
-        entries.append(
-            Entry(BASE_MEAN, "base_mean", 1, np.mean([p.oof for p in preds.values()], 0))
+        train = TrainRows(inputs(data.train, "train"), plan, data.y, data.sample_weight)
+        return predict_base_models(
+            recipes,
+            task=data.task,
+            n_outputs=data.n_outputs,
+            executor=self.executor,
+            cache=self.cache,
+            train=train,
+            rows=inputs(data.test, "test") if data.test is not None else None,
+            batch_size=self.config.executor.batch_size,
         )
-        meta_entries, fitted, test_out, inputs = self._stack(level1, data, plan, levels)
-        entries += meta_entries
+
+    def _score(self, entries, data, plan, metric_names) -> pd.DataFrame:
         for entry in entries:
             score_entry(
                 entry,
@@ -301,8 +200,45 @@ class Experiment:
                 metrics=metric_names,
                 sample_weight=data.sample_weight,
             )
-        last_level = [e for e in meta_entries if e.level == len(levels) + 1]
-        ensemble = best_of(last_level, primary)
+        return entries
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> ExperimentResult:
+        cfg = self.config
+        out = results.check_output_dir(self.output_dir or results.default_dir(cfg.name))
+        data, plan = self._load()
+        metric_names = self._metrics(data.task)
+        primary = get_metric(metric_names[0])
+        levels = self._levels(data.task)
+        recipes = resolve_recipes(cfg, data, plan)
+
+        preds = self._predict_bases(recipes, data, plan)
+        level1 = build_level1(preds, data, cfg.meta.features)
+        stack, meta_entries = fit_stack(
+            recipes,
+            preds,
+            level1,
+            data,
+            plan,
+            levels,
+            features=cfg.meta.features,
+            batch_size=cfg.executor.batch_size,
+        )
+        base_entries = [Entry(name, "base", 1, p.oof) for name, p in preds.items()]
+        base_mean = np.mean([p.oof for p in preds.values()], axis=0)
+        entries = [*base_entries, Entry(BASE_MEAN, "base_mean", 1, base_mean), *meta_entries]
+        self._score(entries, data, plan, metric_names)
+        ensemble = best_of([e for e in meta_entries if e.level == len(levels) + 1], primary)
+        stack.ensemble = ensemble.name
+
+        test_out = None
+        if data.test is not None:  # the served model's own path, from the base predictions on
+            source = data.source["test"]
+            test_level1 = stack.level1(
+                {m: p.test for m, p in preds.items()}, data.test, source=source
+            )
+            test_out = stack.combine(test_level1)[ensemble.name]
+            level1.test_features = test_level1.features
         board = leaderboard(
             entries,
             data.y,
@@ -313,11 +249,55 @@ class Experiment:
             seed=cfg.meta.seed,
             sample_weight=data.sample_weight,
         )
+        fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
+        inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}
         weights = weights_table(fitted, inputs, data.output_names())
         oof = results.oof_frame(data, plan, level1)
-        test_frame = results.test_frame(data, level1, test_out.get(ensemble.name))
+        test_frame = results.test_frame(data, level1, test_out)
         metrics = results.metrics_json(data, plan, entries, ensemble, metric_names, board)
-        predictor = self._predictor(data, preds, recipes, levels, fitted, ensemble.name)
+        predictor = EnsemblePredictor(stack)
+        run_id = self._write_and_record(
+            out,
+            data,
+            plan,
+            oof,
+            test_frame,
+            board,
+            weights,
+            metrics,
+            entries,
+            predictor,
+            ensemble,
+            metric_names,
+        )
+        return ExperimentResult(
+            leaderboard=board,
+            oof=oof,
+            test_predictions=test_frame,
+            weights=weights,
+            metrics=metrics,
+            ensemble=ensemble.name,
+            meta_model=fitted[ensemble.name],
+            predictor=predictor,
+            output_dir=out,
+            run_id=run_id,
+        )
+
+    def _write_and_record(
+        self,
+        out,
+        data,
+        plan,
+        oof,
+        test_frame,
+        board,
+        weights,
+        metrics,
+        entries,
+        predictor,
+        ensemble,
+        metric_names,
+    ) -> str | None:
         tmp = results.write_partial(
             out,
             config=self.config.to_dict(),
@@ -344,46 +324,15 @@ class Experiment:
 
             record.on_run_id = write_run_id
             self.tracker.log(record)
-            run_id = metrics.get("run_id")
             if out.exists():
                 out.rmdir()
             tmp.rename(out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return ExperimentResult(
-            leaderboard=board,
-            oof=oof,
-            test_predictions=test_frame,
-            weights=weights,
-            metrics=metrics,
-            ensemble=ensemble.name,
-            meta_model=fitted[ensemble.name],
-            predictor=predictor,
-            output_dir=out,
-            run_id=run_id,
-        )
+        return metrics.get("run_id")
 
     # -- outputs --------------------------------------------------------------------------
-    def _predictor(self, data, preds, recipes, levels, fitted, ensemble) -> EnsemblePredictor:
-        features = self.config.meta.features
-        reference = {}
-        if features.kind == "rank":
-            reference = {m: pre_features(p.oof, data.task, features) for m, p in preds.items()}
-        return EnsemblePredictor(
-            task=data.task,
-            classes=list(data.classes),
-            output_names=data.output_names(),
-            id_column=data.id_column,
-            base_models=recipes,
-            features=features.model_dump(mode="json"),
-            levels=[[{"name": c.name, "uses_blocks": c.uses_blocks} for c in lv] for lv in levels],
-            ensemble=ensemble,
-            meta_models=fitted,
-            reference=reference,
-            batch_size=self.config.executor.batch_size,
-        )
-
     def _record(self, data, plan, entries, ensemble, metric_names, out) -> RunRecord:
         names = [get_metric(m).name for m in metric_names]
         parent = {f"cv_{m}": ensemble.scores[m] for m in names}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +44,28 @@ class FoldPlan:
     def n_splits(self) -> int:
         return int(self.folds.max()) + 1
 
-    @property
+    @cached_property
     def digest(self) -> str:
-        """sha256 over the id → fold pairs sorted by id; independent of row order."""
-        keys = np.array([str(i) for i in self.ids])
+        """sha256 over the id → fold pairs sorted by id; independent of row order.
+
+        The hashed text is the lines ``f"{id},{fold}"`` joined by newlines, sorted by the
+        id's ``str`` (code-point order, ties kept in row order). Manifests record this
+        value, so it must never change for a given plan. Built with array operations (ids
+        as UTF-8 bytes sort in code-point order) and computed once per plan: ``ids`` and
+        ``folds`` must not be modified in place after the first call.
+        """
+        keys = _utf8(np.asarray(self.ids))
         order = np.argsort(keys, kind="stable")
-        lines = "\n".join(f"{k},{f}" for k, f in zip(keys[order], self.folds[order]))
-        return hashlib.sha256(lines.encode()).hexdigest()[:16]
+        folds = np.asarray(self.folds)[order]
+        fold_text = np.array([str(k).encode() for k in range(int(folds.max()) + 1)])
+        n = len(keys)
+        columns = [keys[order], np.full(n, b","), fold_text[folds], np.full(n, b"\n")]
+        table = np.hstack([c.view(np.uint8).reshape(n, c.dtype.itemsize) for c in columns])
+        used = np.hstack(
+            [np.arange(c.dtype.itemsize) < np.char.str_len(c)[:, None] for c in columns]
+        )
+        text = table[used].tobytes()[:-1]  # each cell's bytes, no newline after the last line
+        return hashlib.sha256(text).hexdigest()[:16]
 
     def train_index(self, k: int) -> np.ndarray:
         return np.flatnonzero(self.folds != k)
@@ -75,6 +91,14 @@ class FoldPlan:
         return cls(ids=frame.iloc[:, 0].to_numpy(), folds=frame["fold"].to_numpy(dtype=int))
 
 
+def _utf8(values: np.ndarray) -> np.ndarray:
+    """``str(v).encode()`` of every value as a bytes array (integers without Python calls)."""
+    if values.dtype.kind in "iu":
+        return values.astype("S")
+    text = values if values.dtype.kind == "U" else values.astype(str)
+    return np.char.encode(text, "utf-8")
+
+
 def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
     """Build the plan from a fold column of the data or from a scikit-learn splitter."""
     source = data.source.get("train", "the training data")
@@ -89,7 +113,14 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
                 f"fold column {cfg.column!r} in {source} must hold integers 0..K-1. "
                 f"Received dtype {raw.dtype}"
             )
-        return FoldPlan(ids=data.ids, folds=raw.to_numpy(dtype=int))
+        folds = raw.to_numpy(dtype=int)
+        present = np.unique(folds)
+        if present.size < 2 or not np.array_equal(present, np.arange(present.size)):
+            raise DataError(
+                f"folds.column {cfg.column!r} in {source}: a fold plan needs folds numbered "
+                f"0..K-1 with K >= 2. Received folds {present.tolist()[:20]}; renumber them"
+            )
+        return FoldPlan(ids=data.ids, folds=folds)
     n = len(data.ids)
     if cfg.n_splits > n:
         raise DataError(f"folds.n_splits={cfg.n_splits} exceeds the {n} rows of {source}")

@@ -23,8 +23,7 @@ import pandas as pd
 from stacking.config import FeaturesConfig
 from stacking.data import Dataset, resolve_columns
 from stacking.errors import DataError, LeakageError
-
-_EPS = 1e-6
+from stacking.numeric import EPS_LOGIT, clip_proba, logit
 
 
 @dataclass
@@ -68,8 +67,9 @@ def _transform(values: np.ndarray, kind: str, task: str, reference: np.ndarray) 
     if kind == "proba" or (task == "regression" and kind == "logit"):
         return values
     if kind == "logit":
-        p = np.clip(values, _EPS, 1 - _EPS)
-        return np.log(p) if task == "multiclass" else np.log(p / (1 - p))
+        if task == "multiclass":
+            return np.log(clip_proba(values, EPS_LOGIT))
+        return logit(values, EPS_LOGIT)
     # rank: each column's rank among the training OOF values, scaled to (0, 1]; new rows
     # are placed in the same training distribution so train and test ranks agree.
     ranked = np.empty_like(values, dtype=float)

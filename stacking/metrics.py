@@ -13,40 +13,59 @@ Prediction representation, the same everywhere in tf-stacking:
   label probabilities;
 * regression: ``y_true`` and ``y_pred`` are ``(n,)`` values.
 
+Scores, per-fold scores and the bootstrap share one computation per metric. A metric that
+is a (weighted) mean of per-row values (``log_loss``, ``brier_score``, ``accuracy``,
+``mse``, ``rmse`` = sqrt of the mean, ``mae``, ``mape``) exposes :meth:`Metric.per_row`
+and :meth:`Metric.aggregate`. :meth:`Metric.prepare` binds a metric to one prediction and
+returns a :class:`PreparedMetric` that scores any reweighting of the rows: all rows, each
+fold (one ``bincount`` by fold), or bootstrap resamples. ``roc_auc`` is rank based: one sort
+per column at ``prepare``, then every fold or resample (a weight vector) costs O(n) per
+column; ties and ``sample_weight`` are handled as :func:`sklearn.metrics.roc_auc_score`
+handles them. The other metrics call scikit-learn, with labels computed once.
+
 >>> get_metric("neg_log_loss").name, get_metric("log_loss").greater_is_better
 ('log_loss', False)
 """
 
 from __future__ import annotations
 
+import abc
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
 
 from stacking.errors import ConfigError
+from stacking.numeric import EPS_LOG, clip_proba, normalise_rows
 
-_EPS = 1e-15
+# Elements of a (resamples or folds) x rows weight matrix handled at once: bounds memory.
+_BLOCK = 1 << 22
+_ONE_CLASS = "Only one class is present in y_true. ROC AUC score is not defined in that case."
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A named score with a direction, computed from the representation above."""
+    """A named score with a direction, computed from the representation above.
+
+    Exactly one of ``_row`` (per-row values, averaged then ``_finish``-ed), ``_rank`` (the
+    rank-based AUC) or ``_func`` (scikit-learn on the whole rows) defines the value.
+    ``_labels`` makes ``_func`` receive predicted labels instead of probabilities.
+    """
 
     name: str
     greater_is_better: bool
     tasks: frozenset[str]
-    _func: Callable[..., float]
+    _func: Callable[..., float] | None = None
+    _row: Callable[[np.ndarray, np.ndarray, str], np.ndarray] | None = None
+    _finish: Callable[[np.ndarray], np.ndarray] | None = None
+    _rank: bool = False
+    _labels: bool = False
 
     def __call__(self, y_true, y_pred, *, task: str, sample_weight=None) -> float:
-        if task not in self.tasks:
-            raise ConfigError(
-                f"metric {self.name!r} does not apply to a {task} task. "
-                f"Received: metrics=[..., {self.name!r}, ...]; use one of "
-                f"{sorted(n for n, m in _METRICS.items() if task in m.tasks)}"
-            )
-        return float(self._func(np.asarray(y_true), np.asarray(y_pred), task, sample_weight))
+        return self.prepare(y_true, y_pred, task=task).score(sample_weight)
 
     def better(self, a: float, b: float) -> bool:
         """True when score ``a`` is strictly better than ``b``."""
@@ -56,53 +75,315 @@ class Metric:
     def direction(self) -> str:
         return "higher is better" if self.greater_is_better else "lower is better"
 
+    @property
+    def decomposable(self) -> bool:
+        """True when the score is ``aggregate(per_row(...))``: a weighted mean of rows."""
+        return self._row is not None
 
-def _labels(y_pred: np.ndarray, task: str) -> np.ndarray:
+    def per_row(self, y_true, y_pred, *, task: str) -> np.ndarray:
+        """One value per row whose weighted mean, through :meth:`aggregate`, is the score.
+
+        >>> m = get_metric("rmse")
+        >>> m.aggregate(m.per_row([1.0, 2.0], [1.0, 4.0], task="regression"))
+        1.4142135623730951
+        """
+        self._check_task(task)
+        if self._row is None:
+            raise TypeError(f"metric {self.name!r} is not a mean of per-row values; use prepare()")
+        return self._row(np.asarray(y_true), np.asarray(y_pred), task)
+
+    def aggregate(self, values: np.ndarray, sample_weight=None) -> float:
+        """The score from :meth:`per_row` values: weighted mean, then e.g. sqrt for rmse."""
+        return float(self._finish_mean(np.average(values, weights=sample_weight)))
+
+    def prepare(self, y_true, y_pred, *, task: str) -> PreparedMetric:
+        """Bind the metric to one prediction; the result scores any reweighting of rows."""
+        self._check_task(task)
+        y, pred = np.asarray(y_true), np.asarray(y_pred)
+        if self._row is not None:
+            return _RowMetric(self, self._row(y, pred, task))
+        if self._rank:
+            return _RankMetric(y, pred, task)
+        return _CallMetric(self, y, _predicted_labels(pred, task) if self._labels else pred, task)
+
+    def _finish_mean(self, mean):
+        return self._finish(mean) if self._finish is not None else mean
+
+    def _check_task(self, task: str) -> None:
+        if task not in self.tasks:
+            raise ConfigError(
+                f"metric {self.name!r} does not apply to a {task} task. "
+                f"Received: metrics=[..., {self.name!r}, ...]; use one of "
+                f"{sorted(n for n, m in _METRICS.items() if task in m.tasks)}"
+            )
+
+
+class PreparedMetric(abc.ABC):
+    """A metric bound to one ``(y_true, y_pred)``: scores all rows, folds and resamples.
+
+    Contract: every method gives the same number as the metric called on the selected rows
+    (``sample_weight`` restricted to them); a resample's rows are ``idx[b]`` with
+    repetition. Where scikit-learn's metric is undefined the result is what scikit-learn
+    gives (NaN and an ``UndefinedMetricWarning`` for a one-class AUC), except in
+    ``resample_scores``: an undefined resample is NaN (no AUC warning, no ``ValueError``)
+    and the bootstrap leaves it out.
+    """
+
+    @abc.abstractmethod
+    def score(self, sample_weight=None) -> float:
+        """The metric over all rows."""
+
+    @abc.abstractmethod
+    def fold_scores(self, folds: np.ndarray, n_splits: int, sample_weight=None) -> np.ndarray:
+        """``(n_splits,)`` scores, fold ``k`` being the rows where ``folds == k``."""
+
+    @abc.abstractmethod
+    def resample_scores(self, idx: np.ndarray, sample_weight=None) -> np.ndarray:
+        """``(B,)`` scores of the resamples ``idx`` (``(B, n)`` row indices)."""
+
+    def minus(self, other: PreparedMetric) -> PreparedMetric | None:
+        """A prepared metric whose scores are ``self``'s minus ``other``'s, if one exists.
+
+        It exists for a plain mean of per-row values (the mean of differences): a paired
+        bootstrap then gathers one array per resample instead of two. ``None`` otherwise.
+        """
+        return None
+
+
+class _RowMetric(PreparedMetric):
+    """Means of per-row values: folds by one ``bincount``, resamples by one gather."""
+
+    def __init__(self, metric: Metric, values: np.ndarray) -> None:
+        self.metric, self.values = metric, values.astype(np.float64, copy=False)
+
+    def score(self, sample_weight=None) -> float:
+        return self.metric.aggregate(self.values, sample_weight)
+
+    def fold_scores(self, folds, n_splits, sample_weight=None):
+        w = np.ones(len(self.values)) if sample_weight is None else np.asarray(sample_weight)
+        total = np.bincount(folds, weights=self.values * w, minlength=n_splits)
+        mean = total / np.bincount(folds, weights=w, minlength=n_splits)
+        return self.metric._finish_mean(mean)
+
+    def minus(self, other):
+        if not isinstance(other, _RowMetric) or other.metric != self.metric:
+            return None
+        return None if self.metric._finish else _RowMetric(self.metric, self.values - other.values)
+
+    def resample_scores(self, idx, sample_weight=None):
+        if sample_weight is None:
+            mean = self.values[idx].sum(axis=1) / idx.shape[1]
+        else:
+            w = np.asarray(sample_weight, dtype=np.float64)
+            mean = (self.values * w)[idx].sum(axis=1) / w[idx].sum(axis=1)
+        return self.metric._finish_mean(mean)
+
+
+class _CallMetric(PreparedMetric):
+    """scikit-learn on the selected rows; predicted labels are computed once, up front."""
+
+    def __init__(self, metric: Metric, y: np.ndarray, pred: np.ndarray, task: str) -> None:
+        self.func, self.y, self.pred, self.task = metric._func, y, pred, task
+
+    def _on(self, rows, w) -> float:
+        if rows is None:
+            return float(self.func(self.y, self.pred, self.task, w))
+        sub_w = None if w is None else w[rows]
+        return float(self.func(self.y[rows], self.pred[rows], self.task, sub_w))
+
+    def score(self, sample_weight=None) -> float:
+        return self._on(None, sample_weight)
+
+    def fold_scores(self, folds, n_splits, sample_weight=None):
+        w = None if sample_weight is None else np.asarray(sample_weight)
+        order = np.argsort(folds, kind="stable")
+        bounds = np.cumsum(np.bincount(folds, minlength=n_splits))[:-1]
+        return np.array([self._on(rows, w) for rows in np.split(order, bounds)])
+
+    def resample_scores(self, idx, sample_weight=None):
+        w = None if sample_weight is None else np.asarray(sample_weight)
+        out = np.empty(len(idx))
+        for b, rows in enumerate(idx):
+            try:
+                out[b] = self._on(rows, w)
+            except ValueError:  # a resample where the metric is undefined
+                out[b] = np.nan
+        return out
+
+
+class _RankMetric(PreparedMetric):
+    """ROC AUC (binary; ovr macro; multilabel macro) as a weighted Mann-Whitney statistic.
+
+    Each column is sorted once; a score for row weights ``w`` is then, per column, the sum
+    over tie groups of ``P_g * (N_below_g + N_g / 2)`` divided by ``P * N`` (``P``, ``N``
+    the positive and negative weight): the area under scikit-learn's ROC curve, whose
+    trapezoids give tied scores half credit. Rows of weight 0 do not count, as in
+    :func:`sklearn.metrics.roc_curve`. A column without positive or negative weight has
+    no AUC, and the macro average is then NaN, as scikit-learn's.
+
+    Per column, ``negative`` marks the sorted rows of the other classes, and each positive
+    row keeps two positions in the cumulative negative weight ``cn`` (``cn[i]`` = weight
+    of the first ``i`` sorted negatives): its tie group's start ``lo`` and end ``hi``, so
+    ``N_below_g + N_g / 2 = (cn[lo] + cn[hi]) / 2``. A score is then one gather, one
+    cumulative sum and two small gathers per column.
+    """
+
+    def __init__(self, y: np.ndarray, pred: np.ndarray, task: str) -> None:
+        if task == "binary":
+            scores, positive = pred[:, 1:2], (y == 1)[:, None]
+        elif task == "multiclass":  # scikit-learn requires rows summing to 1 for ovr
+            scores = normalise_rows(pred)
+            positive = y[:, None] == np.arange(pred.shape[1])
+        else:
+            scores, positive = pred, y.astype(bool)
+        self.n = len(scores)
+        self.columns = [self._column(scores[:, j], positive[:, j]) for j in range(scores.shape[1])]
+
+    def _column(self, scores: np.ndarray, positive: np.ndarray) -> tuple:
+        order = np.argsort(scores)  # ties are grouped below: no need for a stable sort
+        ranked = scores[order]
+        new_group = np.r_[True, ranked[1:] != ranked[:-1]]
+        starts = np.flatnonzero(new_group)
+        ends = np.r_[starts[1:], self.n]
+        group = np.cumsum(new_group) - 1
+        sorted_positive = positive[order]
+        rows = np.flatnonzero(sorted_positive)
+        index = np.int32 if self.n < 2**31 else np.int64
+        lo, hi = starts[group[rows]], ends[group[rows]]
+        order, group, lo, hi = (a.astype(index) for a in (order, group, lo, hi))
+        return order, ~sorted_positive, group, rows, lo, hi
+
+    def _auc(self, weights: np.ndarray) -> np.ndarray:
+        """Macro AUC of each row of ``weights`` (``(B, n)``); NaN where undefined."""
+        per_column = np.empty((len(weights), len(self.columns)))
+        cn = np.zeros((len(weights), self.n + 1))
+        for j, (order, negative, _, rows, lo, hi) in enumerate(self.columns):
+            w = weights[:, order]
+            np.cumsum(w * negative, axis=1, out=cn[:, 1:])
+            positive_w = w[:, rows]
+            area = 0.5 * (positive_w * (cn[:, lo] + cn[:, hi])).sum(axis=1)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                area /= positive_w.sum(axis=1) * cn[:, -1]
+            per_column[:, j] = np.where(np.isfinite(area), area, np.nan)
+        return per_column.mean(axis=1)
+
+    def _blocks(self, n_weights: int):
+        step = max(1, _BLOCK // max(self.n, 1))
+        return [slice(i, i + step) for i in range(0, n_weights, step)]
+
+    def score(self, sample_weight=None) -> float:
+        w = np.ones(self.n) if sample_weight is None else np.asarray(sample_weight, float)
+        return float(_warn_undefined(self._auc(w[None, :]))[0])
+
+    def fold_scores(self, folds, n_splits, sample_weight=None):
+        """All folds in one O(n) pass per column: the sorted rows regrouped fold by fold.
+
+        A fold's rows in sorted order are the column's order restricted to the fold, so a
+        stable sort by fold (radix, small integers) of the sorted positions lays the folds
+        side by side; tie groups and the cumulative negative weight restart at each fold.
+        """
+        w = np.ones(self.n) if sample_weight is None else np.asarray(sample_weight, float)
+        counts = np.bincount(folds, minlength=n_splits)
+        bounds = np.r_[0, np.cumsum(counts)]
+        fold_of = np.repeat(np.arange(n_splits), counts)
+        small = folds.astype(np.int16 if n_splits < 2**15 else np.int64)
+        per_column = np.empty((n_splits, len(self.columns)))
+        cn = np.zeros(self.n + 1)
+        for j, (order, negative, group, *_) in enumerate(self.columns):
+            perm = np.argsort(small[order], kind="stable")
+            ws, negative, group = w[order[perm]], negative[perm], group[perm]
+            np.cumsum(ws * negative, out=cn[1:])
+            new = np.r_[True, (group[1:] != group[:-1]) | (fold_of[1:] != fold_of[:-1])]
+            starts = np.flatnonzero(new)
+            ends, at = np.r_[starts[1:], self.n], np.cumsum(new) - 1
+            rows = np.flatnonzero(~negative)
+            lo, hi, fold, pw = starts[at[rows]], ends[at[rows]], fold_of[rows], ws[rows]
+            below = cn[lo] + cn[hi] - 2 * cn[bounds[fold]]
+            area = np.bincount(fold, weights=0.5 * pw * below, minlength=n_splits)
+            total = np.bincount(fold, weights=pw, minlength=n_splits) * np.diff(cn[bounds])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                area /= total
+            per_column[:, j] = np.where(np.isfinite(area), area, np.nan)
+        return _warn_undefined(per_column.mean(axis=1))
+
+    def resample_scores(self, idx, sample_weight=None):
+        w = np.ones(self.n) if sample_weight is None else np.asarray(sample_weight, float)
+        parts = []
+        for part in self._blocks(len(idx)):
+            block = idx[part]
+            flat = (np.arange(len(block))[:, None] * self.n + block).ravel()
+            counts = np.bincount(flat, minlength=block.size).reshape(block.shape)
+            parts.append(self._auc(counts * w))
+        return np.concatenate(parts)
+
+
+def _warn_undefined(values: np.ndarray) -> np.ndarray:
+    """scikit-learn's warning for an AUC that is not defined (NaN), once per call."""
+    if np.isnan(values).any():
+        warnings.warn(_ONE_CLASS, UndefinedMetricWarning, stacklevel=3)
+    return values
+
+
+def _predicted_labels(y_pred: np.ndarray, task: str) -> np.ndarray:
     if task == "multilabel":
         return (y_pred >= 0.5).astype(int)
     return np.argmax(y_pred, axis=1)
 
 
-def _log_loss(y, p, task, w):
+# Per-row values. Probabilities are computed in float64 whatever the input dtype.
+
+
+def _log_loss_rows(y, p, task):
+    p = p.astype(np.float64, copy=False)
     if task == "multilabel":
-        p = np.clip(p, _EPS, 1 - _EPS)
-        per_row = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1)
-        return np.average(per_row, weights=w)
-    p = np.clip(p, _EPS, 1.0)
-    p = p / p.sum(axis=1, keepdims=True)
-    return skm.log_loss(y, p, labels=np.arange(p.shape[1]), sample_weight=w)
+        p = clip_proba(p, EPS_LOG)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1)
+    p = clip_proba(p, EPS_LOG, upper=False)
+    rows = np.arange(len(y))
+    return -np.log(p[rows, y] / p.sum(axis=1))  # renormalised, as scikit-learn requires
 
 
-def _roc_auc(y, p, task, w):
-    if task == "binary":
-        return skm.roc_auc_score(y, p[:, 1], sample_weight=w)
-    if task == "multilabel":
-        return skm.roc_auc_score(y, p, average="macro", sample_weight=w)
-    p = p / p.sum(axis=1, keepdims=True)
-    return skm.roc_auc_score(y, p, multi_class="ovr", labels=np.arange(p.shape[1]), sample_weight=w)
-
-
-def _brier(y, p, task, w):
+def _brier_rows(y, p, task):
+    p = p.astype(np.float64, copy=False)
     if task == "binary":  # scikit-learn's binary Brier: the positive column only
-        return np.average((p[:, 1] - y) ** 2, weights=w)
-    onehot = y if task == "multilabel" else np.eye(p.shape[1])[y]
-    return np.average(((p - onehot) ** 2).sum(axis=1), weights=w)
+        return (p[:, 1] - y) ** 2
+    diff = p - y if task == "multilabel" else p.copy()
+    if task == "multiclass":
+        diff[np.arange(len(y)), y] -= 1.0
+    return (diff**2).sum(axis=1)
+
+
+def _accuracy_rows(y, p, task):
+    if task == "multilabel":
+        return (_predicted_labels(p, task) == y).all(axis=1).astype(np.float64)
+    return (np.argmax(p, axis=1) == y).astype(np.float64)
+
+
+def _squared_rows(y, p, task):
+    return (y - p) ** 2
+
+
+def _absolute_rows(y, p, task):
+    return np.abs(p - y)
+
+
+def _percentage_rows(y, p, task):
+    return np.abs(p - y) / np.maximum(np.abs(y), np.finfo(np.float64).eps)
 
 
 def _label_metric(func, **kwargs):
-    def compute(y, p, task, w):
+    def compute(y, labels, task, w):
         extra = dict(kwargs)
-        if "average" in extra and task == "binary" and extra["average"] == "binary":
+        if extra.get("average") == "binary" and task == "binary":
             extra["pos_label"] = 1
-        return func(y, _labels(p, task), sample_weight=w, **extra)
+        return func(y, labels, sample_weight=w, **extra)
 
     return compute
 
 
-def _regression(func, transform=None):
+def _regression(func):
     def compute(y, p, task, w):
-        value = func(y, p, sample_weight=w)
-        return transform(value) if transform else value
+        return func(y, p, sample_weight=w)
 
     return compute
 
@@ -111,25 +392,30 @@ _CLS = frozenset({"binary", "multiclass", "multilabel"})
 _SINGLE = frozenset({"binary", "multiclass"})
 _REG = frozenset({"regression"})
 
+
+def _labels(name, tasks, func, **kwargs) -> Metric:
+    return Metric(name, True, tasks, _func=_label_metric(func, **kwargs), _labels=True)
+
+
 _METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
-        Metric("log_loss", False, _CLS, _log_loss),
-        Metric("roc_auc", True, _CLS, _roc_auc),
-        Metric("brier_score", False, _CLS, _brier),
-        Metric("accuracy", True, _CLS, _label_metric(skm.accuracy_score)),
-        Metric("balanced_accuracy", True, _SINGLE, _label_metric(skm.balanced_accuracy_score)),
-        Metric("f1", True, frozenset({"binary"}), _label_metric(skm.f1_score, average="binary")),
-        Metric("f1_macro", True, _CLS, _label_metric(skm.f1_score, average="macro")),
-        Metric("f1_micro", True, _CLS, _label_metric(skm.f1_score, average="micro")),
-        Metric("f1_weighted", True, _CLS, _label_metric(skm.f1_score, average="weighted")),
-        Metric("matthews_corrcoef", True, _SINGLE, _label_metric(skm.matthews_corrcoef)),
-        Metric("rmse", False, _REG, _regression(skm.mean_squared_error, np.sqrt)),
-        Metric("mse", False, _REG, _regression(skm.mean_squared_error)),
-        Metric("mae", False, _REG, _regression(skm.mean_absolute_error)),
-        Metric("r2", True, _REG, _regression(skm.r2_score)),
-        Metric("mape", False, _REG, _regression(skm.mean_absolute_percentage_error)),
-        Metric("explained_variance", True, _REG, _regression(skm.explained_variance_score)),
+        Metric("log_loss", False, _CLS, _row=_log_loss_rows),
+        Metric("roc_auc", True, _CLS, _rank=True),
+        Metric("brier_score", False, _CLS, _row=_brier_rows),
+        Metric("accuracy", True, _CLS, _row=_accuracy_rows),
+        _labels("balanced_accuracy", _SINGLE, skm.balanced_accuracy_score),
+        _labels("f1", frozenset({"binary"}), skm.f1_score, average="binary"),
+        _labels("f1_macro", _CLS, skm.f1_score, average="macro"),
+        _labels("f1_micro", _CLS, skm.f1_score, average="micro"),
+        _labels("f1_weighted", _CLS, skm.f1_score, average="weighted"),
+        _labels("matthews_corrcoef", _SINGLE, skm.matthews_corrcoef),
+        Metric("rmse", False, _REG, _row=_squared_rows, _finish=np.sqrt),
+        Metric("mse", False, _REG, _row=_squared_rows),
+        Metric("mae", False, _REG, _row=_absolute_rows),
+        Metric("r2", True, _REG, _func=_regression(skm.r2_score)),
+        Metric("mape", False, _REG, _row=_percentage_rows),
+        Metric("explained_variance", True, _REG, _func=_regression(skm.explained_variance_score)),
     ]
 }
 

@@ -5,8 +5,9 @@
 ...                   classes=list(range(10)), fit_kwargs={"epochs": 30})
 
 Fold model *k* is trained on every row outside fold *k* and saved as ``fold_k.keras``;
-the manifest ``stacking.json`` is written last, atomically, so an interrupted training
-leaves a directory that tf-stacking refuses rather than a silently incomplete one.
+the manifest ``stacking.json`` is written last, atomically, with the sha256 of every
+model file, so an interrupted training leaves a directory that tf-stacking refuses
+rather than a silently incomplete one, and a model file replaced later is refused too.
 """
 
 from __future__ import annotations
@@ -18,20 +19,23 @@ from typing import Any
 
 import numpy as np
 
-from stacking.base import MANIFEST, read_manifest, write_manifest
+from stacking.base import MANIFEST, check_model_files, read_manifest, write_manifest
 from stacking.errors import ConfigError
 from stacking.folds import FoldPlan
 
 
 def fold_models_exist(directory: str | Path, fold_plan: FoldPlan) -> bool:
-    """True when ``directory`` already holds fold models for exactly this fold plan."""
+    """True when ``directory`` already holds fold models for exactly this fold plan, each
+    still the file its manifest recorded (a replaced file means: train again)."""
     directory = Path(directory)
     if not (directory / MANIFEST).is_file():
         return False
     manifest = read_manifest(directory)
-    return manifest["folds_digest"] == fold_plan.digest and all(
-        (directory / f"fold_{k}.keras").is_file() for k in range(fold_plan.n_splits)
-    )
+    paths = [directory / f"fold_{k}.keras" for k in range(fold_plan.n_splits)]
+    if manifest["folds_digest"] != fold_plan.digest or not all(p.is_file() for p in paths):
+        return False
+    status = check_model_files(manifest, paths)  # None: an older manifest, no hashes
+    return status is None or all(state == "ok" for state in status.values())
 
 
 def train_fold_models(

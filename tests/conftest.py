@@ -193,21 +193,182 @@ def _work_in_tmp_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
-_projects: dict[str, Project] = {}
+TASKS = ("binary", "multiclass", "multilabel", "regression")
+_PROJECT_FIXTURES = {"project_factory", *(f"{task}_project" for task in TASKS)}
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that needs a trained project runs whole experiments: mark it ``e2e``."""
+    for item in items:
+        if _PROJECT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
-def project_factory(tmp_path_factory):
+def projects(tmp_path_factory) -> dict[str, Project]:
+    """The session's four shared projects, trained up front by the first test that needs
+    one, so that a training failure is reported as this fixture's error, not a test's."""
+    built = {}
+    for task in TASKS:
+        try:
+            built[task] = make_project(tmp_path_factory.mktemp(f"project-{task}"), task)
+        except Exception as exc:  # name the project; pytest shows the cause below
+            raise RuntimeError(f"building the shared {task} project failed: {exc}") from exc
+    return built
+
+
+@pytest.fixture(scope="session")
+def project_factory(projects):
     """``project_factory(task)``: the session's shared project for that task."""
-
-    def get(task: str) -> Project:
-        if task not in _projects:
-            _projects[task] = make_project(tmp_path_factory.mktemp(f"project-{task}"), task)
-        return _projects[task]
-
-    return get
+    return projects.__getitem__
 
 
 @pytest.fixture(scope="session")
-def multiclass_project(project_factory) -> Project:
-    return project_factory("multiclass")
+def binary_project(projects) -> Project:
+    return projects["binary"]
+
+
+@pytest.fixture(scope="session")
+def multiclass_project(projects) -> Project:
+    return projects["multiclass"]
+
+
+@pytest.fixture(scope="session")
+def multilabel_project(projects) -> Project:
+    return projects["multilabel"]
+
+
+@pytest.fixture(scope="session")
+def regression_project(projects) -> Project:
+    return projects["regression"]
+
+
+# --- Model zoo: every model kind in every format that can hold it (tests/test_base_formats.py,
+# tests/test_loaders_conformance.py). Built once per session, tiny, saved under tmp.
+
+ZOO_LAYERS = '''
+"""Custom classes of the zoo's subclassed models, imported through `custom_objects`."""
+import keras
+
+
+@keras.saving.register_keras_serializable(package="zoo")
+class TinySub(keras.Model):
+    """Subclassed model: one input, or a list of inputs (concatenated); one output, or a
+    dict {"score", "aux"} when ``two_outputs``."""
+
+    def __init__(self, two_outputs=False, **kwargs):
+        super().__init__(**kwargs)
+        self.two_outputs = two_outputs
+        self.hidden = keras.layers.Dense(3, activation="tanh")
+        self.score = keras.layers.Dense(2)
+        self.aux = keras.layers.Dense(1)
+
+    def build(self, input_shape):
+        width = sum(s[-1] for s in input_shape) if isinstance(input_shape[0], (list, tuple)) \\
+            else input_shape[-1]
+        self.hidden.build((None, width))
+        self.score.build((None, 3))
+        self.aux.build((None, 3))
+
+    def call(self, inputs):
+        x = keras.ops.concatenate(inputs, axis=-1) if isinstance(inputs, (list, tuple)) else inputs
+        h = self.hidden(x)
+        return {"score": self.score(h), "aux": self.aux(h)} if self.two_outputs else self.score(h)
+
+    def get_config(self):
+        return {**super().get_config(), "two_outputs": self.two_outputs}
+'''
+
+ZOO_FORMATS = ("keras", "h5", "savedmodel", "tflite")
+
+
+@dataclass
+class ZooModel:
+    """One in-memory model, its inputs in declared order and its files by format."""
+
+    name: str
+    kind: str  # sequential | functional | subclassed
+    variant: str  # single | multi_input | multi_output
+    model: object
+    inputs: list[np.ndarray]
+    paths: dict[str, Path]
+
+    def expected(self) -> list[np.ndarray]:
+        """The direct call's outputs, flattened in Keras order (dict outputs by key)."""
+        import keras
+
+        x = self.inputs if len(self.inputs) > 1 else self.inputs[0]
+        return [np.asarray(t) for t in keras.tree.flatten(self.model(x, training=False))]
+
+
+def _zoo_models(layers_module):
+    import keras
+    from keras import layers
+
+    def dense_stack(x, units=2):
+        return layers.Dense(units, name="score")(layers.Dense(3, "tanh", name="hidden")(x))
+
+    x4 = keras.Input((4,), name="x")
+    # Same shapes, names that sort against their declared order: a swap changes numbers.
+    zeta, alpha = keras.Input((3,), name="zeta"), keras.Input((3,), name="alpha")
+    h = layers.Dense(3, "tanh", name="hidden")(x4)
+    inner = keras.Sequential([keras.Input((4,)), layers.Dense(3, "tanh")], name="encoder")
+    models = {
+        "sequential-single": keras.Sequential(
+            [keras.Input((4,)), layers.Dense(3, "tanh", name="hidden"), layers.Dense(2)]
+        ),
+        "functional-single": keras.Model(x4, dense_stack(x4)),
+        "functional-multi_input": keras.Model(
+            [zeta, alpha], dense_stack(layers.Concatenate()([zeta, alpha]))
+        ),
+        "functional-multi_output": keras.Model(
+            x4, [layers.Dense(2, name="score")(h), layers.Dense(1, name="aux")(h)]
+        ),
+        "functional-nested": keras.Model(x4, layers.Dense(2, name="score")(inner(x4))),
+        "subclassed-single": layers_module.TinySub(),
+        "subclassed-multi_input": layers_module.TinySub(),
+        "subclassed-multi_output": layers_module.TinySub(two_outputs=True),
+    }
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 4)).astype("float32")
+    two = [rng.normal(size=(20, 3)).astype("float32"), rng.normal(size=(20, 3)).astype("float32")]
+    for name, model in models.items():
+        inputs = two if name.endswith("multi_input") else [x]
+        model(inputs if len(inputs) > 1 else inputs[0])  # builds subclassed models
+        yield name, model, inputs
+
+
+def _save_zoo(name, model, directory: Path) -> dict[str, Path]:
+    import tensorflow as tf
+
+    kind = name.split("-")[0]
+    paths = {"keras": directory / f"{name}.keras"}
+    model.save(paths["keras"])
+    if kind != "subclassed":  # HDF5 stores only graph (Sequential/Functional) models
+        paths["h5"] = directory / f"{name}.h5"
+        model.save(paths["h5"])
+    paths["savedmodel"] = directory / name
+    model.export(paths["savedmodel"], verbose=False)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(paths["savedmodel"]))
+    paths["tflite"] = directory / f"{name}.tflite"
+    paths["tflite"].write_bytes(converter.convert())
+    return paths
+
+
+@pytest.fixture(scope="session")
+def model_zoo(tmp_path_factory) -> dict[str, ZooModel]:
+    """Every {Sequential, Functional, nested, subclassed} x {single, multi-input,
+    multi-output} model a Keras kind can be, saved in every format that holds it. The
+    subclassed models' classes live in the module ``zoo_layers`` (on sys.path)."""
+    import importlib
+    import sys
+
+    root = tmp_path_factory.mktemp("zoo")
+    (root / "zoo_layers.py").write_text(ZOO_LAYERS)
+    sys.path.insert(0, str(root))
+    layers_module = importlib.import_module("zoo_layers")
+    zoo = {}
+    for name, model, inputs in _zoo_models(layers_module):
+        kind, variant = name.split("-")
+        zoo[name] = ZooModel(name, kind, variant, model, inputs, _save_zoo(name, model, root))
+    return zoo

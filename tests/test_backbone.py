@@ -8,6 +8,7 @@ import pytest
 from sklearn.base import clone
 
 from stacking import BaseModelError, ConfigError, Experiment
+from stacking.base import load_base_model
 from stacking.meta import make_candidate
 from stacking.predictor import load_predictor
 
@@ -47,7 +48,12 @@ def test_backbone_head_is_cross_fitted_on_the_fold_plan(
     model = keras.models.load_model(backbone_path)
     encoder = keras.Model(model.inputs, model.get_layer("embedding").output)
     train = pd.read_csv(multiclass_project.root / "train.csv")
-    emb = encoder(train[[f"f_{i}" for i in range(6)]].to_numpy("float32")).numpy()
+    x = train[[f"f_{i}" for i in range(6)]].to_numpy("float32")
+    emb = load_base_model(backbone_path, layer="embedding").predict([x], batch_size=4096)
+    emb = emb.astype(np.float64)  # the engine fits heads in float64
+    # The compiled embedding equals a direct call; the heads are then fitted on exactly
+    # the embedding the engine computed (lbfgs would amplify float32 rounding otherwise).
+    np.testing.assert_allclose(emb, encoder(x).numpy(), atol=1e-5)
     y = pd.Categorical(train["y"], categories=["ant", "bee", "cat"]).codes
     folds = result.oof["fold"].to_numpy()
     head = make_candidate("logistic", task="multiclass").estimator

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stacking import BaseModelError, LeakageError, load_base_model
-from stacking.base import read_manifest, resolve_base_model
+from stacking.base import read_manifest, resolve_base_model, write_manifest
 from stacking.config import BaseModelConfig
 from stacking.errors import DataError, DataFileNotFoundError
 
@@ -62,18 +62,26 @@ def test_load_base_model_reads_tflite(keras_model, x, tmp_path):
 def test_tflite_fold_models_stack_like_their_keras_originals(multiclass_project, tmp_path):
     """A fold-model directory of .tflite files (converted from the Keras folds) gives
     the same OOF features as the Keras directory."""
-    import shutil
-
     import keras
 
     from stacking import Experiment
+    from stacking.folds import FoldPlan
 
     source = multiclass_project.root / "models/wide"
     lite = tmp_path / "wide_lite"
     lite.mkdir()
-    shutil.copy(source / "stacking.json", lite / "stacking.json")
     for k in range(3):
         _to_tflite(keras.models.load_model(source / f"fold_{k}.keras"), lite / f"fold_{k}.tflite")
+    # Converted models are new files: their manifest records their own hashes.
+    manifest = read_manifest(source)
+    write_manifest(
+        lite,
+        fold_plan=FoldPlan.from_csv(source / "folds.csv"),
+        task=manifest["task"],
+        classes=manifest["classes"],
+        format="tflite",
+    )
+    assert sorted(read_manifest(lite)["files"]) == [f"fold_{k}.tflite" for k in range(3)]
     runs = {}
     for name, path in {"keras": source, "lite": lite}.items():
         cfg = multiclass_project.config(
@@ -179,19 +187,78 @@ def test_resolve_base_model_refuses_other_classes(multiclass_project, tmp_path):
         _resolve(multiclass_project, path=copy)
 
 
-def test_tflite_refuses_multi_output_models(tmp_path):
+def test_tflite_multi_output_is_picked_by_signature_name(tmp_path, x):
+    """Output tensors of a converted model are not in Keras order; the signature names
+    (output_0, output_1) are, and pick the right one."""
     import keras
 
     inputs = keras.Input((6,))
     model = keras.Model(inputs, [keras.layers.Dense(2)(inputs), keras.layers.Dense(5)(inputs)])
     path = _to_tflite(model, tmp_path / "two.tflite")
-    with pytest.raises(BaseModelError, match="has 2 outputs; convert one output per"):
+    with pytest.raises(BaseModelError, match=r"several outputs.*output_0"):
         load_base_model(path)
+    expected = model(x, training=False)
+    for index, name in enumerate(["output_0", "output_1"]):
+        got = load_base_model(path, output=name).predict([x], batch_size=16)
+        np.testing.assert_allclose(got, expected[index].numpy(), atol=1e-5)
 
 
 def test_predictor_format_version_is_checked(tmp_path):
     from stacking.predictor import EnsemblePredictor
 
     (tmp_path / "predictor.json").write_text(json.dumps({"format_version": 1}))
-    with pytest.raises(DataError, match="saved in predictor format 1"):
+    with pytest.raises(DataError, match=r"saved in format 1 \(predictor.json\) by an older"):
         EnsemblePredictor.load(tmp_path)
+
+
+def test_fold_models_exist_only_while_files_match_the_manifest(multiclass_project, tmp_path):
+    import shutil
+
+    from stacking.folds import FoldPlan
+    from stacking.training import fold_models_exist
+
+    copy = tmp_path / "wide"
+    shutil.copytree(multiclass_project.root / "models/wide", copy)
+    plan = FoldPlan.from_csv(copy / "folds.csv")
+    assert fold_models_exist(copy, plan)
+    shutil.copy(copy / "fold_0.keras", copy / "fold_1.keras")
+    assert not fold_models_exist(copy, plan)
+
+
+def test_sequential_fold_models_run_end_to_end(multiclass_project, tmp_path):
+    """`keras.Sequential` fold models (the common way to build one) stack like any other;
+    they crashed with "'Sequential' object has no attribute 'output_names'"."""
+    import keras
+
+    from stacking import Experiment, load_config, load_dataset, make_fold_plan, train_fold_models
+
+    cfg = load_config(multiclass_project.config(tmp_path / "cfg"))
+    data = load_dataset(cfg.data)
+    plan = make_fold_plan(cfg.folds, data)
+
+    def build():
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        return model
+
+    x = data.train[[f"f_{i}" for i in range(6)]].to_numpy("float32")
+    seq = train_fold_models(
+        build,
+        x,
+        data.y,
+        plan,
+        tmp_path / "seq",
+        task="multiclass",
+        classes=data.classes,
+        fit_kwargs={"epochs": 1},
+    )
+    assert sorted(read_manifest(seq)["files"]) == [f"fold_{k}.keras" for k in range(3)]
+    path = multiclass_project.config(
+        tmp_path,
+        **{"base_models.seq": {"path": str(seq), "input": "x"}, "tracking.enabled": False},
+    )
+    result = Experiment.from_yaml(path, output_dir=tmp_path / "out", progress=False).run()
+    oof = result.oof[["seq__ant", "seq__bee", "seq__cat"]].to_numpy()
+    rows = plan.test_index(0)
+    direct = keras.models.load_model(seq / "fold_0.keras")(x[rows]).numpy()
+    np.testing.assert_allclose(oof[rows], direct, atol=1e-5)

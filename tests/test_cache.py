@@ -1,23 +1,31 @@
-"""Cache: content-addressed keys, atomic puts, corrupt entries as misses, info and clear."""
+"""Cache: content-addressed keys, atomic checksummed entries, corrupt entries as misses
+(one warning line, then recomputed), info, verify and clear; one conformance suite run over
+every registered store."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 
 from stacking.cache import (
+    STORES,
     LocalCacheStore,
+    MemoryCacheStore,
     NullCacheStore,
     array_digest,
+    get_cache,
     make_key,
     open_cache,
     path_digest,
 )
 from stacking.config import CacheConfig
+from stacking.errors import ConfigError
 
 
 def _key(**changes):
@@ -155,25 +163,75 @@ def test_failed_put_keeps_the_previous_entry(tmp_path):
     assert len([p for p in tmp_path.rglob("*") if p.is_file()]) == 1
 
 
+def _entry_file(root):
+    (entry,) = [p for p in root.rglob("*.npy")]
+    return entry
+
+
+def _flip_low_byte(good: bytes) -> bytes:
+    """The issue's silent corruption: one low-order byte of the last float64 changed."""
+    data = bytearray(good)
+    data[-48 - 8] ^= 0x01  # inside the array data, before the 48-byte checksum trailer
+    return bytes(data)
+
+
 @pytest.mark.parametrize(
     "corrupt",
     [
         lambda good: b"",  # empty file
         lambda good: b"this is not an npy file",
-        lambda good: good[: len(good) - 8],  # truncated data
+        lambda good: good[: len(good) - 8],  # truncated trailer
+        lambda good: good[: len(good) - 60],  # truncated data
         lambda good: good[:20],  # truncated header
+        _flip_low_byte,  # still a valid .npy: only the checksum can tell
     ],
+    ids=["empty", "garbage", "cut-trailer", "cut-data", "cut-header", "flipped-byte"],
 )
-def test_corrupt_entry_is_a_miss_and_removed(tmp_path, corrupt, caplog):
+def test_corrupt_entry_is_a_miss_removed_with_one_warning(tmp_path, corrupt, caplog):
     store = LocalCacheStore(tmp_path)
-    store.put(_key(), np.arange(10.0))
-    (entry,) = [p for p in tmp_path.rglob("*.npy")]
+    store.put(_key(), np.linspace(0.1, 0.9, 10))
+    entry = _entry_file(tmp_path)
     entry.write_bytes(corrupt(entry.read_bytes()))
-    assert store.get(_key()) is None
+    with caplog.at_level(logging.WARNING, logger="stacking.cache"):
+        assert store.get(_key()) is None
     assert not entry.exists()
-    assert "dropping unreadable cache entry" in caplog.text
-    store.put(_key(), np.arange(10.0))  # and the next run refills it
-    assert_array_equal(store.get(_key()), np.arange(10.0))
+    (record,) = caplog.records
+    assert "\n" not in record.getMessage()
+    assert f"cache entry {entry} dropped" in record.getMessage()
+    store.put(_key(), np.linspace(0.1, 0.9, 10))  # and the next run refills it
+    assert_array_equal(store.get(_key()), np.linspace(0.1, 0.9, 10))
+
+
+def test_flipped_byte_would_be_read_as_wrong_numbers_without_the_checksum(tmp_path):
+    """Why the checksum exists: the altered .npy part still loads, with a changed value."""
+    store = LocalCacheStore(tmp_path)
+    good = np.linspace(0.1, 0.9, 10)
+    store.put(_key(), good)
+    entry = _entry_file(tmp_path)
+    entry.write_bytes(_flip_low_byte(entry.read_bytes()))
+    silently = np.load(entry, allow_pickle=False)  # numpy ignores the trailer
+    assert silently.shape == good.shape and not np.array_equal(silently, good)
+    ((name, problem),) = store.verify()
+    assert name == str(entry) and "checksum mismatch" in problem
+    assert entry.exists()  # verify reports, it does not remove
+
+
+def test_get_keeps_an_entry_replaced_by_another_process(tmp_path, monkeypatch):
+    """A reader dropping a bad entry must not delete a good one written meanwhile."""
+    store = LocalCacheStore(tmp_path)
+    store.put(_key(), np.arange(4.0))
+    entry = _entry_file(tmp_path)
+    entry.write_bytes(b"broken")
+    real_read = __import__("stacking.cache._local", fromlist=["x"]).read_entry
+
+    def read_then_race(fh):
+        LocalCacheStore(tmp_path).put(_key(), np.arange(4.0))  # the other writer
+        return real_read(fh)
+
+    monkeypatch.setattr("stacking.cache._local.read_entry", read_then_race)
+    assert store.get(_key()) is None
+    monkeypatch.undo()
+    assert_array_equal(store.get(_key()), np.arange(4.0))
 
 
 def test_info_and_clear_count_entries(tmp_path):
@@ -205,9 +263,117 @@ def test_null_cache_store_never_stores(tmp_path):
     assert store.clear() == 0
 
 
-@pytest.mark.parametrize(("enabled", "cls"), [(True, LocalCacheStore), (False, NullCacheStore)])
-def test_open_cache_follows_config(tmp_path, enabled, cls):
-    store = open_cache(CacheConfig(enabled=enabled, dir=tmp_path / "c"))
+@pytest.mark.parametrize(
+    ("changes", "cls"),
+    [
+        ({"enabled": True}, LocalCacheStore),
+        ({"enabled": True, "kind": "memory"}, MemoryCacheStore),
+        ({"enabled": False}, NullCacheStore),
+        ({"enabled": False, "kind": "memory"}, NullCacheStore),
+    ],
+)
+def test_get_cache_follows_config(tmp_path, changes, cls):
+    store = get_cache(CacheConfig(dir=tmp_path / "c", **changes))
     assert type(store) is cls
     store.put(_key(), np.ones(2))
-    assert (store.get(_key()) is not None) is enabled
+    assert (store.get(_key()) is not None) is changes["enabled"]
+    assert open_cache is get_cache
+
+
+def test_get_cache_unknown_kind_names_the_key(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"cache.kind 'redis' .* use one of \['local', 'memory'\]"
+    ):
+        get_cache(CacheConfig(kind="redis"))
+
+
+# -- the conformance suite every registered store passes ----------------------------------
+
+
+def _store(kind, tmp_path):
+    return get_cache(CacheConfig(kind=kind, dir=tmp_path / kind))
+
+
+def _corrupt(kind, store, key):
+    """Damage one stored entry the way its medium can be damaged."""
+    if isinstance(store, LocalCacheStore):
+        path = store._path(key)
+        path.write_bytes(_flip_low_byte(path.read_bytes()))
+    else:
+        store.entries[key] = _flip_low_byte(store.entries[key])
+
+
+@pytest.fixture(params=sorted(STORES))
+def store(request, tmp_path):
+    return _store(request.param, tmp_path)
+
+
+def test_conformance_round_trip_is_a_copy(store):
+    array = np.arange(12, dtype=np.float32).reshape(3, 4)
+    assert store.get(_key()) is None
+    store.put(_key(), array)
+    array[0, 0] = 99  # the caller's array changing later does not change the entry
+    got = store.get(_key())
+    assert got.dtype == np.float32 and got.shape == (3, 4) and got[0, 0] == 0
+    got[1, 1] = -1  # nor does changing what get returned
+    assert store.get(_key())[1, 1] == 5
+
+
+def test_conformance_last_put_wins_and_info_counts(store):
+    store.put(_key(), np.ones(3))
+    store.put(_key(), np.zeros(3))
+    store.put(_key(fold=1), np.zeros(2))
+    assert_array_equal(store.get(_key()), np.zeros(3))
+    info = store.info()
+    assert info["enabled"] is True and info["entries"] == 2 and info["bytes"] > 40
+    assert store.verify() == []
+    assert store.clear() == 2
+    assert store.get(_key()) is None and store.info()["entries"] == 0
+
+
+def test_conformance_failed_put_keeps_the_previous_entry(store):
+    store.put(_key(), np.arange(3))
+    with pytest.raises(ValueError, match="Object arrays cannot be saved"):
+        store.put(_key(), np.array([object()], dtype=object))
+    assert_array_equal(store.get(_key()), np.arange(3))
+    assert store.info()["entries"] == 1
+
+
+def test_conformance_corrupt_entry_is_reported_then_dropped(store, request, caplog):
+    store.put(_key(), np.linspace(0, 1, 10))
+    store.put(_key(fold=1), np.ones(4))
+    _corrupt(request.node.callspec.params["store"], store, _key())
+    ((_, problem),) = store.verify()
+    assert "checksum mismatch" in problem
+    with caplog.at_level(logging.WARNING, logger="stacking.cache"):
+        assert store.get(_key()) is None
+    assert len(caplog.records) == 1
+    assert store.verify() == [] and store.info()["entries"] == 1
+    assert_array_equal(store.get(_key(fold=1)), np.ones(4))
+
+
+def test_conformance_threads_never_read_a_partial_entry(store):
+    arrays = [np.full(50_000, float(i)) for i in range(4)]
+    seen, errors = [], []
+
+    def write(i):
+        for _ in range(10):
+            store.put(_key(), arrays[i])
+
+    def read():
+        for _ in range(40):
+            got = store.get(_key())
+            if got is not None:
+                seen.append(got[0])
+                if not (got == got[0]).all():
+                    errors.append("mixed entry")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    threads += [threading.Thread(target=read) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert set(seen) <= {0.0, 1.0, 2.0, 3.0}
+    assert store.get(_key())[0] in {0.0, 1.0, 2.0, 3.0} and store.verify() == []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from stacking.cli import main
@@ -104,7 +106,8 @@ def test_cli_inspect_shows_manifest_and_shapes(multiclass_project, capsys):
     assert main(["inspect", str(multiclass_project.root / "models/wide")]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["manifest"]["n_splits"] == 3
-    assert info["inputs"] == [[6]]
+    assert [(i["shape"], i["dtype"]) for i in info["inputs"]] == [([6], "float32")]
+    assert info["hashes"] == "match"
 
 
 def test_cli_cache_info_and_clear(multiclass_project, tmp_path, capsys):
@@ -116,3 +119,110 @@ def test_cli_cache_info_and_clear(multiclass_project, tmp_path, capsys):
     assert main(["cache", "clear", "--dir", str(tmp_path / "cache")]) == 0
     assert "removed 14 cache entries" in capsys.readouterr().out
     assert not (tmp_path / "cache").exists()
+
+
+def test_cli_cache_verify_finds_a_flipped_byte_and_a_rerun_repairs_it(
+    multiclass_project, tmp_path, capsys, caplog
+):
+    """The issue's silent corruption: a low byte of a cached prediction flipped. verify
+    names the entry (exit 2); the next run warns once, recomputes, and gives the clean
+    run's numbers; verify is clean again."""
+    cfg = multiclass_project.config(tmp_path, **{"tracking.enabled": False})
+    cache = str(tmp_path / "cache")
+    assert main(["run", str(cfg), "--quiet", "--output", str(tmp_path / "clean")]) == 0
+    assert main(["cache", "verify", "--dir", cache]) == 0
+    assert "all 14 cache entries" in capsys.readouterr().out
+    entry = sorted((tmp_path / "cache").rglob("*.npy"))[3]
+    data = bytearray(entry.read_bytes())
+    data[-60] ^= 0x01  # a low-order mantissa byte of the last prediction
+    entry.write_bytes(bytes(data))
+
+    assert main(["cache", "verify", "--dir", cache]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cache ")
+    assert f"1 of 14 entries are corrupt: {entry.name} (checksum mismatch" in err[0]
+
+    caplog.clear()
+    assert main(["run", str(cfg), "--quiet", "--output", str(tmp_path / "again")]) == 0
+    dropped = [r for r in caplog.records if "dropped" in r.getMessage()]
+    assert len(dropped) == 1 and entry.name in dropped[0].getMessage()
+    clean = pd.read_parquet(tmp_path / "clean" / "oof.parquet")
+    again = pd.read_parquet(tmp_path / "again" / "oof.parquet")
+    pd.testing.assert_frame_equal(clean, again, check_exact=True)
+    capsys.readouterr()
+    assert main(["cache", "verify", "--dir", cache]) == 0
+
+
+def test_cli_reproduce_refuses_imports_outside_stacking_and_sklearn(
+    multiclass_project, tmp_path, capsys, monkeypatch
+):
+    """A recorded config naming a class of some other module is refused, and the module is
+    never imported, unless --trust-imports."""
+    (tmp_path / "my_estimators.py").write_text(
+        "from sklearn.linear_model import LogisticRegression\n\n\n"
+        "class Shrunk(LogisticRegression):\n    pass\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = multiclass_project.config(
+        tmp_path, **{"meta.candidates": ["my_estimators.Shrunk"], "meta.bootstrap": 0}
+    )
+    assert main(["run", str(cfg), "--quiet", "--output", str(tmp_path / "first")]) == 0
+    run_id = capsys.readouterr().out.split("mlflow run: ")[1].split()[0]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.delitem(sys.modules, "my_estimators")
+
+    argv = ["reproduce", run_id, "--tracking-uri", uri, "--output", str(tmp_path / "re")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert re.match(
+        rf"error: run {run_id}'s config: meta.candidates.0 names 'my_estimators.Shrunk', "
+        r"outside stacking\. and sklearn\.; .* pass --trust-imports",
+        err[0],
+    ), err[0]
+    assert "my_estimators" not in sys.modules
+    assert not (tmp_path / "re").exists()
+
+    assert main([*argv, "--trust-imports"]) == 0
+    assert "reproduced: every recorded cv_ metric is equal" in capsys.readouterr().out
+
+
+def test_cli_candidate_that_is_a_function_is_never_called(multiclass_project, tmp_path, capsys):
+    """Issue 7: `{estimator: subprocess.check_call, params: {args: [touch, FILE]}}` ran the
+    command. Now it is refused before anything is called."""
+    pwned = tmp_path / "pwned"
+    cfg = multiclass_project.config(
+        tmp_path,
+        **{
+            "meta.candidates": [
+                {"estimator": "subprocess.check_call", "params": {"args": ["touch", str(pwned)]}}
+            ]
+        },
+    )
+    assert main(["run", str(cfg), "--quiet", "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "error: meta.candidates: 'subprocess.check_call' is not a scikit-learn estimator class "
+        "(it is function); name an estimator class such as "
+        "sklearn.linear_model.LogisticRegression"
+    ]
+    assert not pwned.exists() and not (tmp_path / "o").exists()
+
+
+def test_cli_debug_shows_tensorflow_logging_again(tmp_path):
+    """Without --debug TensorFlow's C++ notices are muted (one stderr line: see
+    tests/test_bad_inputs.py::test_bad_input_in_a_subprocess_has_no_tensorflow_noise);
+    --debug shows them again, with the traceback."""
+    (tmp_path / "broken.keras").write_bytes(b"not a zip file")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "GLOG", "ABSL"))}
+    argv = ["--debug", "inspect", str(tmp_path / "broken.keras")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "stacking", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "BaseModelError" in proc.stderr
+    assert "oneDNN" in proc.stderr or "cuda" in proc.stderr  # TF's own lines are back

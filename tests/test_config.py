@@ -12,7 +12,11 @@ from stacking.config import FeaturesConfig, load_config, parse_config
 from stacking.errors import ConfigError, DataFileNotFoundError
 
 MINIMAL = {
-    "data": {"train": "train.csv", "target": "label"},
+    "data": {
+        "train": "train.csv",
+        "target": "label",
+        "views": {"pixels": {"columns": "px_*"}, "x": {"columns": "f_*"}},
+    },
     "base_models": {"cnn": {"path": "models/cnn", "input": "pixels"}},
 }
 
@@ -140,7 +144,8 @@ def test_config_counts_further_problems():
         (lambda r: r.pop("base_models"), r"missing required key 'base_models'"),
         (
             lambda r: r["base_models"]["cnn"].update(input={"shape": [4]}),
-            r"missing required key 'base_models\.cnn\.input\.columns'",
+            r"invalid value for 'base_models\.cnn\.input': a view reads exactly one of "
+            r"`columns`, `image`, `text` or `array`\. Received: none$",
         ),
     ],
 )
@@ -303,3 +308,145 @@ def test_load_config_error_names_the_file(tmp_path):
     path = _write(tmp_path / "exp1.yaml", _raw(folds={"n_splits": 0}))
     with pytest.raises(ConfigError, match=rf"^{path}: invalid value for 'folds\.n_splits'"):
         load_config(path)
+
+
+# -- names that become folders and keys; encodings; --set values -------------------------
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden", "a..b", "x" * 101, "", "a b"])
+def test_config_unsafe_experiment_name_is_refused(name):
+    with pytest.raises(ConfigError, match=r"invalid value for 'name': .*becomes a folder name"):
+        _parse(_raw(name=name))
+
+
+@pytest.mark.parametrize(
+    ("stem", "name"),
+    [
+        ("digits", "digits"),
+        ("my exp (v2)", "my-exp-v2-"),
+        (".hidden", "hidden"),
+        ("..", "experiment"),
+    ],
+)
+def test_load_config_default_name_is_sanitised_file_stem(tmp_path, stem, name):
+    path = _write(tmp_path / "cfg" / f"{stem}.yaml", _raw())
+    assert load_config(path).name == name
+
+
+@pytest.mark.parametrize("name", ["a__b", "../x", "has space"])
+def test_config_unsafe_candidate_name_is_refused(name):
+    raw = _raw(meta={"candidates": [{"name": name, "estimator": "ridge"}]})
+    with pytest.raises(ConfigError, match=r"'meta\.candidates\.0\.name'.*candidate name"):
+        _parse(raw)
+
+
+def test_load_config_not_utf8_names_the_file_and_byte(tmp_path):
+    path = tmp_path / "latin.yaml"
+    path.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin\.yaml: not UTF-8 text \(byte 0xe9 at offset 9\)"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("value", ["[unclosed", "{a: 1", "'open"])
+def test_config_set_value_that_is_not_yaml(value):
+    with pytest.raises(ConfigError, match=r"--set meta\.candidates: the value is not valid YAML"):
+        _parse(_raw(), overrides=[f"meta.candidates={value}"])
+
+
+def test_config_top_level_scalar_is_a_config_error(tmp_path):
+    path = tmp_path / "n.yaml"
+    path.write_text("42\n")
+    with pytest.raises(ConfigError, match=r"n\.yaml: expected a mapping .* Received: 42"):
+        load_config(path)
+
+
+# -- untrusted configs: import paths limited to stacking. and sklearn. ---------------------
+
+UNTRUSTED = [
+    ({"meta": {"candidates": ["subprocess.Popen"]}}, "meta.candidates.0", "subprocess.Popen"),
+    (
+        {
+            "meta": {
+                "candidates": ["ridge"],
+                "levels": [{"candidates": [{"estimator": "os.system"}]}],
+            }
+        },
+        "meta.levels.0.candidates.0",
+        "os.system",
+    ),
+    (
+        {"base_models": {"bb": {"path": "m", "input": "x", "layer": "d", "head": "evil.Head"}}},
+        "base_models.bb.head",
+        "evil.Head",
+    ),
+    (
+        {"base_models": {"bb": {"path": "m", "input": "x", "head": {"estimator": "x.sklearn.Y"}}}},
+        "base_models.bb.head",
+        "x.sklearn.Y",
+    ),
+]
+
+
+@pytest.mark.parametrize(("sections", "key", "path"), UNTRUSTED)
+def test_untrusted_config_refuses_imports_outside_stacking_and_sklearn(sections, key, path):
+    raw = _raw(**sections)
+    pattern = rf"run r1: {key} names '{path}', outside stacking\. and sklearn\..*--trust-imports"
+    with pytest.raises(ConfigError, match=pattern):
+        parse_config(copy.deepcopy(raw), root=Path("/p"), source="run r1", trusted_imports=False)
+    assert parse_config(raw, root=Path("/p"), trusted_imports=True)  # a config you wrote
+
+
+def test_untrusted_config_allows_short_names_and_our_prefixes():
+    raw = _raw(
+        meta={
+            "candidates": [
+                "logistic",
+                "default",
+                "sklearn.linear_model.Ridge",
+                {"estimator": "stacking.meta.NNLSRegressor", "name": "n"},
+            ]
+        }
+    )
+    cfg = parse_config(raw, root=Path("/p"), trusted_imports=False)
+    assert len(cfg.meta.candidates) == 4
+
+
+def test_import_paths_lists_custom_objects_when_the_field_exists():
+    from stacking.config import BaseModelConfig, import_paths
+
+    cfg = _parse(_raw())
+    if "custom_objects" not in BaseModelConfig.model_fields:
+        pytest.skip("base_models.*.custom_objects arrives with the loaders branch")
+    cfg.base_models["cnn"].custom_objects = ["evil_pkg.layers"]
+    assert ("base_models.cnn.custom_objects", "evil_pkg.layers") in import_paths(cfg)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (
+            lambda r: r["base_models"]["cnn"].update(input="pixel"),
+            r"base_models.cnn.input: no view 'pixel' in data.views \(defined: \['pixels', 'x'\]\)",
+        ),
+        (
+            lambda r: r.update(
+                meta={"candidates": ["mean", {"estimator": "nnls", "name": "mean"}]}
+            ),
+            "meta.candidates: the name 'mean' is used twice",
+        ),
+        (
+            lambda r: r.update(meta={"candidates": ["cnn"]}),
+            "meta.candidates: the name 'cnn' is used twice",
+        ),
+        (
+            lambda r: r.update(meta={"levels": [{"candidates": []}]}),
+            r"meta.levels\[0\].candidates is empty",
+        ),
+    ],
+)
+def test_config_cross_references_are_checked_when_parsed(edit, match):
+    raw = _raw()
+    edit(raw)
+    with pytest.raises(ConfigError, match=match) as info:
+        _parse(raw)
+    assert str(info.value).startswith("exp.yaml: ") and "\n" not in str(info.value)

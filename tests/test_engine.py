@@ -5,69 +5,72 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stacking.base import resolve_base_model
 from stacking.cache import LocalCacheStore, NullCacheStore
 from stacking.config import load_config
 from stacking.data import load_dataset
-from stacking.engine import predict_base_models, to_representation
+from stacking.engine import TrainRows, predict_base_models, to_representation
 from stacking.errors import BaseModelError
 from stacking.executors import LocalExecutor
 from stacking.folds import make_fold_plan
+from stacking.stack import resolve_recipes
 
 
-def _sources(project):
+def _recipes(project):
     cfg = load_config(project.config_path)
     data = load_dataset(cfg.data)
     plan = make_fold_plan(cfg.folds, data)
+    recipes = resolve_recipes(cfg, data, plan)
     view = cfg.data.views["x"]
-    sources = []
-    for name, bm in cfg.base_models.items():
-        src = resolve_base_model(
-            name, bm, folds_digest=plan.digest, n_splits=3, task=data.task, classes=data.classes
-        )
-        sources.append(
-            (
-                src,
-                [data.view(view)],
-                [data.view(view, which="test")],
-                {"output": None, "outputs_are": "auto"},
-            )
-        )
-    return data, plan, sources
+    train = TrainRows({r.name: [data.view(view)] for r in recipes}, plan, data.y)
+    rows = {r.name: [data.view(view, which="test")] for r in recipes}
+    return data, plan, recipes, train, rows
 
 
 def test_predict_base_models_test_rows_are_mean_of_fold_models(multiclass_project):
     import keras
 
-    _data, plan, sources = _sources(multiclass_project)
+    _data, _plan, recipes, train, rows = _recipes(multiclass_project)
     preds = predict_base_models(
-        sources,
-        plan,
+        recipes,
         task="multiclass",
         n_outputs=3,
         executor=LocalExecutor(False),
         cache=NullCacheStore(),
+        train=train,
+        rows=rows,
     )
-    x_test = sources[0][2][0]
-    folds = [keras.models.load_model(p) for p in sources[0][0].fold_paths]
+    x_test = rows["wide"][0]
+    folds = [keras.models.load_model(p) for p in recipes[0].fold_paths]
     expected = np.mean([m(x_test, training=False).numpy() for m in folds], axis=0)
     np.testing.assert_allclose(preds["wide"].test, expected, atol=1e-6)
     # The logit model's outputs are mapped through softmax: rows are probabilities.
     np.testing.assert_allclose(preds["logit"].oof.sum(axis=1), 1.0, atol=1e-6)
     assert preds["logit"].oof.min() >= 0
+    assert preds["logit"].outputs_are == "logits"
+
+
+def test_predict_base_models_new_rows_alone_equal_the_training_pass(multiclass_project):
+    """Serving predicts new rows without training rows: same numbers as training's pass."""
+    _data, _plan, recipes, train, rows = _recipes(multiclass_project)
+    kw = dict(task="multiclass", n_outputs=3, executor=LocalExecutor(False), cache=NullCacheStore())
+    both = predict_base_models(recipes, train=train, rows=rows, **kw)
+    alone = predict_base_models(recipes, rows=rows, **kw)
+    for name in both:
+        assert alone[name].oof is None
+        np.testing.assert_array_equal(alone[name].test, both[name].test)
 
 
 def test_predict_base_models_resumes_from_cache(multiclass_project, tmp_path):
-    _data, plan, sources = _sources(multiclass_project)
+    _data, _plan, recipes, train, rows = _recipes(multiclass_project)
     cache = LocalCacheStore(tmp_path / "cache")
     kwargs = dict(task="multiclass", n_outputs=3, executor=LocalExecutor(False), cache=cache)
-    first = predict_base_models(sources[:1], plan, **kwargs)
+    first = predict_base_models(recipes[:1], train=train, rows=rows, **kwargs)
     assert (first["wide"].computed, first["wide"].cached) == (6, 0)
     # Simulate a run killed after some entries were written: drop two of them.
     entries = sorted((tmp_path / "cache").glob("*/*.npy"))
     for entry in entries[:2]:
         entry.unlink()
-    second = predict_base_models(sources[:1], plan, **kwargs)
+    second = predict_base_models(recipes[:1], train=train, rows=rows, **kwargs)
     assert (second["wide"].computed, second["wide"].cached) == (2, 4)
     np.testing.assert_array_equal(first["wide"].oof, second["wide"].oof)
 

@@ -7,7 +7,15 @@ import pytest
 from numpy.testing import assert_allclose
 from sklearn import metrics as skm
 
-from stacking.evaluate import Entry, format_leaderboard, leaderboard, paired_bootstrap, score_entry
+from stacking import evaluate
+from stacking.evaluate import (
+    Entry,
+    best_of,
+    format_leaderboard,
+    leaderboard,
+    paired_bootstrap,
+    score_entry,
+)
 from stacking.folds import FoldPlan
 from stacking.metrics import get_metric
 
@@ -52,6 +60,17 @@ def _reference_score(name, y, p, w, task):
         if task == "binary":
             return skm.brier_score_loss(y, p[:, 1], sample_weight=w)
         return skm.brier_score_loss(y, p, labels=np.arange(p.shape[1]), sample_weight=w)
+    if name == "roc_auc":
+        if task == "binary":
+            return skm.roc_auc_score(y, p[:, 1], sample_weight=w)
+        if task == "multilabel":
+            return skm.roc_auc_score(y, p, average="macro", sample_weight=w)
+        labels = np.arange(p.shape[1])
+        return skm.roc_auc_score(y, p, multi_class="ovr", labels=labels, sample_weight=w)
+    if name == "f1_macro":
+        return skm.f1_score(y, p.argmax(axis=1), average="macro", sample_weight=w)
+    if name == "r2":
+        return skm.r2_score(y, p, sample_weight=w)
     raise AssertionError(name)
 
 
@@ -85,6 +104,11 @@ def _reference_bootstrap(name, y, a, b, task, n_resamples, seed, w=None):
         ("brier_score", "multiclass"),
         ("rmse", "regression"),
         ("mae", "regression"),
+        ("roc_auc", "binary"),
+        ("roc_auc", "multiclass"),
+        ("roc_auc", "multilabel"),
+        ("f1_macro", "multiclass"),
+        ("r2", "regression"),
     ],
 )
 def test_paired_bootstrap_vectorised_equals_reference_loop(name, task, weighted):
@@ -280,3 +304,68 @@ def test_format_leaderboard_shows_direction_and_selection():
     assert text.splitlines()[0] == "leaderboard (out-of-fold; accuracy: higher is better)"
     lr_line = next(line for line in text.splitlines() if line.lstrip().startswith("lr"))
     assert lr_line.rstrip().endswith("*")
+
+
+def test_paired_bootstrap_with_tied_scores_equals_reference_loop():
+    y, a, b = _problem("binary", n=80)
+    a, b = np.round(a, 1), np.round(b, 1)  # rows stay on the simplex: 0.1 steps
+    w = np.random.default_rng(6).uniform(0.2, 2.0, len(y))
+    got = paired_bootstrap(
+        get_metric("roc_auc"), y, a, b, task="binary", n_resamples=40, seed=1, sample_weight=w
+    )
+    expected = _reference_bootstrap("roc_auc", y, a, b, "binary", n_resamples=40, seed=1, w=w)
+    assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "task"), [("log_loss", "multiclass"), ("roc_auc", "binary")])
+def test_paired_bootstrap_in_blocks_draws_the_same_resamples(monkeypatch, name, task):
+    y, a, b = _problem(task, n=60)
+    whole = paired_bootstrap(get_metric(name), y, a, b, task=task, n_resamples=25, seed=2)
+    monkeypatch.setattr(evaluate, "_BLOCK", 130)  # two resamples per block, the last alone
+    blocks = paired_bootstrap(get_metric(name), y, a, b, task=task, n_resamples=25, seed=2)
+    assert blocks == pytest.approx(whole, rel=1e-12)
+    expected = _reference_bootstrap(name, y, a, b, task, n_resamples=25, seed=2)
+    assert_allclose(blocks, expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("primary", "task"),
+    [("log_loss", "multiclass"), ("roc_auc", "multiclass"), ("mae", "regression")],
+)
+def test_leaderboard_intervals_equal_paired_bootstrap_for_every_entry(primary, task):
+    n = 120
+    y, strong, weak = _problem(task, n=n, seed=3)
+    _, other_a, other_b = _problem(task, n=n, seed=4)
+    meta_a, meta_b = (strong + other_a) / 2, (weak + other_b) / 2
+    specs = [
+        ("strong", "base", strong),
+        ("weak", "base", weak),
+        ("stack_a", "meta", meta_a),
+        ("stack_b", "meta", meta_b),
+    ]
+    w = np.linspace(0.5, 1.5, n)
+    entries = _entries(y, task, _plan(n), [primary], specs)
+    board = leaderboard(
+        entries,
+        y,
+        task=task,
+        metrics=[primary],
+        selected="stack_a",
+        n_resamples=30,
+        seed=5,
+        sample_weight=w,
+    ).set_index("model")
+    best_oof = best_of(entries[:2], get_metric(primary)).oof
+    for name, oof in [("stack_a", meta_a), ("stack_b", meta_b)]:
+        expected = paired_bootstrap(
+            get_metric(primary),
+            y,
+            oof,
+            best_oof,
+            task=task,
+            n_resamples=30,
+            seed=5,
+            sample_weight=w,
+        )
+        got = tuple(board.loc[name, ["delta_vs_best_base", "ci_low", "ci_high"]])
+        assert_allclose(got, expected, rtol=1e-12)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -209,3 +211,67 @@ def test_fold_plan_auto_kind_follows_the_task(tmp_path, target, expected):
     auto = make_fold_plan(FoldsConfig(n_splits=3), data)
     explicit = make_fold_plan(FoldsConfig(n_splits=3, kind=expected), data)
     assert auto.digest == explicit.digest
+
+
+def _loop_digest(ids, folds):
+    """The digest as first written, one Python string per row: the vectorised one must match."""
+    keys = np.array([str(i) for i in ids])
+    order = np.argsort(keys, kind="stable")
+    lines = "\n".join(f"{k},{f}" for k, f in zip(keys[order], folds[order]))
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def _random_plan(n=1000, k=5, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(n)
+    folds = rng.integers(0, k, n)
+    folds[:k] = np.arange(k)
+    return ids, folds
+
+
+# Digests recorded by manifests on disk, computed by the code before it was vectorised.
+PINNED_DIGESTS = [
+    (np.array([10, 11, 12, 13, 14, 15, 2, 100]), [0, 1, 2, 0, 1, 2, 0, 1], "68bd3d14b56fc9e8"),
+    (np.array(["s001", "s002", "b", "a", "010", "9"]), [1, 0, 1, 0, 1, 0], "a3959d9efb5867dc"),
+    (
+        np.array(["s001", "s002", "b", "a", "010", "9"], dtype=object),
+        [1, 0, 1, 0, 1, 0],
+        "a3959d9efb5867dc",
+    ),
+    (np.array([-3, 0, 7, 1.5]), [0, 1, 0, 1], "45461fb19b0335e2"),
+    (np.array(["é", "z", "A", "ä"]), [0, 1, 0, 1], "074c85f374623357"),
+    (*_random_plan(), "8f7d77a169e18bb8"),
+]
+
+
+@pytest.mark.parametrize(("ids", "folds", "digest"), PINNED_DIGESTS)
+def test_fold_plan_digest_is_pinned(ids, folds, digest):
+    assert FoldPlan(ids, np.asarray(folds)).digest == digest
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        np.array([3, "x", 2.5, None], dtype=object),
+        np.array([5, 5, 3, 3]),  # duplicate ids keep row order among themselves
+        np.array([1e20, 1e-7, np.nan, -0.0]),
+        np.array([-12, -3, 0, 120]),
+        np.array(["日本", "a b", "", "Z"]),
+        np.arange(4).astype(np.uint8),
+    ],
+)
+def test_fold_plan_digest_equals_the_row_loop(ids):
+    folds = np.array([0, 1, 1, 0])
+    assert FoldPlan(ids, folds).digest == _loop_digest(ids, folds)
+
+
+def test_fold_plan_digest_with_ten_or_more_folds_equals_the_row_loop():
+    ids, folds = _random_plan(n=300, k=12, seed=3)
+    assert FoldPlan(ids, folds).digest == _loop_digest(ids, folds)
+
+
+def test_fold_plan_digest_is_computed_once():
+    plan = FoldPlan(*_random_plan())
+    first = plan.digest
+    assert plan.__dict__["digest"] == first  # cached on the instance, not recomputed
+    assert plan.digest is first

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
 
 from stacking.errors import ConfigError
 from stacking.metrics import available_metrics, default_metrics, get_metric
@@ -250,3 +251,170 @@ def test_default_metrics_apply_to_their_task(task, primary):
     names = default_metrics(task)
     assert names[0] == primary
     assert all(task in get_metric(n).tasks for n in names)
+
+
+# Shared computation: every prepared metric equals scikit-learn on all rows, each fold and
+# each resample, over several seeds, with tied scores and with sample weights.
+
+
+def _sk(name, task, y, p, w):
+    """The metric on the given rows, straight from scikit-learn."""
+    if task == "regression":
+        return REGRESSION_REFERENCE[name](y, p, w)
+    labels = np.arange(p.shape[1])
+    if name == "log_loss":
+        if task == "multilabel":
+            ww = None if w is None else np.repeat(w, y.shape[1])
+            return skm.log_loss(y.ravel(), p.ravel(), labels=[0, 1], sample_weight=ww)
+        return skm.log_loss(y, p, labels=labels, sample_weight=w)
+    if name == "roc_auc":
+        if task == "binary":
+            return skm.roc_auc_score(y, p[:, 1], sample_weight=w)
+        if task == "multilabel":
+            return skm.roc_auc_score(y, p, average="macro", sample_weight=w)
+        return skm.roc_auc_score(y, p, multi_class="ovr", labels=labels, sample_weight=w)
+    if name == "brier_score":
+        if task == "binary":
+            return skm.brier_score_loss(y, p[:, 1], sample_weight=w, pos_label=1)
+        if task == "multilabel":  # the sum over labels of each label's Brier score
+            return sum(
+                skm.brier_score_loss(y[:, j], p[:, j], sample_weight=w, pos_label=1) for j in labels
+            )
+        return skm.brier_score_loss(y, p, labels=labels, sample_weight=w)
+    predicted = (p >= 0.5).astype(int) if task == "multilabel" else p.argmax(axis=1)
+    if name == "accuracy":
+        return skm.accuracy_score(y, predicted, sample_weight=w)
+    if name == "f1_macro":
+        return skm.f1_score(y, predicted, average="macro", sample_weight=w)
+    if name == "matthews_corrcoef":
+        return skm.matthews_corrcoef(y, predicted, sample_weight=w)
+    raise AssertionError(name)
+
+
+def _tied(task, n, seed):
+    """Targets and predictions drawn from a few distinct rows: many exactly tied scores."""
+    rng = np.random.default_rng(seed)
+    if task == "regression":
+        y = rng.normal(3.0, 2.0, size=n)
+        return y, np.round(y + rng.normal(0, 0.7, size=n), 1)
+    if task == "multilabel":
+        y = rng.integers(0, 2, size=(n, 3))
+        return y, np.round(np.clip(0.5 * y + 0.5 * rng.uniform(size=y.shape), 0.01, 0.99), 1)
+    c = 2 if task == "binary" else 4
+    y = rng.integers(0, c, size=n)
+    pool = rng.dirichlet(np.ones(c), size=6)
+    return y, pool[(y + rng.integers(0, 3, size=n)) % 6]
+
+
+def _fold_rows(folds, k):
+    return np.flatnonzero(folds == k)
+
+
+_CLASSIFICATION = ["log_loss", "roc_auc", "brier_score", "accuracy", "f1_macro"]
+SHARED = [
+    *[(m, t) for m in _CLASSIFICATION for t in ["binary", "multiclass", "multilabel"]],
+    ("matthews_corrcoef", "multiclass"),
+    *[(m, "regression") for m in ["rmse", "mse", "mae", "mape", "r2"]],
+]
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(("name", "task"), SHARED)
+def test_prepared_metric_equals_scikit_learn_on_rows_folds_and_resamples(
+    name, task, seed, weighted, ties
+):
+    n = 150
+    if ties:
+        y, p = _tied(task, n, seed)
+    else:
+        y, p = _regression(n, seed) if task == "regression" else _classification(task, n, 3, seed)
+    w = _weights(n, seed + 10) if weighted else None
+    folds = np.random.default_rng(seed + 30).integers(0, 3, n)
+    idx = np.random.default_rng(seed + 20).integers(0, n, size=(4, n))
+    prepared = get_metric(name).prepare(y, p, task=task)
+
+    assert_allclose(prepared.score(w), _sk(name, task, y, p, w), rtol=1e-10)
+    expected = [
+        _sk(name, task, y[r], p[r], None if w is None else w[r])
+        for r in (_fold_rows(folds, k) for k in range(3))
+    ]
+    assert_allclose(prepared.fold_scores(folds, 3, w), expected, rtol=1e-10)
+    expected = [_sk(name, task, y[r], p[r], None if w is None else w[r]) for r in idx]
+    assert_allclose(prepared.resample_scores(idx, w), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_roc_auc_of_a_one_class_fold_is_nan_with_scikit_learns_warning(task):
+    y, p = _classification(task, n=90, seed=4)
+    folds = np.arange(90) % 3
+    if task == "multilabel":
+        y[folds == 0, 1] = 1  # label 1 has no negative in fold 0
+    else:
+        y[folds == 0] = 0  # fold 0 holds class 0 only
+    with pytest.warns(UndefinedMetricWarning, match="Only one class is present in y_true"):
+        expected = _sk("roc_auc", task, y[folds == 0], p[folds == 0], None)
+    with pytest.warns(UndefinedMetricWarning, match="Only one class is present in y_true"):
+        got = get_metric("roc_auc").prepare(y, p, task=task).fold_scores(folds, 3)
+    assert np.isnan(expected) and np.isnan(got[0])
+    assert_allclose(
+        got[1:], [_sk("roc_auc", task, y[folds == k], p[folds == k], None) for k in (1, 2)]
+    )
+
+
+@pytest.mark.parametrize("name", ["log_loss", "brier_score", "accuracy", "f1_macro"])
+def test_one_class_fold_scores_equal_scikit_learn(name):
+    y, p = _classification("multiclass", n=90, seed=5)
+    folds = np.arange(90) % 3
+    y[folds == 0] = 2
+    got = get_metric(name).prepare(y, p, task="multiclass").fold_scores(folds, 3)
+    expected = [_sk(name, "multiclass", y[folds == k], p[folds == k], None) for k in range(3)]
+    assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_roc_auc_resample_with_one_class_is_nan_without_warning():
+    y = np.array([0, 1, 0, 1, 1])
+    p = np.column_stack([1 - np.linspace(0.1, 0.9, 5), np.linspace(0.1, 0.9, 5)])
+    idx = np.array([[0, 2, 0, 2, 0], [0, 1, 2, 3, 4]])
+    got = get_metric("roc_auc").prepare(y, p, task="binary").resample_scores(idx)
+    assert np.isnan(got[0])
+    assert got[1] == pytest.approx(skm.roc_auc_score(y, p[:, 1]), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("name", "task", "data"),
+    [
+        ("log_loss", "multiclass", _classification("multiclass")),
+        ("log_loss", "multilabel", _classification("multilabel")),
+        ("brier_score", "binary", _classification("binary")),
+        ("accuracy", "multilabel", _classification("multilabel")),
+        ("rmse", "regression", _regression()),
+        ("mape", "regression", _regression()),
+    ],
+)
+def test_per_row_values_aggregate_to_the_score(name, task, data):
+    y, p = data
+    metric, w = get_metric(name), _weights(len(y))
+    values = metric.per_row(y, p, task=task)
+    assert metric.decomposable and values.shape == (len(y),)
+    assert_allclose(metric.aggregate(values, w), metric(y, p, task=task, sample_weight=w))
+    assert_allclose(metric.aggregate(values), _sk(name, task, y, p, None), rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["roc_auc", "f1_macro", "r2"])
+def test_per_row_of_a_non_decomposable_metric_is_refused(name):
+    metric = get_metric(name)
+    task = "regression" if name == "r2" else "multiclass"
+    y, p = _regression(n=10) if name == "r2" else _classification("multiclass", n=10)
+    assert not metric.decomposable
+    with pytest.raises(TypeError, match=rf"metric '{name}' is not a mean of per-row values"):
+        metric.per_row(y, p, task=task)
+
+
+def test_log_loss_of_float32_predictions_is_computed_in_float64():
+    y, p = _classification("multiclass", seed=6)
+    got = get_metric("log_loss")(y, p.astype(np.float32), task="multiclass")
+    p64 = p.astype(np.float32).astype(np.float64)
+    expected = skm.log_loss(y, p64 / p64.sum(axis=1, keepdims=True), labels=[0, 1, 2])
+    assert_allclose(got, expected, rtol=1e-10)

@@ -48,6 +48,17 @@ def test_predictor_reproduces_test_predictions(rank_run, multiclass_project):
     np.testing.assert_allclose(_ensemble_columns(alone), _ensemble_columns(got)[[5]], atol=1e-10)
 
 
+def test_predictor_matches_columns_by_name_not_position(rank_run, multiclass_project):
+    """A table with its columns in another order gives identical predictions."""
+    result, tmp, _ = rank_run
+    test = pd.read_parquet(multiclass_project.root / "test.parquet")
+    shuffled = test[list(reversed(test.columns))]
+    got = load_predictor(tmp / "out").predict(shuffled)
+    np.testing.assert_array_equal(
+        _ensemble_columns(got), _ensemble_columns(result.test_predictions)
+    )
+
+
 def test_pyfunc_ensemble_model_serves_the_same_predictions(rank_run, multiclass_project):
     result, _tmp, cfg = rank_run
     from stacking import load_config
@@ -98,8 +109,11 @@ def test_cli_predict_missing_input_column_is_a_user_error(rank_run, tmp_path, ca
     pd.DataFrame({"id": ["x"], "f_0": [0.1]}).to_csv(bad, index=False)
     code = main(["predict", str(tmp / "out"), str(bad), "--output", str(tmp_path / "p.csv")])
     assert code == 2
-    # f_0 matches the view's glob 'f_*', so the model sees 1 column instead of 6.
-    assert "'wide' (fold_0.keras) expects input shape(s) [(6,)]" in capsys.readouterr().err
+    # The view's glob 'f_*' was resolved against the training table: new rows are matched
+    # by those names, so the missing ones are named (not a shape error on 1 column).
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad} has no column(s) ['f_1', 'f_2', 'f_3', 'f_4', 'f_5']")
+    assert err.count("\n") == 1
     assert not (tmp_path / "p.csv").exists()
 
 

@@ -131,11 +131,6 @@ def test_make_candidate_errors(spec, task, match):
         make_candidate(spec, task=task)
 
 
-@pytest.fixture(scope="session")
-def binary_project(project_factory):
-    return project_factory("binary")
-
-
 def test_test_with_full_predicts_test_rows_with_the_full_model(multiclass_project, tmp_path):
     import shutil
 

@@ -17,27 +17,48 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stacking.base._base import FrozenModel, ModelLoader
-from stacking.base._keras import KerasLoader
-from stacking.base._manifest import MANIFEST, read_manifest, write_manifest
-from stacking.base._savedmodel import SavedModelLoader
-from stacking.base._tflite import TFLiteLoader
+from stacking.base import _keras, _savedmodel, _tflite  # noqa: F401  (register loaders)
+from stacking.base._base import (
+    KINDS,
+    LOADERS,
+    FrozenModel,
+    ModelLoader,
+    get_loader,
+    is_model,
+    register_loader,
+)
+from stacking.base._digest import path_digest
+from stacking.base._inputs import arrange_inputs, check_input_dtypes
+from stacking.base._inspect import inspect_model
+from stacking.base._manifest import (
+    MANIFEST,
+    check_model_files,
+    read_manifest,
+    verify_model_files,
+    write_manifest,
+)
 from stacking.config import BaseModelConfig
 from stacking.errors import BaseModelError, DataFileNotFoundError, LeakageError
 
 __all__ = [
+    "KINDS",
     "LOADERS",
     "MANIFEST",
     "BaseModelSource",
     "FrozenModel",
     "ModelLoader",
+    "arrange_inputs",
+    "check_input_dtypes",
+    "check_model_files",
+    "get_loader",
+    "inspect_model",
     "load_base_model",
+    "path_digest",
     "read_manifest",
+    "register_loader",
     "resolve_base_model",
     "write_manifest",
 ]
-
-LOADERS: list[ModelLoader] = [KerasLoader(), SavedModelLoader(), TFLiteLoader()]
 
 _HOW = (
     "tf-stacking only uses a model on rows it never trained on: give a directory of fold "
@@ -48,23 +69,25 @@ _HOW = (
 
 
 def load_base_model(
-    path: str | Path, *, output: str | int | None = None, layer: str | None = None
+    path: str | Path,
+    *,
+    output: str | int | None = None,
+    layer: str | None = None,
+    custom_objects: list[str] | None = None,
 ) -> FrozenModel:
-    """Load one model file or SavedModel folder frozen, whatever its format.
+    """Load one model file or SavedModel folder frozen, whatever its format, with one
+    output selected (a multi-output model needs ``output``, a name or an index).
 
-    >>> model = load_base_model("models/cnn/fold_0.keras")
+    >>> model = load_base_model("models/cnn/fold_0.keras", custom_objects=["my_pkg.layers"])
     >>> probs = model.predict([x], batch_size=4096)
     """
     path = Path(path)
     if not path.exists():
         raise DataFileNotFoundError(f"model path {str(path)!r} does not exist")
-    for loader in LOADERS:
-        if loader.matches(path):
-            return loader.load(path, output=output, layer=layer)
-    raise BaseModelError(
-        f"{str(path)!r} is not a model format tf-stacking reads; use .keras, .h5, .tflite "
-        "or a SavedModel folder (a folder with saved_model.pb)"
-    )
+    model = get_loader(path).load(path, output=output, layer=layer, custom_objects=custom_objects)
+    if model.output_index is None:
+        model.select_output(output)  # several outputs and none picked: a clear error
+    return model
 
 
 @dataclass
@@ -82,13 +105,9 @@ class BaseModelSource:
         return [*self.fold_paths, *([self.full_path] if self.full_path else [])]
 
 
-def _is_model(path: Path) -> bool:
-    return any(loader.matches(path) for loader in LOADERS)
-
-
 def _find(directory: Path, stem: str) -> Path | None:
-    found = [p for p in sorted(directory.glob(f"{stem}*")) if p.stem == stem and _is_model(p)]
-    found += [p for p in [directory / stem] if p.is_dir() and _is_model(p)]
+    found = [p for p in sorted(directory.glob(f"{stem}*")) if p.stem == stem and is_model(p)]
+    found += [p for p in [directory / stem] if p.is_dir() and is_model(p)]
     return found[0] if found else None
 
 
@@ -99,7 +118,7 @@ def resolve_base_model(
     path = cfg.path
     if not path.exists():
         raise DataFileNotFoundError(f"base model {name!r}: path {str(path)!r} does not exist")
-    is_fold_dir = path.is_dir() and not _is_model(path)
+    is_fold_dir = path.is_dir() and not is_model(path)
     if not is_fold_dir:
         if cfg.trained_on != "external" and cfg.head is None:
             raise LeakageError(
@@ -168,6 +187,8 @@ def resolve_base_model(
         raise BaseModelError(
             f"base model {name!r}: `test_with: full` but {str(path)!r} has no full model"
         )
+    used = [*fold_paths, *([full] if cfg.test_with == "full" and full else [])]
+    verify_model_files(name, path, manifest, used)
     return BaseModelSource(
         name=name,
         kind="folds",

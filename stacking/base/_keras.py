@@ -3,7 +3,13 @@
 ``model.predict`` has a large fixed cost per call and leaks memory when called in a
 loop; one ``tf.function`` over large batches is many times faster (see
 ``experiments/benchmarks/``). Models load with ``compile=False`` and ``safe_mode=True``
-(the Keras default, kept on purpose: a model file is code) and are set non-trainable.
+(the Keras default, kept on purpose: a model file is code, so ``Lambda`` layers stay
+refused) and are set non-trainable.
+
+Every model kind is read: ``Sequential``, Functional (also with a model used as a layer,
+and with dict inputs, which are then matched by name only) and subclassed models (their
+classes come from the modules named in ``custom_objects``; their inputs are described by
+the shapes they were built with, and their outputs by one probe call).
 """
 
 from __future__ import annotations
@@ -13,7 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from stacking.base._base import FrozenModel, ModelLoader, pick_output
+from stacking.base._base import (
+    FrozenModel,
+    ModelLoader,
+    dtype_name,
+    import_custom_objects,
+    placeholder,
+    register_loader,
+)
 from stacking.errors import BaseModelError
 
 
@@ -28,72 +41,202 @@ class _DropRetracingNotice(logging.Filter):
 logging.getLogger("tensorflow").addFilter(_DropRetracingNotice())
 
 
+def _model_kind(model) -> str:
+    import keras
+    from keras.src.models.functional import Functional
+
+    if isinstance(model, keras.Sequential):
+        return "sequential"
+    return "functional" if isinstance(model, Functional) else "subclassed"
+
+
+def _shape(shape) -> tuple[int | None, ...]:
+    return tuple(None if d is None else int(d) for d in shape)
+
+
 class KerasModel(FrozenModel):
     def __init__(self, model, path: Path, output: str | int | None) -> None:
-        import tensorflow as tf
-
         self.path = path
+        self.kind = _model_kind(model)
         self._model = model
         self._model.trainable = False
-        self._output = pick_output(self.output_names, output, path=path)
-        n_outputs = len(self.output_names)
-        index = self._output
+        self._fn = None
+        if self.kind == "subclassed":
+            self._describe_subclassed()
+        else:
+            self._describe_graph()
+        self._select_if_given(output)
 
-        def call(*args):
-            out = model(list(args) if len(args) > 1 else args[0], training=False)
-            return out[index] if n_outputs > 1 else out
+    def _describe_graph(self) -> None:
+        # A Sequential model has ``inputs`` but no ``input`` (never called as a layer).
+        struct = self._model.input if self.kind == "functional" else self._model.inputs[0]
+        if isinstance(struct, dict):  # fed as a dict: names, but no declared order
+            self._struct, self.declared_order = "dict", False
+            names, tensors = list(struct), list(struct.values())
+        else:
+            tensors = list(self._model.inputs)
+            self._struct = "list" if isinstance(struct, (list, tuple)) else "single"
+            names = [t.name for t in tensors]
+        self._inputs = [
+            (n, _shape(t.shape[1:]), dtype_name(t.dtype)) for n, t in zip(names, tensors)
+        ]
+        outputs = list(self._model.outputs)
+        if self.kind == "sequential":
+            out_names = [self._model.layers[-1].name]
+        elif isinstance(self._model.output, dict):  # in keras.tree.flatten's (sorted) order
+            out_names = sorted(self._model.output)
+            outputs = [self._model.output[n] for n in out_names]
+        else:
+            out_names = list(self._model.output_names)
+        self._outputs = [(n, _shape(t.shape[1:])) for n, t in zip(out_names, outputs)]
 
-        specs = [tf.TensorSpec((None, *s), tf.float32) for s in self.input_shapes]
-        self._fn = tf.function(call, input_signature=specs, reduce_retracing=True)
+    def _describe_subclassed(self) -> None:
+        import keras
+
+        built = (self._model.get_build_config() or {}).get("input_shape")
+        if built is None:
+            raise BaseModelError(
+                f"subclassed model {str(self.path)!r} was saved unbuilt, so its input shape "
+                "is unknown; call it on one batch before saving it"
+            )
+        dtype = dtype_name(getattr(self._model, "input_dtype", None) or "float32")
+        if isinstance(built, dict):
+            self._struct, self.declared_order = "dict", False
+            shapes = {k: tuple(v)[1:] for k, v in built.items()}
+        elif built and isinstance(built[0], (list, tuple)):
+            self._struct = "list"
+            shapes = {f"input_{i}": tuple(s)[1:] for i, s in enumerate(built)}
+        else:
+            self._struct = "single"
+            shapes = {"input": tuple(built)[1:]}
+        self._inputs = [(n, _shape(s), dtype) for n, s in shapes.items()]
+        probe = self._pack([placeholder(s, d) for _, s, d in self._inputs])
+        out = self._model(probe, training=False)
+        if isinstance(out, dict):
+            names = sorted(out)  # keras.tree.flatten's order
+        elif isinstance(out, (list, tuple)):
+            names = [f"output_{i}" for i in range(len(out))]
+        else:
+            names = ["output_0"]
+        flat = keras.tree.flatten(out)
+        self._outputs = [(n, _shape(t.shape[1:])) for n, t in zip(names, flat)]
+
+    def _pack(self, arrays):
+        if self._struct == "dict":
+            return dict(zip(self.input_names, arrays))
+        return list(arrays) if self._struct == "list" else arrays[0]
+
+    @property
+    def input_names(self):
+        return [n for n, _, _ in self._inputs]
 
     @property
     def input_shapes(self):
-        return [tuple(t.shape[1:]) for t in self._model.inputs]
+        return [s for _, s, _ in self._inputs]
+
+    @property
+    def input_dtypes(self):
+        return [d for _, _, d in self._inputs]
 
     @property
     def output_names(self):
-        return list(self._model.output_names)
+        return [n for n, _ in self._outputs]
 
-    def predict(self, inputs, *, batch_size):
-        n = len(inputs[0])
-        parts = []
-        for start in range(0, n, batch_size):
-            batch = [np.asarray(x[start : start + batch_size], dtype=np.float32) for x in inputs]
-            parts.append(np.asarray(self._fn(*batch)))
-        if not parts:
-            out = np.asarray(self._fn(*[np.asarray(x, dtype=np.float32) for x in inputs]))
-            return out[:0]
-        return np.concatenate(parts, axis=0)
+    @property
+    def output_shapes(self):
+        return [s for _, s in self._outputs]
+
+    @property
+    def layer_names(self):
+        if self.kind == "subclassed":
+            return []
+        return [lyr.name for lyr in self._model.layers if type(lyr).__name__ != "InputLayer"]
+
+    def _compiled(self):
+        import keras
+        import tensorflow as tf
+
+        if self._fn is None:
+            model, index, pack = self._model, self.output_index, self._pack
+
+            def call(*args):
+                return keras.tree.flatten(model(pack(args), training=False))[index]
+
+            specs = [tf.TensorSpec((None, *s), tf.as_dtype(d)) for _, s, d in self._inputs]
+            self._fn = tf.function(call, input_signature=specs, reduce_retracing=True)
+        return self._fn
+
+    def _predict_batch(self, batch):
+        return np.asarray(self._compiled()(*batch))
+
+    def select_output(self, output):
+        super().select_output(output)
+        self._fn = None  # traced for the selected output
+
+
+def _load_error(path: Path, exc: Exception) -> BaseModelError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    hint = ""
+    if "locate class" in first or "Unknown" in first:
+        hint = (
+            "; name the module that defines the model's custom classes with "
+            "`custom_objects: my_pkg.layers` (classes decorated with "
+            "@keras.saving.register_keras_serializable)"
+        )
+    if path.suffix.lower() in (".h5", ".hdf5") and (
+        "Unknown layer" in first or "Layer count" in first
+    ):
+        hint += (
+            "; a subclassed model cannot be read back from .h5 (Keras writes it but cannot "
+            "restore its weights): save it as .keras or export a SavedModel"
+        )
+    return BaseModelError(f"cannot load Keras model {str(path)!r}: {first}{hint}")
 
 
 class KerasLoader(ModelLoader):
     format = "keras"
+    description = ".keras or .h5 file"
     suffixes = (".keras", ".h5", ".hdf5")
 
     def matches(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() in self.suffixes
 
-    def load(self, path: Path, *, output=None, layer=None) -> KerasModel:
+    def load(self, path: Path, *, output=None, layer=None, custom_objects=None) -> KerasModel:
         import keras
 
+        import_custom_objects(custom_objects, path=path)
         try:
             model = keras.models.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:
-            raise BaseModelError(
-                f"cannot load Keras model {str(path)!r}: {str(exc).splitlines()[0]}"
-            ) from exc
+            raise _load_error(path, exc) from exc
         if layer is not None:
-            names = [lyr.name for lyr in model.layers]
-            if layer not in names:
-                raise BaseModelError(
-                    f"model {str(path)!r} has no layer {layer!r}. Received: layer={layer!r}; "
-                    f"its layers are {names}"
-                )
-            try:
-                model = keras.Model(model.inputs, model.get_layer(layer).output)
-            except ValueError as exc:  # e.g. a layer inside a nested sub-model
-                raise BaseModelError(
-                    f"model {str(path)!r}: layer {layer!r} is not reachable from the model's "
-                    f"inputs ({str(exc).splitlines()[0]}); name a top-level layer"
-                ) from exc
+            model = self._embedding_model(model, path, layer)
         return KerasModel(model, path, output)
+
+    @staticmethod
+    def _embedding_model(model, path: Path, layer: str):
+        import keras
+
+        if _model_kind(model) == "subclassed":
+            raise BaseModelError(
+                f"model {str(path)!r} is a subclassed model, whose layers are not reachable "
+                f"from its inputs. Received: layer={layer!r}; use a Functional or Sequential "
+                "model, or return the embedding as an output and pick it with `output:`"
+            )
+        names = [lyr.name for lyr in model.layers if type(lyr).__name__ != "InputLayer"]
+        if layer not in names:
+            raise BaseModelError(
+                f"model {str(path)!r} has no layer {layer!r}. Received: layer={layer!r}; "
+                f"its layers are {names}"
+            )
+        try:
+            inputs = model.input if _model_kind(model) == "functional" else model.inputs
+            return keras.Model(inputs, model.get_layer(layer).output)
+        except ValueError as exc:  # e.g. a layer inside a nested sub-model
+            raise BaseModelError(
+                f"model {str(path)!r}: layer {layer!r} is not reachable from the model's "
+                f"inputs ({str(exc).splitlines()[0]}); name a top-level layer"
+            ) from exc
+
+
+register_loader(KerasLoader())

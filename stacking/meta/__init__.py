@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 from stacking.meta._candidates import (
-    SHORT_NAMES,
     Candidate,
     cross_fit,
     make_candidate,
@@ -24,9 +23,19 @@ from stacking.meta._combiners import CombinerClassifier, CombinerRegressor
 from stacking.meta._convex import ConvexCombinationClassifier, ConvexCombinationRegressor
 from stacking.meta._keras import KerasMLPClassifier, KerasMLPRegressor
 from stacking.meta._nnls import NNLSClassifier, NNLSRegressor
+from stacking.meta._registry import (
+    LEVEL1_TAG,
+    get_meta_learner,
+    reads_blocks,
+    register_meta_learner,
+    short_names,
+)
 from stacking.meta._selection import EnsembleSelectionClassifier, EnsembleSelectionRegressor
 
+SHORT_NAMES = short_names()  # every learner module above has registered its names
+
 __all__ = [
+    "LEVEL1_TAG",
     "SHORT_NAMES",
     "Candidate",
     "CombinerClassifier",
@@ -40,7 +49,11 @@ __all__ = [
     "NNLSClassifier",
     "NNLSRegressor",
     "cross_fit",
+    "get_meta_learner",
     "make_candidate",
     "predict_output",
+    "reads_blocks",
     "refit",
+    "register_meta_learner",
+    "short_names",
 ]

@@ -16,47 +16,14 @@ import importlib
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.base import clone, is_classifier
+from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.utils.validation import has_fit_parameter
 
 from stacking.config import CandidateConfig
 from stacking.errors import ConfigError, StackingError
+from stacking.meta._registry import get_meta_learner, reads_blocks, short_names
 
-_OURS = "stacking.meta"
-_SHORT: dict[str, tuple[str | None, str | None, dict]] = {
-    # name: (classifier path, regressor path, default params)
-    "logistic": ("sklearn.linear_model.LogisticRegression", None, {"max_iter": 1000}),
-    "ridge": (None, "sklearn.linear_model.Ridge", {}),
-    "mean": (f"{_OURS}.CombinerClassifier", f"{_OURS}.CombinerRegressor", {"method": "mean"}),
-    "weighted": (
-        f"{_OURS}.CombinerClassifier",
-        f"{_OURS}.CombinerRegressor",
-        {"method": "weighted"},
-    ),
-    "median": (None, f"{_OURS}.CombinerRegressor", {"method": "median"}),
-    "vote": (f"{_OURS}.CombinerClassifier", None, {"method": "vote"}),
-    "rank": (f"{_OURS}.CombinerClassifier", None, {"method": "rank"}),
-    "geometric": (f"{_OURS}.CombinerClassifier", None, {"method": "geometric"}),
-    "nnls": (f"{_OURS}.NNLSClassifier", f"{_OURS}.NNLSRegressor", {}),
-    "selection": (
-        f"{_OURS}.EnsembleSelectionClassifier",
-        f"{_OURS}.EnsembleSelectionRegressor",
-        {},
-    ),
-    "mlp": (f"{_OURS}.KerasMLPClassifier", f"{_OURS}.KerasMLPRegressor", {}),
-    "convex": (
-        f"{_OURS}.ConvexCombinationClassifier",
-        f"{_OURS}.ConvexCombinationRegressor",
-        {},
-    ),
-}
-SHORT_NAMES = sorted([*_SHORT, "default"])
-# tf-stacking's learners that combine per-model probability blocks (see _layout.py).
-_BLOCKS = {
-    f"{family}{kind}"
-    for family in ("Combiner", "NNLS", "EnsembleSelection", "ConvexCombination")
-    for kind in ("Classifier", "Regressor")
-}
+_API = ("fit", "get_params")
 
 
 @dataclass
@@ -68,17 +35,32 @@ class Candidate:
     uses_blocks: bool
 
 
-def _import(path: str, where: str):
+def _import(path: str, where: str) -> type:
+    """The estimator CLASS at ``path``; nothing found there is called before this check.
+
+    Anything else (a function such as ``subprocess.check_call``, an instance, a module)
+    is a :class:`ConfigError`: a config names estimators, never code to run.
+    """
     module, _, attr = path.rpartition(".")
     if not module:
         raise ConfigError(
-            f"{where}: {path!r} is neither a short name ({', '.join(SHORT_NAMES)}) "
+            f"{where}: {path!r} is neither a short name ({', '.join(short_names())}) "
             "nor an import path such as sklearn.linear_model.LogisticRegression"
         )
     try:
-        return getattr(importlib.import_module(module), attr)
+        obj = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"{where}: cannot import {path!r}: {exc}") from exc
+    is_estimator = isinstance(obj, type) and (
+        issubclass(obj, BaseEstimator) or all(callable(getattr(obj, m, None)) for m in _API)
+    )
+    if not is_estimator:
+        what = f"a class without {'/'.join(_API)}" if isinstance(obj, type) else type(obj).__name__
+        raise ConfigError(
+            f"{where}: {path!r} is not a scikit-learn estimator class (it is {what}); "
+            "name an estimator class such as sklearn.linear_model.LogisticRegression"
+        )
+    return obj
 
 
 def make_candidate(spec: str | CandidateConfig, *, task: str, where: str = "meta") -> Candidate:
@@ -89,20 +71,20 @@ def make_candidate(spec: str | CandidateConfig, *, task: str, where: str = "meta
     if key == "default":
         key = "ridge" if task == "regression" else "logistic"
     params = dict(spec.params)
-    if key in _SHORT:
-        cls_path, reg_path, defaults = _SHORT[key]
-        path = reg_path if task == "regression" else cls_path
-        if path is None:
+    learner = get_meta_learner(key)
+    if learner is not None:
+        target = learner.for_task(task)
+        if target is None:
             raise ConfigError(
-                f"{where}: {key!r} does not apply to a {task} task; "
-                f"choose from {[k for k, v in _SHORT.items() if v[task == 'regression']]}"
+                f"{where}: {key!r} does not apply to a {task} task; choose from {short_names(task)}"
             )
-        params = {**defaults, **params}
+        params = {**learner.defaults, **params}
         name = spec.name or key
     else:
-        path = key
+        target = key
         name = spec.name or key.rpartition(".")[2].lower()
-    cls = _import(path, where)
+    cls = target if isinstance(target, type) else _import(target, where)
+    path = target if isinstance(target, str) else f"{cls.__module__}.{cls.__qualname__}"
     if task == "multilabel" and path == "sklearn.linear_model.LogisticRegression":
         from sklearn.multioutput import MultiOutputClassifier
 
@@ -115,8 +97,7 @@ def make_candidate(spec: str | CandidateConfig, *, task: str, where: str = "meta
     if (task == "regression") == is_classifier(estimator):
         kind = "regressor" if task == "regression" else "classifier"
         raise ConfigError(f"{where}: candidate {name!r} ({path}) is not a {kind}")
-    uses_blocks = getattr(cls, "__module__", "").startswith(_OURS) and cls.__name__ in _BLOCKS
-    return Candidate(name=name, estimator=estimator, uses_blocks=uses_blocks)
+    return Candidate(name=name, estimator=estimator, uses_blocks=reads_blocks(estimator))
 
 
 def predict_output(estimator, X, *, task: str, n_outputs: int) -> np.ndarray:

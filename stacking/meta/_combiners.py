@@ -35,6 +35,7 @@ from sklearn.utils.validation import (
 
 from stacking.errors import ConfigError, DataError
 from stacking.meta._layout import split_blocks
+from stacking.meta._registry import register_meta_learner
 
 _EPS = 1e-15
 _VOTE_TIEBREAK = 1e-9
@@ -90,6 +91,7 @@ def _resolve_weights(method: str, weights, n_models: int) -> np.ndarray:
 
 
 class _BlockClassifier(ClassifierMixin, BaseEstimator):
+    _stacking_level1 = "blocks"  # tf-stacking's estimator tag: reads probability blocks
     """Target encoding and block layout shared by the classifiers of ``stacking.meta``.
 
     Subclasses call :meth:`_fit_blocks` in ``fit`` and :meth:`_predict_blocks` in
@@ -296,6 +298,7 @@ class CombinerClassifier(_BlockClassifier):
 
 
 class _BlockRegressor(RegressorMixin, BaseEstimator):
+    _stacking_level1 = "blocks"  # tf-stacking's estimator tag: reads prediction blocks
     """Base of the regressors that weight per-model prediction columns (no intercept)."""
 
     def __sklearn_tags__(self):
@@ -351,3 +354,21 @@ class CombinerRegressor(_BlockRegressor):
         if self.method == "median":
             return np.median(X, axis=1)
         return X @ self.weights_
+
+
+for _method in ("mean", "weighted"):
+    register_meta_learner(
+        _method,
+        classifier=CombinerClassifier,
+        regressor=CombinerRegressor,
+        defaults={"method": _method},
+    )
+register_meta_learner("median", regressor=CombinerRegressor, defaults={"method": "median"})
+register_meta_learner(
+    "vote",
+    classifier=CombinerClassifier,
+    defaults={"method": "vote"},
+    tasks={"binary", "multiclass"},  # a vote needs one argmax class per row
+)
+for _method in ("rank", "geometric"):
+    register_meta_learner(_method, classifier=CombinerClassifier, defaults={"method": _method})

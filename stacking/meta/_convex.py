@@ -32,6 +32,7 @@ from stacking.meta._keras_common import (
     _weighted_loss,
     _weighted_standardisation,
 )
+from stacking.meta._registry import register_meta_learner
 
 
 @functools.cache
@@ -290,3 +291,8 @@ class ConvexCombinationRegressor(_BlockRegressor):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return X @ self.weights_
+
+
+register_meta_learner(
+    "convex", classifier=ConvexCombinationClassifier, regressor=ConvexCombinationRegressor
+)

@@ -36,6 +36,7 @@ from stacking.meta._keras_common import (
     _weighted_loss,
     _weighted_standardisation,
 )
+from stacking.meta._registry import register_meta_learner
 
 
 def _check_hidden_units(hidden_units) -> tuple[int, ...]:
@@ -305,3 +306,6 @@ class KerasMLPRegressor(RegressorMixin, _KerasMLP):
 
 
 # ---------------------------------------------------------------------- convex combination
+
+
+register_meta_learner("mlp", classifier=KerasMLPClassifier, regressor=KerasMLPRegressor)

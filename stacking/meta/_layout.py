@@ -23,22 +23,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def block_width(columns_per_model: int | str, *, n_outputs: int) -> int:
-    """Resolve ``columns_per_model``: ``"auto"`` gives ``n_outputs``.
-
-    ``n_outputs`` is 1 for regression and binary, ``n_classes`` for multiclass and
-    ``n_labels`` for multilabel targets.
-    """
-    if columns_per_model == "auto":
-        return n_outputs
-    if isinstance(columns_per_model, (int, np.integer)) and columns_per_model >= 1:
-        return int(columns_per_model)
-    raise ValueError(
-        "columns_per_model must be 'auto' or a positive integer. "
-        f"Received: columns_per_model={columns_per_model!r}"
-    )
-
-
 def split_blocks(X: np.ndarray, width: int) -> np.ndarray:
     """Reshape ``X`` of shape ``(n, n_models * width)`` to ``(n, n_models, width)``.
 
@@ -52,9 +36,3 @@ def split_blocks(X: np.ndarray, width: int) -> np.ndarray:
             f"of {width} columns each. Pass columns_per_model to match the level-1 layout."
         )
     return X.reshape(X.shape[0], n_features // width, width)
-
-
-def binary_to_two_columns(p_positive: np.ndarray) -> np.ndarray:
-    """``(n,)`` positive-class probabilities to ``(n, 2)`` ``[1 - p, p]``."""
-    p = np.clip(p_positive, 0.0, 1.0)
-    return np.column_stack([1.0 - p, p])

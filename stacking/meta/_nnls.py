@@ -21,6 +21,7 @@ from sklearn.base import _fit_context
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier, _BlockRegressor
+from stacking.meta._registry import register_meta_learner
 
 
 def _nnls_weights(
@@ -146,3 +147,6 @@ class NNLSRegressor(_BlockRegressor):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return X @ self.weights_
+
+
+register_meta_learner("nnls", classifier=NNLSClassifier, regressor=NNLSRegressor)

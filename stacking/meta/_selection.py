@@ -27,6 +27,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from stacking.errors import ConfigError
 from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier, _BlockRegressor
+from stacking.meta._registry import register_meta_learner
 from stacking.metrics import Metric, get_metric
 
 _PARAMS: dict = {
@@ -256,3 +257,8 @@ class EnsembleSelectionRegressor(_EnsembleSelectionMixin, _BlockRegressor):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return X @ self.weights_
+
+
+register_meta_learner(
+    "selection", classifier=EnsembleSelectionClassifier, regressor=EnsembleSelectionRegressor
+)

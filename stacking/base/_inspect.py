@@ -1,0 +1,56 @@
+"""What ``stacking inspect PATH`` shows: a model's format, kind, inputs, outputs, layers,
+its folder's manifest and whether the model files still match the manifest's hashes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from stacking.base._base import get_loader, is_model
+from stacking.base._manifest import MANIFEST, check_model_files, fold_model_files, read_manifest
+from stacking.errors import BaseModelError, DataFileNotFoundError
+
+
+def _hash_summary(status: dict[str, str] | None, manifest: dict | None) -> str:
+    if manifest is None:
+        return "no manifest"
+    if status is None:
+        return f"not checked: {MANIFEST} was written before per-file hashes were recorded"
+    bad = sorted(name for name, state in status.items() if state != "ok")
+    return "match" if not bad else f"DIFFER: {bad} (replaced or swapped since training)"
+
+
+def inspect_model(path: str | Path, *, custom_objects: list[str] | None = None) -> dict[str, Any]:
+    """Describe a model file, a SavedModel folder or a fold-model directory (its
+    ``fold_0`` model stands for all folds). Never refuses a multi-output model.
+
+    >>> inspect_model("models/cnn")["hashes"]
+    'match'
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataFileNotFoundError(f"model path {str(path)!r} does not exist")
+    directory, files = path.parent, [path]
+    if path.is_dir() and not is_model(path):
+        if not (path / MANIFEST).is_file():
+            raise BaseModelError(
+                f"{str(path)!r} is neither a model nor a fold-model directory (no "
+                f"{MANIFEST}); give a model file, a SavedModel folder or a fold directory"
+            )
+        directory, files = path, fold_model_files(path)
+        if not files:
+            raise BaseModelError(f"fold directory {str(path)!r} holds no fold_k model")
+    target = files[0]
+    loader = get_loader(target)
+    model = loader.load(target, custom_objects=custom_objects)
+    manifest = read_manifest(directory) if (directory / MANIFEST).is_file() else None
+    status = check_model_files(manifest, files) if manifest else None
+    return {
+        "path": str(path),
+        "model": str(target),
+        "format": loader.format,
+        **model.describe(),
+        "manifest": manifest,
+        "files": status,
+        "hashes": _hash_summary(status, manifest),
+    }

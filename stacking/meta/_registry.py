@@ -1,0 +1,79 @@
+"""The meta-learner family: short names, and what a learner reads from level 1.
+
+A meta-learner is any scikit-learn estimator. A *short name* (``mean``, ``nnls``,
+``logistic`` …) maps to a classifier class, a regressor class (either may be missing)
+and default parameters; each learner module registers its own names, so adding a learner
+is one module plus its :func:`register_meta_learner` call::
+
+    register_meta_learner("nnls", classifier=NNLSClassifier, regressor=NNLSRegressor)
+
+What a learner reads is an estimator tag, :data:`LEVEL1_TAG`: a class attribute
+``_stacking_level1 = "blocks"`` says the learner combines per-model probability blocks
+(:mod:`stacking.meta._layout`); anything else (the default) reads the level-1 features.
+Third-party estimators may set it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+LEVEL1_TAG = "_stacking_level1"
+
+
+@dataclass(frozen=True)
+class MetaLearner:
+    """A short name's classes (import paths or classes) and default parameters."""
+
+    classifier: Any = None
+    regressor: Any = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    tasks: frozenset[str] | None = None  # None: every task its classes cover
+
+    def for_task(self, task: str) -> Any:
+        if self.tasks is not None and task not in self.tasks:
+            return None
+        return self.regressor if task == "regression" else self.classifier
+
+
+_REGISTRY: dict[str, MetaLearner] = {}
+
+
+def register_meta_learner(
+    name: str,
+    *,
+    classifier: Any = None,
+    regressor: Any = None,
+    defaults: dict[str, Any] | None = None,
+    tasks: set[str] | None = None,
+) -> None:
+    """Make ``name`` usable as ``meta.candidates: [name]`` (classes or import paths);
+    ``tasks`` narrows the tasks it applies to."""
+    if classifier is None and regressor is None:
+        raise ValueError(f"meta-learner {name!r} needs a classifier or a regressor")
+    _REGISTRY[name] = MetaLearner(
+        classifier, regressor, dict(defaults or {}), frozenset(tasks) if tasks else None
+    )
+
+
+def get_meta_learner(name: str) -> MetaLearner | None:
+    return _REGISTRY.get(name)
+
+
+def short_names(task: str | None = None) -> list[str]:
+    """Registered short names (those with a variant for ``task`` when given)."""
+    names = [n for n, m in _REGISTRY.items() if task is None or m.for_task(task) is not None]
+    return sorted([*names, "default"])
+
+
+def reads_blocks(estimator: Any) -> bool:
+    """True when the estimator combines probability blocks (its :data:`LEVEL1_TAG`)."""
+    return getattr(estimator, LEVEL1_TAG, "features") == "blocks"
+
+
+register_meta_learner(
+    "logistic",
+    classifier="sklearn.linear_model.LogisticRegression",
+    defaults={"max_iter": 1000},
+)
+register_meta_learner("ridge", regressor="sklearn.linear_model.Ridge")

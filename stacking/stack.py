@@ -1,0 +1,395 @@
+"""The fitted stack: raw rows in, ensemble predictions out, for training and serving alike.
+
+A :class:`FittedStack` holds everything that turns rows into ensemble predictions:
+
+* one :class:`~stacking.engine.BaseModelRecipe` per base model (its files, its input
+  views, how its outputs map, a backbone's fitted heads);
+* the level-1 transform (``meta.features``, with the training OOF values rank features
+  place new rows among);
+* every fitted meta-model of every level, and the name of the selected ensemble.
+
+:func:`fit_stack` cross-fits the meta levels on the training OOF predictions and returns
+the stack with its leaderboard entries. :meth:`FittedStack.predict_proba` predicts new
+rows: base models through :func:`~stacking.engine.predict_base_models`, then
+:meth:`FittedStack.combine`. The experiment predicts its test rows with exactly these two
+calls, and the served model (results folder, ``stacking predict``, the MLflow pyfunc
+model) makes the same two calls, so serving cannot drift from training.
+
+>>> stack = load_stack("runs/digits-…/ensemble")
+>>> stack.predict_proba(pd.read_parquet("new_rows.parquet"))   # (n, C)
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from stacking.base import resolve_base_model
+from stacking.cache import CacheStore, NullCacheStore
+from stacking.config import Config, FeaturesConfig, ViewConfig
+from stacking.data import Dataset
+from stacking.engine import BaseModelRecipe, BasePredictions, predict_base_models
+from stacking.errors import DataError, DataFileNotFoundError
+from stacking.evaluate import Entry
+from stacking.executors import Executor, LocalExecutor
+from stacking.folds import FoldPlan
+from stacking.level1 import Level1, block_names, level1_features, pre_features, to_block
+from stacking.meta import Candidate, cross_fit, predict_output, refit
+from stacking.views import ViewData, fix_columns, read_view
+
+FORMAT_VERSION = 3  # 3: one FittedStack for training and serving
+
+
+@dataclass
+class Member:
+    """One fitted meta-model of a level and what it reads (blocks or features)."""
+
+    name: str
+    uses_blocks: bool
+    estimator: Any = field(repr=False)
+    models: list[str] = field(default_factory=list)  # the models of the blocks it combines
+    reads: list[str] = field(default_factory=list)  # the columns it reads (blocks: models)
+
+
+@dataclass
+class FittedStack:
+    """Base-model recipes, the level-1 transform and the fitted levels; see module doc."""
+
+    task: str
+    classes: list
+    output_names: list[str]
+    id_column: str
+    base_models: list[BaseModelRecipe]
+    features: FeaturesConfig
+    levels: list[list[Member]]
+    ensemble: str = ""
+    reference: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    batch_size: int = 4096
+
+    @property
+    def n_outputs(self) -> int:
+        return 1 if self.task == "regression" else len(self.classes)
+
+    # -- prediction ---------------------------------------------------------------------
+    def read_inputs(
+        self, frame: pd.DataFrame, *, source: str, root: Path | None = None
+    ) -> dict[str, list[ViewData]]:
+        """Each base model's inputs for ``frame``, through its views (read in batches)."""
+        ids = frame[self.id_column] if self.id_column in frame.columns else None
+        return {
+            r.name: [read_view(frame, v, source=source, root=root, ids=ids) for v in r.views]
+            for r in self.base_models
+        }
+
+    def level1(self, preds: dict[str, np.ndarray], frame: pd.DataFrame, *, source: str) -> Level1:
+        """Level-1 features and blocks of new rows from each base model's prediction."""
+        features = level1_features(
+            preds,
+            frame,
+            self.features,
+            task=self.task,
+            output_names=self.output_names,
+            reference=self.reference or None,
+            source=source,
+        )
+        blocks = np.hstack([to_block(preds[r.name], self.task) for r in self.base_models])
+        return Level1(
+            models=[r.name for r in self.base_models],
+            features=features,
+            blocks=blocks,
+            columns_per_model=blocks.shape[1] // len(self.base_models),
+        )
+
+    def combine(self, level1: Level1) -> dict[str, np.ndarray]:
+        """Every meta-model's prediction of the rows of ``level1``, level after level."""
+        blocks, features = level1.blocks, level1.features.to_numpy()
+        outputs: dict[str, np.ndarray] = {}
+        for level in self.levels:
+            outputs = {
+                m.name: predict_output(
+                    m.estimator,
+                    blocks if m.uses_blocks else features,
+                    task=self.task,
+                    n_outputs=self.n_outputs,
+                )
+                for m in level
+            }
+            blocks = features = next_level_input(list(outputs.values()), self.task)
+        return outputs
+
+    def predict_proba(
+        self,
+        frame: pd.DataFrame,
+        *,
+        executor: Executor | None = None,
+        cache: CacheStore | None = None,
+        source: str = "the input table",
+        root: Path | None = None,
+    ) -> np.ndarray:
+        """The ensemble's probabilities ``(n, C)`` (``(n, L)`` multilabel, ``(n,)`` values).
+
+        ``root`` is the folder relative image paths start from (default: the working
+        folder).
+        """
+        if len(frame) == 0:
+            raise DataError(f"{source} has no rows to predict")
+        frame = frame.reset_index(drop=True)
+        preds = predict_base_models(
+            self.base_models,
+            task=self.task,
+            n_outputs=self.n_outputs,
+            executor=executor or LocalExecutor(progress=False),
+            cache=cache or NullCacheStore(),
+            rows=self.read_inputs(frame, source=source, root=root),
+            batch_size=self.batch_size,
+        )
+        level1 = self.level1({m: p.test for m, p in preds.items()}, frame, source=source)
+        return self.combine(level1)[self.ensemble]
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, directory: str | Path, *, copy_models: bool = False) -> Path:
+        """Write the stack as a folder; ``copy_models`` copies the base models in.
+
+        ``stack.json`` (the recipe), ``meta_models.joblib`` (fitted levels and backbone
+        heads: a pickle is code, load only what you trust), ``reference.npz`` (rank
+        features) and, with ``copy_models``, the model files under ``models/``.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        recipes = []
+        for r in self.base_models:
+            fold_paths, row_paths = list(r.fold_paths), list(r.row_paths)
+            if copy_models:
+                row_paths = [_copy_model(directory, r.name, p) for p in r.row_paths]
+                fold_paths = []  # serving never predicts out of fold
+            recipes.append(
+                {
+                    "name": r.name,
+                    "kind": r.kind,
+                    "fold_paths": [str(p) for p in fold_paths],
+                    "row_paths": [str(p) for p in row_paths],
+                    "views": [v.model_dump(mode="json") for v in r.views],
+                    "input_names": r.input_names,
+                    "custom_objects": r.custom_objects,
+                    "output": r.output,
+                    "layer": r.layer,
+                    "outputs_are": r.outputs_are,
+                }
+            )
+        spec = {
+            "format_version": FORMAT_VERSION,
+            "task": self.task,
+            "classes": self.classes,
+            "output_names": self.output_names,
+            "id_column": self.id_column,
+            "base_models": recipes,
+            "features": self.features.model_dump(mode="json"),
+            "levels": [
+                [{"name": m.name, "uses_blocks": m.uses_blocks} for m in lv] for lv in self.levels
+            ],
+            "ensemble": self.ensemble,
+            "batch_size": self.batch_size,
+        }
+        (directory / "stack.json").write_text(json.dumps(spec, indent=2, default=str))
+        fitted = {
+            "levels": {m.name: m.estimator for lv in self.levels for m in lv},
+            "heads": {r.name: r.heads for r in self.base_models if r.heads},
+        }
+        joblib.dump(fitted, directory / "meta_models.joblib")
+        if self.reference:  # keys prefixed: a model may be named like a savez argument
+            np.savez(
+                directory / "reference.npz", **{f"m:{k}": v for k, v in self.reference.items()}
+            )
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> FittedStack:
+        directory = Path(directory)
+        if (directory / "predictor.json").is_file() and not (directory / "stack.json").is_file():
+            old = json.loads((directory / "predictor.json").read_text()).get("format_version")
+            raise DataError(
+                f"{str(directory)!r} was saved in format {old} (predictor.json) by an older "
+                f"tf-stacking; this one reads format {FORMAT_VERSION}. Use the version that "
+                "wrote it, or re-run the experiment"
+            )
+        if not (directory / "stack.json").is_file():
+            raise DataFileNotFoundError(
+                f"{str(directory)!r} holds no stack.json; pass a results directory, its "
+                "ensemble/ folder or an MLflow ensemble model"
+            )
+        spec = json.loads((directory / "stack.json").read_text())
+        version = spec.pop("format_version", None)
+        if version != FORMAT_VERSION:
+            raise DataError(
+                f"{str(directory)!r} was saved in format {version}; this tf-stacking "
+                f"reads format {FORMAT_VERSION}. Use the version that wrote it, or re-run "
+                "the experiment"
+            )
+        fitted = joblib.load(directory / "meta_models.joblib")
+        reference = {}
+        if (directory / "reference.npz").is_file():
+            with np.load(directory / "reference.npz") as npz:
+                reference = {k.removeprefix("m:"): npz[k] for k in npz.files}
+
+        def here(p: str) -> Path:
+            return Path(p) if Path(p).is_absolute() else directory / p
+
+        recipes = [
+            BaseModelRecipe(
+                name=r["name"],
+                kind=r["kind"],
+                fold_paths=[here(p) for p in r["fold_paths"]],
+                row_paths=[here(p) for p in r["row_paths"]],
+                views=[ViewConfig(**v) for v in r["views"]],
+                input_names=r["input_names"],
+                custom_objects=r["custom_objects"],
+                output=r["output"],
+                layer=r["layer"],
+                outputs_are=r["outputs_are"],
+                heads=fitted["heads"].get(r["name"], []),
+            )
+            for r in spec.pop("base_models")
+        ]
+        levels = [
+            [Member(m["name"], m["uses_blocks"], fitted["levels"][m["name"]]) for m in lv]
+            for lv in spec.pop("levels")
+        ]
+        return cls(
+            **{k: v for k, v in spec.items() if k != "features"},
+            base_models=recipes,
+            features=FeaturesConfig(**spec["features"]),
+            levels=levels,
+            reference=reference,
+        )
+
+
+def _copy_model(directory: Path, name: str, source: Path) -> Path:
+    target = Path("models") / name / source.name
+    (directory / target).parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, directory / target, dirs_exist_ok=True)
+    else:
+        shutil.copy2(source, directory / target)
+    return target
+
+
+def next_level_input(outputs: list[np.ndarray], task: str) -> np.ndarray:
+    """A level's predictions as the next level's input, in block layout."""
+    return np.hstack([to_block(o, task) for o in outputs])
+
+
+def resolve_recipes(config: Config, data: Dataset, plan: FoldPlan) -> list[BaseModelRecipe]:
+    """Check each configured base model against the experiment; find its files."""
+    recipes = []
+    for name, cfg in config.base_models.items():
+        source = resolve_base_model(
+            name,
+            cfg,
+            folds_digest=plan.digest,
+            n_splits=plan.n_splits,
+            task=data.task,
+            classes=data.classes,
+        )
+        views, input_names = config.model_inputs(name)
+        table = data.source["train"]
+        views = [fix_columns(v, data.train, source=table) for v in views]  # by name from now
+        if source.kind == "folds":
+            row_paths = [source.full_path] if source.full_path else list(source.fold_paths)
+        else:
+            row_paths = list(source.fold_paths)
+        recipes.append(
+            BaseModelRecipe(
+                name=name,
+                kind=source.kind,
+                fold_paths=list(source.fold_paths),
+                row_paths=row_paths,
+                views=views,
+                input_names=input_names,
+                custom_objects=list(cfg.custom_objects),
+                output=cfg.output,
+                layer=cfg.layer,
+                outputs_are=cfg.outputs_are,
+                head=cfg.head,
+            )
+        )
+    return recipes
+
+
+def fit_stack(
+    recipes: list[BaseModelRecipe],
+    preds: dict[str, BasePredictions],
+    level1: Level1,
+    data: Dataset,
+    plan: FoldPlan,
+    levels: list[list[Candidate]],
+    *,
+    features: FeaturesConfig,
+    batch_size: int = 4096,
+) -> tuple[FittedStack, list[Entry]]:
+    """Cross-fit every level on the fold plan and refit it on all rows.
+
+    Returns the stack (``ensemble`` still unset: the caller selects it from the scored
+    entries) and one leaderboard :class:`~stacking.evaluate.Entry` per candidate.
+    """
+    entries, fitted_levels = [], []
+    X_blocks, X_features = level1.blocks, level1.features.to_numpy()
+    block_models, feature_names = list(level1.models), list(level1.features.columns)
+    kw = {"task": data.task, "n_outputs": data.n_outputs}
+    for depth, candidates in enumerate(levels, start=2):
+        members, oofs = [], []
+        for cand in candidates:
+            X = X_blocks if cand.uses_blocks else X_features
+            if "columns_per_model" in cand.estimator.get_params():
+                # Explicit, so a meta fold missing a class still reads the layout right.
+                cand.estimator.set_params(columns_per_model=level1.columns_per_model)
+            oof = cross_fit(cand, X, data.y, plan, sample_weight=data.sample_weight, **kw)
+            model = refit(cand, X, data.y, sample_weight=data.sample_weight)
+            reads = block_models if cand.uses_blocks else feature_names
+            members.append(
+                Member(cand.name, cand.uses_blocks, model, list(block_models), list(reads))
+            )
+            entries.append(Entry(cand.name, "meta", depth, oof))
+            oofs.append(oof)
+        fitted_levels.append(members)
+        X_blocks = X_features = next_level_input(oofs, data.task)
+        block_models = [c.name for c in candidates]
+        feature_names = [n for c in candidates for n in block_names(c.name, data)]
+    resolved = [_with_training_outcome(r, preds[r.name]) for r in recipes]
+    reference = {}
+    if features.kind == "rank":
+        reference = {m: pre_features(p.oof, data.task, features) for m, p in preds.items()}
+    stack = FittedStack(
+        task=data.task,
+        classes=list(data.classes),
+        output_names=data.output_names(),
+        id_column=data.id_column,
+        base_models=resolved,
+        features=features,
+        levels=fitted_levels,
+        reference=reference,
+        batch_size=batch_size,
+    )
+    return stack, entries
+
+
+def _with_training_outcome(recipe: BaseModelRecipe, pred: BasePredictions) -> BaseModelRecipe:
+    """The recipe as serving needs it: ``outputs_are`` resolved, a backbone's heads."""
+    from dataclasses import replace
+
+    outputs_are = recipe.outputs_are if recipe.kind == "backbone" else pred.outputs_are
+    return replace(recipe, outputs_are=outputs_are, heads=pred.heads)
+
+
+def load_stack(location: str | Path) -> FittedStack:
+    """A stack from a results directory or a stack folder."""
+    path = Path(location)
+    if (path / "ensemble" / "stack.json").is_file():
+        path = path / "ensemble"
+    return FittedStack.load(path)

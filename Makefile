@@ -48,7 +48,10 @@ format: install-dev
 	$(BIN)/ruff format stacking tests experiments
 	$(BIN)/ruff check --fix stacking tests experiments
 
+## bench: end to end at 100k rows (ratios to the tutorial loop, matmul peak, cold run; ~10 min),
+## then one compiled call vs model.predict. BENCH_ARGS="--rows 1000000" for the 1M-row run.
 bench: install-dev
+	$(BIN)/python experiments/benchmarks/bench_end_to_end.py --profile $(BENCH_ARGS)
 	$(BIN)/python experiments/benchmarks/bench_inference.py
 
 clean:

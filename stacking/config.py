@@ -16,10 +16,18 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from stacking.errors import ConfigError, DataFileNotFoundError
 
@@ -280,12 +288,44 @@ class CacheConfig(_Strict):
     dir: Path = Field(Path(".stacking_cache"), description="relative to the working folder")
 
 
-class ExecutorConfig(_Strict):
-    kind: Literal["local", "ray"] = "local"
-    batch_size: int = Field(4096, ge=1)
+class _ExecutorKeys(_Strict):
+    batch_size: int = Field(4096, ge=1, description="rows per compiled call")
+
+
+class LocalExecutorConfig(_ExecutorKeys):
+    """In process, one model in memory at a time (the default)."""
+
+    kind: Literal["local"] = "local"
+
+
+class PrefetchExecutorConfig(_ExecutorKeys):
+    """In process, the next model loaded while the current one predicts (two in memory)."""
+
+    kind: Literal["prefetch"] = "prefetch"
+
+
+class RayExecutorConfig(_ExecutorKeys):
+    """One Ray task per (model, fold) job, on a local or remote Ray cluster."""
+
+    kind: Literal["ray"] = "ray"
     address: str | None = Field(None, description="Ray cluster; default: start a local one")
     num_cpus: float = Field(1, gt=0, description="CPUs per Ray inference task")
     num_gpus: float = Field(0, ge=0, description="GPUs per Ray inference task")
+
+
+def _default_kind(value: Any) -> Any:
+    """``executor: {batch_size: 512}`` means the default (local) executor."""
+    if isinstance(value, dict) and "kind" not in value:
+        return {"kind": "local", **value}
+    return value
+
+
+# Each backend's keys live with its class; `kind` picks the class (and its key set).
+ExecutorConfig = Annotated[
+    LocalExecutorConfig | PrefetchExecutorConfig | RayExecutorConfig,
+    Field(discriminator="kind"),
+    BeforeValidator(_default_kind),
+]
 
 
 class Config(_Strict):
@@ -297,7 +337,7 @@ class Config(_Strict):
     metrics: list[str] = Field(default_factory=list, description="first is primary")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
-    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
+    executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
 
     @field_validator("name")
     @classmethod

@@ -1,18 +1,33 @@
 """The executor plug-in contract: where inference jobs run.
 
 A :class:`Job` loads one model and predicts one or more input sets with it, so each model
-is loaded once and only one model is in memory at a time per worker. ``run`` calls
-``on_result(job, outputs)`` as each job finishes (the engine caches there, so a killed
-run resumes), in any order, from the calling thread.
+is loaded once. An :class:`Executor` runs a list of jobs; every implementation (one
+module each, registered with :func:`register_executor`, built by :func:`get_executor`
+from its config) keeps this contract, checked by ``tests/test_executors_conformance.py``:
+
+- ``run(jobs, on_result)`` calls ``on_result(job, outputs)`` exactly once per finished
+  job, always from the calling thread (the engine caches there, so a killed run resumes
+  with what had finished). In-process executors finish jobs in list order; Ray in the
+  order tasks complete.
+- The first failing job's error propagates from ``run``, as the
+  :class:`~stacking.errors.StackingError` subclass it was, naming the base model; jobs
+  delivered before it stay delivered. An empty job list does nothing (no model, no
+  cluster).
+- Outputs equal those of :func:`run_job` (the reference implementation) for every job.
+- A model is dropped once predicted, and the memory it held is given back before the
+  executor returns (:func:`releasing_models`): no model outlives its job, and RSS stays
+  flat over any number of jobs. At most ``models_in_memory`` models are loaded at once.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -59,9 +74,119 @@ def run_job(job: Job) -> list[np.ndarray]:
 
 
 class Executor(abc.ABC):
+    """Runs inference jobs; see the module docstring for the contract.
+
+    Subclasses set ``kind`` (the config's ``executor.kind``) and build themselves from
+    that config in :meth:`from_config`.
+    """
+
+    kind: ClassVar[str]
+    models_in_memory: ClassVar[int] = 1
+
+    @classmethod
+    def from_config(cls, cfg: Any, *, progress: bool = True) -> Executor:
+        """This executor configured by its ``executor:`` section (``cfg.kind == kind``)."""
+        return cls()
+
     @abc.abstractmethod
     def run(self, jobs: list[Job], on_result: Callable[[Job, list[np.ndarray]], None]) -> None:
         """Run every job; call ``on_result`` for each as it finishes."""
+
+
+_EXECUTORS: dict[str, type[Executor]] = {}
+
+E = TypeVar("E", bound=type[Executor])
+
+
+def register_executor(cls: E) -> E:
+    """Class decorator: make ``cls`` the executor of ``executor: {kind: cls.kind}``."""
+    _EXECUTORS[cls.kind] = cls
+    return cls
+
+
+def get_executor(cfg: Any, *, progress: bool = True) -> Executor:
+    """The executor an ``executor:`` config section (``cfg.kind`` and its keys) asks for."""
+    if cfg.kind not in _EXECUTORS:
+        from stacking.errors import ConfigError
+
+        raise ConfigError(
+            f"no executor is registered for executor.kind={cfg.kind!r}; "
+            f"use one of {sorted(_EXECUTORS)}"
+        )
+    return _EXECUTORS[cfg.kind].from_config(cfg, progress=progress)
+
+
+def load_job(job: Job) -> FrozenModel:
+    """Load the job's model: the half of :func:`run_job` a prefetcher runs ahead."""
+    from stacking.base import load_base_model
+
+    with naming_model(job):
+        return load_base_model(
+            job.path, output=job.output, layer=job.layer, custom_objects=job.custom_objects
+        )
+
+
+def predict_job(model: FrozenModel, job: Job) -> list[np.ndarray]:
+    """Predict every input set of ``job`` with its loaded ``model``: :func:`run_job`'s
+    other half, step for step (the conformance test checks both give equal outputs)."""
+    from stacking.base import arrange_inputs
+    from stacking.views import predict_in_batches
+
+    with naming_model(job):
+        arranged = [
+            arrange_inputs(model, x, job.input_names, model_name=job.model) for x in job.inputs
+        ]
+        check_inputs(model, arranged[0], model=job.model, path=job.path)
+        return [predict_in_batches(model, x, batch_size=job.batch_size) for x in arranged]
+
+
+@contextmanager
+def naming_model(job: Job) -> Iterator[None]:
+    """Re-raise a user error that does not name the job's base model with its name.
+
+    Loaders name the file (``cannot load Keras model '/m/fold_1.keras'``), not the
+    config's base model; the user fixes the entry they wrote, so the error names both.
+    """
+    from stacking.errors import StackingError
+
+    try:
+        yield
+    except StackingError as exc:
+        if repr(job.model) in str(exc):
+            raise
+        raise type(exc)(f"base model {job.model!r}: {exc}") from exc
+
+
+@contextmanager
+def releasing_models() -> Iterator[Callable[[], None]]:
+    """Yield ``release()``: give back the memory of models dropped since the last call.
+
+    A Keras model is a web of reference cycles (layers, nodes, traced functions), so
+    dropping it frees nothing until the cyclic garbage collector runs, and Python's own
+    schedule runs a full collection rarely: RSS grows by the model's weights per job.
+    A full ``gc.collect()`` after each job frees it but walks every object TensorFlow
+    created at import (~400,000, ~0.15 s per call). So the heap that exists before the
+    run is frozen (:func:`gc.freeze`) for the run's length, and ``release()`` collects
+    only what was allocated since: the dropped models (~5 ms). ``keras.backend.
+    clear_session()`` is not needed and does not help: it frees no cycle, and it resets
+    process-wide Keras state (``experiments/benchmarks/bench_release.py`` measures all
+    three).
+    """
+    was_frozen = gc.get_freeze_count() > 0
+    gc.collect()
+    gc.freeze()
+    try:
+        yield gc.collect
+    finally:
+        if not was_frozen:  # a caller that froze its own heap keeps it frozen
+            gc.unfreeze()
+
+
+def progress_bar(jobs: list[Job], progress: bool) -> Any:
+    """A tqdm bar over ``jobs`` (off when ``progress`` is false or there is no job)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(jobs, desc="inference", unit="model", disable=not progress or not jobs)
 
 
 def check_inputs(

@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
-import gc
+from collections.abc import Callable
+from typing import Any
 
-from tqdm.auto import tqdm
+import numpy as np
 
-from stacking.executors._base import Executor, run_job
+from stacking.executors._base import (
+    Executor,
+    Job,
+    naming_model,
+    progress_bar,
+    register_executor,
+    releasing_models,
+    run_job,
+)
 
 
+@register_executor
 class LocalExecutor(Executor):
+    """Run jobs in order in this process; each model is loaded, predicts, and is freed.
+
+    >>> LocalExecutor(progress=False).run(jobs, on_result)  # doctest: +SKIP
+    """
+
+    kind = "local"
+
     def __init__(self, progress: bool = True) -> None:
         self.progress = progress
 
-    def run(self, jobs, on_result):
-        bar = tqdm(jobs, desc="inference", unit="model", disable=not self.progress or not jobs)
-        for job in bar:
-            bar.set_postfix_str(job.label)
-            on_result(job, run_job(job))
-            gc.collect()
+    @classmethod
+    def from_config(cls, cfg: Any, *, progress: bool = True) -> LocalExecutor:
+        return cls(progress=progress)
+
+    def run(self, jobs: list[Job], on_result: Callable[[Job, list[np.ndarray]], None]) -> None:
+        bar = progress_bar(jobs, self.progress)
+        with releasing_models() as release:
+            for job in bar:
+                bar.set_postfix_str(job.label)
+                with naming_model(job):
+                    outputs = run_job(job)
+                on_result(job, outputs)
+                del outputs
+                release()

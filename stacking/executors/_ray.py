@@ -2,18 +2,42 @@
 
 Each task loads its model, predicts and returns arrays; results are handed to
 ``on_result`` (which caches them) as tasks finish, so a killed run resumes with what had
-finished. Workers must see the model files and the cache at the same paths: on a
-cluster, put both on a shared filesystem. GPUs are requested per task with
-``num_gpus``.
+finished. Workers must see the model files at the same paths as the driver: on a
+cluster, put them on a shared filesystem (the cache is written by the driver only).
+GPUs are requested per task with ``num_gpus``.
 """
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
 from stacking.errors import ConfigError
-from stacking.executors._base import Executor, run_job
+from stacking.executors._base import Executor, Job, naming_model, register_executor, run_job
 
 
+def run_job_in_worker(job: Job) -> list[np.ndarray]:
+    """:func:`run_job` in a Ray worker, which outlives the task: free the model's memory
+    before the worker takes the next task (see :func:`releasing_models`)."""
+    if gc.get_freeze_count() == 0:  # once per worker: TensorFlow's import-time heap
+        gc.collect()
+        gc.freeze()
+    try:
+        with naming_model(job):
+            return run_job(job)
+    finally:
+        gc.collect()
+
+
+@register_executor
 class RayExecutor(Executor):
+    """Run each job as a Ray task on ``address`` (``None``: start or join a local Ray)."""
+
+    kind = "ray"
+
     def __init__(
         self, address: str | None = None, *, num_cpus: float = 1, num_gpus: float = 0
     ) -> None:
@@ -21,7 +45,11 @@ class RayExecutor(Executor):
         self.num_cpus = num_cpus
         self.num_gpus = num_gpus
 
-    def _connect(self):
+    @classmethod
+    def from_config(cls, cfg: Any, *, progress: bool = True) -> RayExecutor:
+        return cls(cfg.address, num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
+
+    def _connect(self) -> Any:
         try:
             import ray
         except ImportError as exc:
@@ -37,11 +65,11 @@ class RayExecutor(Executor):
                 ) from exc
         return ray
 
-    def run(self, jobs, on_result):
+    def run(self, jobs: list[Job], on_result: Callable[[Job, list[np.ndarray]], None]) -> None:
         if not jobs:
             return
         ray = self._connect()
-        task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus)(run_job)
+        task = ray.remote(num_cpus=self.num_cpus, num_gpus=self.num_gpus)(run_job_in_worker)
         pending = {task.remote(job): job for job in jobs}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)

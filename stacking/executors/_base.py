@@ -57,18 +57,9 @@ def run_job(job: Job) -> list[np.ndarray]:
     """Load the job's model, arrange each input set into the model's declared input order
     (by name when ``job.input_names`` is set), check shapes and dtypes before any
     prediction, predict every input set batch by batch, drop the model."""
-    from stacking.base import arrange_inputs, load_base_model
-    from stacking.views import predict_in_batches
-
-    model = load_base_model(
-        job.path, output=job.output, layer=job.layer, custom_objects=job.custom_objects
-    )
+    model = load_job(job)
     try:
-        arranged = [
-            arrange_inputs(model, x, job.input_names, model_name=job.model) for x in job.inputs
-        ]
-        check_inputs(model, arranged[0], model=job.model, path=job.path)
-        return [predict_in_batches(model, x, batch_size=job.batch_size) for x in arranged]
+        return predict_job(model, job)
     finally:
         del model
 

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test test-fast install install-dev lint format bench clean
+.PHONY: demo test test-fast typecheck install install-dev lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,16 @@ images-demo: install
 	$(BIN)/python experiments/images/train_base_models.py
 	$(BIN)/stacking run configs/images.yaml
 
-## test: install with the dev extra, lint, run the whole test suite
-test: install-dev lint
+## test: install with the dev extra, lint, type-check, run the whole test suite
+test: install-dev lint typecheck
 	$(BIN)/python -m pytest
 
 ## test-fast: the unit tests only (no whole experiments, no demo), for the edit-test loop
 test-fast: install-dev
 	$(BIN)/python -m pytest -m "not e2e and not slow" -q
+
+typecheck: install-dev
+	$(BIN)/mypy stacking
 
 lint: install-dev
 	$(BIN)/ruff check stacking tests experiments

@@ -48,7 +48,9 @@ def _reproduce(args) -> int:
     )
     result = experiment.run()
     print(result.summary())
-    old_id, recorded, old_ensemble = experiment.reproduces
+    assert experiment.reproduces is not None  # set by from_run
+    old_id = experiment.reproduces.run_id
+    recorded, old_ensemble = experiment.reproduces.cv_metrics, experiment.reproduces.ensemble
     differ = []
     if old_ensemble != result.ensemble:
         print(f"the selected ensemble changed: recorded {old_ensemble}, now {result.ensemble}")

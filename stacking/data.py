@@ -79,6 +79,7 @@ class Dataset:
     sample_weight: np.ndarray | None = None
     test: pd.DataFrame | None = None
     test_ids: np.ndarray | None = None
+    test_y: np.ndarray | None = None  # the test rows' encoded target, when they carry it
     source: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -184,6 +185,36 @@ def _encode_target(frame: pd.DataFrame, cfg: DataConfig, source: str):
     return y, ("binary" if len(classes) == 2 else "multiclass"), classes
 
 
+def _encode_test_target(
+    test: pd.DataFrame, cfg: DataConfig, task: str, classes: list, source: str
+) -> np.ndarray | None:
+    """The test rows' target encoded like training's, or ``None`` when it is absent.
+
+    A labelled test table is a holdout: every leaderboard entry is also scored on it.
+    """
+    targets = cfg.target if isinstance(cfg.target, list) else [cfg.target]
+    if not all(t in test.columns for t in targets):
+        return None
+    raw = test[targets]
+    if raw.isna().to_numpy().any():
+        raise DataError(
+            f"target {cfg.target!r} in {source} has missing values; drop the column to "
+            "predict without a holdout score, or fill it"
+        )
+    if task == "multilabel":
+        return raw.to_numpy().astype(int)
+    if task == "regression":
+        return raw[targets[0]].to_numpy(dtype=float)
+    codes = pd.Categorical(raw[targets[0]], categories=classes).codes.astype(int)
+    if (codes < 0).any():
+        unknown = raw[targets[0]][codes < 0].unique().tolist()[:5]
+        raise DataError(
+            f"target {cfg.target!r} in {source} has classes {unknown} that the training "
+            f"rows do not have ({classes[:10]}); a holdout needs the training classes"
+        )
+    return codes
+
+
 def _with_row_id(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     if ROW_ID in frame.columns:
         raise DataError(
@@ -241,13 +272,14 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         weight = train[cfg.weight].to_numpy(dtype=float)
         if not np.all(np.isfinite(weight)) or (weight < 0).any():
             raise DataError(f"weight column {cfg.weight!r} in {source} must be finite and >= 0")
-    test, test_ids, sources = None, None, {"train": source}
+    test, test_ids, test_y, sources = None, None, None, {"train": source}
     if cfg.test is not None:
         test = read_table(cfg.test)
         sources["test"] = str(cfg.test)
         if cfg.id is None:
             test = _with_row_id(test, str(cfg.test))
         test_ids = _ids(test, id_column, str(cfg.test))
+        test_y = _encode_test_target(test, cfg, task, classes, str(cfg.test))
     return Dataset(
         train=train,
         ids=ids,
@@ -260,5 +292,6 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         sample_weight=weight,
         test=test,
         test_ids=test_ids,
+        test_y=test_y,
         source=sources,
     )

@@ -141,33 +141,60 @@ def to_representation(
     return [np.clip(r, 0.0, 1.0) for r in raw]
 
 
+class _Shared:
+    """Views, their fold subsets and their digests shared by every base model that reads
+    the same view: one copy of the rows and one digest per view, not one per model."""
+
+    def __init__(self) -> None:
+        self.views: dict[int, ViewData] = {}
+        self.folds: dict[tuple[int, int], ViewData] = {}
+        self.digests: dict[int, str] = {}
+
+    def view(self, x: object) -> ViewData:
+        view = as_view_data(x)
+        return self.views.setdefault(id(x), view)
+
+    def fold(self, view: ViewData, k: int, rows: np.ndarray) -> ViewData:
+        key = (id(view), k)
+        if key not in self.folds:
+            self.folds[key] = view.take(rows)
+        return self.folds[key]
+
+    def digest(self, view: ViewData) -> str:
+        if id(view) not in self.digests:
+            self.digests[id(view)] = view.digest()
+        return self.digests[id(view)]
+
+
 def _plan_parts(
-    recipe: BaseModelRecipe, train: TrainRows | None, rows: list[ViewData] | None
+    recipe: BaseModelRecipe,
+    train: TrainRows | None,
+    rows: list[ViewData] | None,
+    shared: _Shared,
 ) -> tuple[list[_Part], list[_Part]]:
     """The (model file, input) parts for the OOF rows and the new rows of one model."""
-    digests: dict[int, str] = {}
 
     def part(path: Path, views: list[ViewData]) -> _Part:
         key = make_key(
             model=path_digest(path),
             output=recipe.output,
             layer=recipe.layer,
-            inputs=[digests.setdefault(id(v), v.digest()) for v in views],
+            inputs=[shared.digest(v) for v in views],
         )
         return _Part(path=path, inputs=views, key=key)
 
     oof: list[_Part] = []
     if train is not None:
-        inputs = [as_view_data(x) for x in train.inputs[recipe.name]]
+        inputs = [shared.view(x) for x in train.inputs[recipe.name]]
         if recipe.kind == "folds":
             for k, path in enumerate(recipe.fold_paths):
                 fold_rows = train.plan.test_index(k)
-                oof.append(part(path, [x.take(fold_rows) for x in inputs]))
+                oof.append(part(path, [shared.fold(x, k, fold_rows) for x in inputs]))
         else:
             oof.append(part(recipe.fold_paths[0], inputs))
     new = []
     if rows is not None:
-        views = [as_view_data(x) for x in rows]
+        views = [shared.view(x) for x in rows]
         new = [part(p, views) for p in recipe.row_paths]
     return oof, new
 
@@ -283,9 +310,10 @@ def predict_base_models(
     """
     planned = {}
     jobs: list[Job] = []
+    shared = _Shared()  # models reading the same view share its rows, folds and digest
     for recipe in recipes:
         oof_parts, new_parts = _plan_parts(
-            recipe, train, rows[recipe.name] if rows is not None else None
+            recipe, train, rows[recipe.name] if rows is not None else None, shared
         )
         for p in [*oof_parts, *new_parts]:
             p.output = cache.get(p.key)

@@ -69,6 +69,15 @@ class ExperimentResult:
         return f"{text}\n\nensemble: {self.ensemble}  results: {self.output_dir}"
 
 
+@dataclass
+class Reproduction:
+    """The recorded run an experiment re-runs (:meth:`Experiment.from_run`)."""
+
+    run_id: str
+    cv_metrics: dict[str, float]
+    ensemble: str | None
+
+
 class Experiment:
     """A configured stacking experiment; ``run()`` executes it end to end."""
 
@@ -87,7 +96,7 @@ class Experiment:
         self.tracker = tracker if tracker is not None else get_tracker(config.tracking)
         self.executor = executor or make_executor(config.executor, progress=progress)
         self.cache = cache or open_cache(config.cache)
-        self.reproduces: tuple[str, dict[str, float], str | None] | None = None
+        self.reproduces: Reproduction | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Sequence[str] = (), **kwargs) -> Experiment:
@@ -111,6 +120,11 @@ class Experiment:
         """
         recorded_run = MlflowTracker(uri=tracking_uri).fetch_run(run_id)
         raw, tags, metrics = recorded_run.config, recorded_run.tags, recorded_run.metrics
+        if raw is None:
+            raise DataError(
+                f"run {run_id} has no config.resolved.yaml artifact, so it cannot be "
+                "reproduced; was it recorded by tf-stacking?"
+            )
         raw.setdefault("tracking", {})["uri"] = tracking_uri or raw["tracking"].get("uri")
         source = f"run {run_id}'s config"
         config = parse_config(raw, root=Path.cwd(), source=source, trusted_imports=trust_imports)
@@ -124,8 +138,11 @@ class Experiment:
                     f"{config.data.train} now gives {now}; the {what} changed since that run"
                 )
         experiment = cls(config, **kwargs)
-        recorded = {k: v for k, v in metrics.items() if k.startswith("cv_")}
-        experiment.reproduces = (run_id, recorded, tags.get("stacking.ensemble"))
+        experiment.reproduces = Reproduction(
+            run_id=run_id,
+            cv_metrics={k: v for k, v in metrics.items() if k.startswith("cv_")},
+            ensemble=tags.get("stacking.ensemble"),
+        )
         return experiment
 
     # -- stages ---------------------------------------------------------------------------
@@ -165,18 +182,23 @@ class Experiment:
         return data, plan
 
     def _predict_bases(self, recipes, data: Dataset, plan: FoldPlan):
-        def inputs(frame, which):
+        """Every base model's OOF and test predictions, each model loaded once."""
+
+        def inputs(frame: pd.DataFrame, which: str) -> dict[str, list]:
             source = data.source[which]
             ids = data.ids if which == "train" else data.test_ids
-            return {
-                r.name: [
-                    read_view(
-                        frame, v, which=which, source=source, root=Path(source).parent, ids=ids
+            read: dict[str, Any] = {}  # models reading the same view share one reader
+
+            def view(spec):
+                key = spec.model_dump_json()
+                if key not in read:
+                    root = Path(source).parent
+                    read[key] = read_view(
+                        frame, spec, which=which, source=source, root=root, ids=ids
                     )
-                    for v in r.views
-                ]
-                for r in recipes
-            }
+                return read[key]
+
+            return {r.name: [view(v) for v in r.views] for r in recipes}
 
         train = TrainRows(inputs(data.train, "train"), plan, data.y, data.sample_weight)
         return predict_base_models(
@@ -190,7 +212,30 @@ class Experiment:
             batch_size=self.config.executor.batch_size,
         )
 
-    def _score(self, entries, data, plan, metric_names) -> pd.DataFrame:
+    def _fit(self, recipes, preds, data: Dataset, plan: FoldPlan, levels):
+        """The level-1 matrix of the training rows, and the stack fitted on it."""
+        features = _features(self.config)
+        level1 = build_level1(preds, data, features, include_test=False)
+        stack, meta_entries = fit_stack(
+            recipes,
+            preds,
+            level1,
+            data,
+            plan,
+            levels,
+            features=features,
+            batch_size=self.config.executor.batch_size,
+        )
+        base_mean = np.mean([p.oof for p in preds.values()], axis=0)
+        entries = [
+            *(Entry(name, "base", 1, p.oof) for name, p in preds.items()),
+            Entry(BASE_MEAN, "base_mean", 1, base_mean),
+            *meta_entries,
+        ]
+        return level1, stack, entries
+
+    def _select(self, stack, entries, data: Dataset, plan: FoldPlan, metric_names) -> Entry:
+        """Score every entry on its OOF rows; the best last-level candidate is the ensemble."""
         for entry in entries:
             score_entry(
                 entry,
@@ -200,119 +245,89 @@ class Experiment:
                 metrics=metric_names,
                 sample_weight=data.sample_weight,
             )
-        return entries
-
-    # -- the run --------------------------------------------------------------------------
-    def run(self) -> ExperimentResult:
-        cfg = self.config
-        out = preflight(self.tracker, self.output_dir or results.default_dir(cfg.name))
-        data, plan = self._load()
-        metric_names = self._metrics(data.task)
-        primary = get_metric(metric_names[0])
-        levels = self._levels(data.task)
-        recipes = resolve_recipes(cfg, data, plan)
-
-        preds = self._predict_bases(recipes, data, plan)
-        level1 = build_level1(preds, data, _features(cfg), include_test=False)
-        stack, meta_entries = fit_stack(
-            recipes,
-            preds,
-            level1,
-            data,
-            plan,
-            levels,
-            features=_features(cfg),
-            batch_size=cfg.executor.batch_size,
-        )
-        base_entries = [Entry(name, "base", 1, p.oof) for name, p in preds.items()]
-        base_mean = np.mean([p.oof for p in preds.values()], axis=0)
-        entries = [*base_entries, Entry(BASE_MEAN, "base_mean", 1, base_mean), *meta_entries]
-        self._score(entries, data, plan, metric_names)
-        ensemble = best_of([e for e in meta_entries if e.level == len(levels) + 1], primary)
+        last = max(e.level for e in entries)
+        ensemble = best_of([e for e in entries if e.level == last], get_metric(metric_names[0]))
         stack.ensemble = ensemble.name
+        return ensemble
 
-        test_out = None
-        if data.test is not None:  # the served model's own path, from the base predictions on
-            source = data.source["test"]
-            test_level1 = stack.level1(
-                {m: p.test for m, p in preds.items()}, data.test, source=source
-            )
-            test_out = stack.combine(test_level1)[ensemble.name]
-            level1.test_features = test_level1.features
+    def _predict_test(self, stack, preds, data: Dataset, level1) -> dict[str, np.ndarray]:
+        """Every entry's test predictions; the meta levels through the served path."""
+        if data.test is None:
+            return {}
+        base = {m: p.test for m, p in preds.items()}
+        test_level1 = stack.level1(base, data.test, source=data.source["test"])
+        level1.test_features = test_level1.features  # for test_predictions.parquet
+        mean = np.mean(list(base.values()), axis=0)
+        return {**base, BASE_MEAN: mean, **stack.combine(test_level1)}
+
+    def _leaderboard(self, entries, data: Dataset, metric_names, ensemble, test_out):
+        """Scores with bootstrap intervals, and ``test_<metric>`` on a labelled test table."""
         board = leaderboard(
             entries,
             data.y,
             task=data.task,
             metrics=metric_names,
             selected=ensemble.name,
-            n_resamples=cfg.meta.bootstrap,
-            seed=cfg.meta.seed,
+            n_resamples=self.config.meta.bootstrap,
+            seed=self.config.meta.seed,
             sample_weight=data.sample_weight,
         )
+        if data.test_y is not None:  # the holdout truth next to the OOF estimate
+            for name in metric_names:
+                metric = get_metric(name)
+                board[f"test_{metric.name}"] = [
+                    metric(data.test_y, test_out[model], task=data.task) for model in board.model
+                ]
+        return board
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> ExperimentResult:
+        """Every stage in order; the results folder appears whole, then the run is logged."""
+        out = preflight(self.tracker, self.output_dir or results.default_dir(self.config.name))
+        data, plan = self._load()
+        metric_names, levels = self._metrics(data.task), self._levels(data.task)
+        recipes = resolve_recipes(self.config, data, plan)
+
+        preds = self._predict_bases(recipes, data, plan)
+        level1, stack, entries = self._fit(recipes, preds, data, plan, levels)
+        ensemble = self._select(stack, entries, data, plan, metric_names)
+        test_out = self._predict_test(stack, preds, data, level1)
+        board = self._leaderboard(entries, data, metric_names, ensemble, test_out)
+
         fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
         inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}
-        weights = weights_table(fitted, inputs, data.output_names())
-        oof = results.oof_frame(data, plan, level1)
-        test_frame = results.test_frame(data, level1, test_out)
-        metrics = results.metrics_json(data, plan, entries, ensemble, metric_names, board)
-        predictor = EnsemblePredictor(stack)
-        run_id = self._write_and_record(
-            out,
-            data,
-            plan,
-            oof,
-            test_frame,
-            board,
-            weights,
-            metrics,
-            entries,
-            predictor,
-            ensemble,
-            metric_names,
-        )
-        return ExperimentResult(
+        result = ExperimentResult(
             leaderboard=board,
-            oof=oof,
-            test_predictions=test_frame,
-            weights=weights,
-            metrics=metrics,
+            oof=results.oof_frame(data, plan, level1),
+            test_predictions=results.test_frame(data, level1, test_out.get(ensemble.name)),
+            weights=weights_table(fitted, inputs, data.output_names()),
+            metrics=results.metrics_json(data, plan, entries, ensemble, metric_names, board),
             ensemble=ensemble.name,
             meta_model=fitted[ensemble.name],
-            predictor=predictor,
+            predictor=EnsemblePredictor(stack),
             output_dir=out,
-            run_id=run_id,
+            run_id=None,
         )
+        result.run_id = self._write_and_record(out, data, plan, entries, result)
+        return result
 
-    def _write_and_record(
-        self,
-        out,
-        data,
-        plan,
-        oof,
-        test_frame,
-        board,
-        weights,
-        metrics,
-        entries,
-        predictor,
-        ensemble,
-        metric_names,
-    ) -> str | None:
+    def _write_and_record(self, out, data, plan, entries, result: ExperimentResult) -> str | None:
+        """Write the results folder whole, move it into place, then record it."""
         tmp = results.write_partial(
             out,
             config=self.config.to_dict(),
             data=data,
             plan=plan,
-            oof=oof,
-            test_frame=test_frame,
-            board=board,
-            weights=weights,
-            metrics=metrics,
+            oof=result.oof,
+            test_frame=result.test_predictions,
+            board=result.leaderboard,
+            weights=result.weights,
+            metrics=result.metrics,
             entries=entries,
-            predictor=predictor,
+            predictor=result.predictor,
         )
         out = results.move_into_place(tmp, out)
-        reproduces = {"stacking.reproduces": self.reproduces[0]} if self.reproduces else None
+        reproduces = {"stacking.reproduces": self.reproduces.run_id} if self.reproduces else None
         run_id = log_results(self.tracker, out, tags=reproduces)
-        metrics.update({"run_id": run_id} if run_id else {})
+        result.metrics.update({"run_id": run_id} if run_id else {})
         return run_id

@@ -88,7 +88,7 @@ def _writer_gone(folder: Path) -> bool:
 def remove_orphans(runs_dir: Path) -> list[Path]:
     """Delete ``.<name>.partial`` folders under ``runs_dir`` whose writer process is gone
     (killed mid-write); folders of live writers are left alone. Returns what was removed."""
-    removed = []
+    removed: list[Path] = []
     if not runs_dir.is_dir():
         return removed
     for folder in runs_dir.glob(".*.partial"):
@@ -125,7 +125,7 @@ def model_example(data: Dataset, predictor, test_predictions: pd.DataFrame | Non
     The rows hold only the id and the columns the base models' views read (never the
     target, weight or fold columns), so unlabeled rows fit the signature.
     """
-    frame = data.test if test_predictions is not None else data.train
+    frame = data.test if test_predictions is not None and data.test is not None else data.train
     needed: list[str] = []
     stack = getattr(predictor, "stack", predictor)  # a FittedStack holds the recipes
     for recipe in stack.base_models:

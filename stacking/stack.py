@@ -108,9 +108,10 @@ class FittedStack:
         )
 
     def combine(self, level1: Level1) -> dict[str, np.ndarray]:
-        """Every meta-model's prediction of the rows of ``level1``, level after level."""
+        """Every meta-model's prediction of the rows of ``level1``, level after level
+        (the selected ensemble's among them)."""
         blocks, features = level1.blocks, level1.features.to_numpy()
-        outputs: dict[str, np.ndarray] = {}
+        every: dict[str, np.ndarray] = {}
         for level in self.levels:
             outputs = {
                 m.name: predict_output(
@@ -121,8 +122,9 @@ class FittedStack:
                 )
                 for m in level
             }
+            every.update(outputs)
             blocks = features = next_level_input(list(outputs.values()), self.task)
-        return outputs
+        return every
 
     def predict_proba(
         self,

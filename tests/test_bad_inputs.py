@@ -328,7 +328,7 @@ ROWS = {
         "config",
         "base model named `a__b`",
         ConfigError,
-        r"base model name 'a__b' must start with a letter.*not contain '__'",
+        r"base model name 'a__b' must start with a letter.*neither contain '__' nor end in '_'",
         _set("base_models.a__b", {"path": "m.keras", "input": "x", "trained_on": "external"}),
     ),
     "config-unknown-view": Row(
@@ -527,7 +527,7 @@ ROWS = {
         "base models",
         "corrupt `.keras` file",
         BaseModelError,
-        r"cannot load Keras model '.*broken\.keras'",
+        r"cannot load Keras model '.*broken\.keras': the file is not a \.keras archive",
         _only_outside("broken.keras", b"not a zip archive"),
     ),
     "base-input-shape": Row(
@@ -535,7 +535,7 @@ ROWS = {
         "view of 3 columns for a model of 4 inputs",
         BaseModelError,
         r"base model 'folds' \(fold_0\.keras\) expects input shape\(s\) \[\(4,\)\] "
-        r"\['input_layer'\] but its input view gives \[\(3,\)\]",
+        r"\['input_layer(_\d+)?'\] but its input view gives \[\(3,\)\]",
         _set("data.views.x", {"columns": ["f_0", "f_1", "f_2"]}),
     ),
     # -- meta -----------------------------------------------------------------------------

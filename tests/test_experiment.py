@@ -193,3 +193,43 @@ def test_experiment_joins_the_callers_active_run(multiclass_project, tmp_path):
         assert result.run_id == mine.info.run_id
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_labelled_test_table_gives_holdout_scores_equal_to_scikit_learn(
+    multiclass_project, tmp_path
+):
+    """A test table that carries the target is a holdout: every leaderboard row gains
+    test_<metric>, recomputed here with scikit-learn on the test rows."""
+    from conftest import _frame
+    from sklearn.metrics import accuracy_score, log_loss
+
+    frame, _ = _frame("multiclass", 360, seed=7)
+    labelled = frame.iloc[200:260]  # the project's test rows, with their labels
+    labelled.to_csv(tmp_path / "test_labelled.csv", index=False)
+    cfg = multiclass_project.config(
+        tmp_path,
+        **{
+            "data.test": str(tmp_path / "test_labelled.csv"),
+            "metrics": ["log_loss", "accuracy"],
+            "meta.candidates": ["logistic", "mean"],
+            "meta.bootstrap": 0,
+        },
+    )
+    result = Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
+    board = result.leaderboard.set_index("model")
+    assert {"test_log_loss", "test_accuracy"} <= set(board.columns)
+    y = pd.Categorical(labelled["y"], categories=["ant", "bee", "cat"]).codes
+    proba = result.test_predictions[["ensemble__ant", "ensemble__bee", "ensemble__cat"]]
+    ensemble = board.loc[result.ensemble]
+    np.testing.assert_allclose(ensemble["test_log_loss"], log_loss(y, proba), rtol=1e-9)
+    assert ensemble["test_accuracy"] == accuracy_score(y, proba.to_numpy().argmax(axis=1))
+    # Base rows are scored on their own test predictions (the level-1 test features).
+    wide = result.test_predictions[["wide__ant", "wide__bee", "wide__cat"]]
+    np.testing.assert_allclose(board.loc["wide", "test_log_loss"], log_loss(y, wide), rtol=1e-9)
+    # The parent MLflow run carries the chosen ensemble's holdout score.
+    import mlflow
+
+    from stacking import load_config
+
+    run = mlflow.MlflowClient(load_config(cfg).tracking.uri).get_run(result.run_id)
+    assert run.data.metrics["test_log_loss"] == pytest.approx(log_loss(y, proba))

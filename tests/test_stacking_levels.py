@@ -138,8 +138,19 @@ def test_test_with_full_predicts_test_rows_with_the_full_model(multiclass_projec
 
     models = tmp_path / "wide"
     shutil.copytree(multiclass_project.root / "models/wide", models)
-    # Any model trained on all rows would do; fold 2's stands in for it here.
+    # Any model trained on all rows would do; fold 2's stands in for it here. A file
+    # added after training must be recorded in the manifest (its hash is checked).
     shutil.copy(models / "fold_2.keras", models / "full.keras")
+    from stacking.base import write_manifest
+    from stacking.folds import FoldPlan
+
+    write_manifest(
+        models,
+        fold_plan=FoldPlan.from_csv(models / "folds.csv"),
+        task="multiclass",
+        classes=["ant", "bee", "cat"],
+        has_full=True,
+    )
     result = _run(
         multiclass_project,
         tmp_path,

@@ -15,6 +15,7 @@ the shapes they were built with, and their outputs by one probe call).
 from __future__ import annotations
 
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -205,6 +206,13 @@ class KerasLoader(ModelLoader):
         import keras
 
         import_custom_objects(custom_objects, path=path)
+        if path.suffix.lower() == ".keras" and not zipfile.is_zipfile(path):
+            # Keras itself reports "File not found" for a file that exists but is damaged.
+            raise BaseModelError(
+                f"cannot load Keras model {str(path)!r}: the file is not a .keras archive "
+                "(damaged, truncated or another format); save the model again with "
+                "model.save(PATH.keras)"
+            )
         try:
             model = keras.models.load_model(path, compile=False, safe_mode=True)
         except Exception as exc:

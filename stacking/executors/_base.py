@@ -149,7 +149,7 @@ def naming_model(job: Job) -> Iterator[None]:
 
 
 @contextmanager
-def releasing_models() -> Iterator[Callable[[], None]]:
+def releasing_models() -> Iterator[Callable[[], int]]:
     """Yield ``release()``: give back the memory of models dropped since the last call.
 
     A Keras model is a web of reference cycles (layers, nodes, traced functions), so

@@ -62,10 +62,10 @@ def _signature(mlflow, example, id_column: str | None):
     come without one, and the model then numbers them)."""
     if example is None:
         return None
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
     signature = mlflow.models.infer_signature(*example)
-    inputs = [
+    inputs: list[ColSpec | TensorSpec] = [
         ColSpec(c.type, c.name, required=c.name != id_column) for c in signature.inputs.inputs
     ]
     signature.inputs = Schema(inputs)
@@ -117,7 +117,9 @@ def log_datasets(mlflow, datasets: list[DatasetRecord]) -> None:
         with warnings.catch_warnings():  # "can be interpreted in multiple ways": a file
             warnings.simplefilter("ignore", UserWarning)
             source = resolve_dataset_source(ds.source)
-        dataset = MetaDataset(
+        # MLflow marks Dataset.profile abstract but MetaDataset is meant to be instantiated
+        # as is (MLflow's own docs do); its profile is simply None.
+        dataset = MetaDataset(  # type: ignore[abstract]
             source=source,
             name=Path(ds.source).name,
             digest=ds.digest,

@@ -36,7 +36,7 @@ def session(uri: str | None, http: dict[str, str], *, force: bool = False) -> It
     db_log = logging.getLogger("mlflow.store.db.utils")
     saved_level = db_log.level
     db_log.setLevel(logging.CRITICAL)
-    saved_env = {k: os.environ.get(k) for k in http}
+    saved_env: dict[str, str | None] = {k: os.environ.get(k) for k in http}
     for key, value in http.items():
         if force or key not in os.environ:
             os.environ[key] = value
@@ -49,11 +49,11 @@ def session(uri: str | None, http: dict[str, str], *, force: bool = False) -> It
         db_log.setLevel(saved_level)
         if previous is not None:
             mlflow.set_tracking_uri(previous)
-        for key, value in saved_env.items():
-            if value is None:
+        for key, saved in saved_env.items():
+            if saved is None:
                 os.environ.pop(key, None)
             else:
-                os.environ[key] = value
+                os.environ[key] = saved
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -220,11 +220,13 @@ def test_labelled_test_table_gives_holdout_scores_equal_to_scikit_learn(
     assert {"test_log_loss", "test_accuracy"} <= set(board.columns)
     y = pd.Categorical(labelled["y"], categories=["ant", "bee", "cat"]).codes
     proba = result.test_predictions[["ensemble__ant", "ensemble__bee", "ensemble__cat"]]
+    proba = proba.to_numpy() / proba.to_numpy().sum(axis=1, keepdims=True)  # as metrics does
     ensemble = board.loc[result.ensemble]
     np.testing.assert_allclose(ensemble["test_log_loss"], log_loss(y, proba), rtol=1e-9)
-    assert ensemble["test_accuracy"] == accuracy_score(y, proba.to_numpy().argmax(axis=1))
+    assert ensemble["test_accuracy"] == accuracy_score(y, proba.argmax(axis=1))
     # Base rows are scored on their own test predictions (the level-1 test features).
-    wide = result.test_predictions[["wide__ant", "wide__bee", "wide__cat"]]
+    wide = result.test_predictions[["wide__ant", "wide__bee", "wide__cat"]].to_numpy()
+    wide = wide / wide.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(board.loc["wide", "test_log_loss"], log_loss(y, wide), rtol=1e-9)
     # The parent MLflow run carries the chosen ensemble's holdout score.
     import mlflow

@@ -224,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
     )
     run.add_argument("--output", help="results directory (default runs/<name>-<timestamp>)")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--quiet", action="store_true", help="print only the leaderboard (no stage lines or bars)"
+    )
     run.set_defaults(func=_run)
 
     predict = sub.add_parser(

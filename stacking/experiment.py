@@ -12,7 +12,10 @@ cross-fitted on the same folds, level after level → leaderboard with bootstrap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +72,40 @@ class ExperimentResult:
         return f"{text}\n\nensemble: {self.ensemble}  results: {self.output_dir}"
 
 
+class Progress:
+    """One line per stage on stderr, with its time, and a closing summary.
+
+    ``enabled=False`` (``stacking run --quiet``, tests) prints nothing: the leaderboard is
+    the caller's to print.
+    """
+
+    def __init__(self, enabled: bool = True, stream: Any = None) -> None:
+        self.enabled = enabled
+        self.stream = stream
+        self.times: dict[str, float] = {}
+        self._started = time.perf_counter()
+
+    def line(self, stage: str, seconds: float, detail: str = "") -> None:
+        self.times[stage] = self.times.get(stage, 0.0) + seconds
+        if self.enabled:
+            print(f"{stage:<11}{seconds:7.1f} s  {detail}".rstrip(), file=self.stream or sys.stderr)
+
+    @contextmanager
+    def stage(self, name: str, detail: str = "") -> Iterator[dict[str, str]]:
+        """Time the block; it may set ``info["detail"]`` to say what it did."""
+        info = {"detail": detail}
+        started = time.perf_counter()
+        yield info
+        self.line(name, time.perf_counter() - started, info["detail"])
+
+    def summary(self, preds: dict) -> None:
+        cached = sum(p.cached for p in preds.values())
+        computed = sum(p.computed for p in preds.values())
+        total = time.perf_counter() - self._started
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in self.times.items())
+        self.line("done", total, f"cache: {cached} hits, {computed} computed; {stages}")
+
+
 @dataclass
 class Reproduction:
     """The recorded run an experiment re-runs (:meth:`Experiment.from_run`)."""
@@ -95,6 +132,7 @@ class Experiment:
         self.output_dir = Path(output_dir) if output_dir else None
         self.tracker = tracker if tracker is not None else get_tracker(config.tracking)
         self.executor = executor or make_executor(config.executor, progress=progress)
+        self.progress = Progress(progress)
         self.cache = cache or open_cache(config.cache)
         self.reproduces: Reproduction | None = None
 
@@ -225,6 +263,9 @@ class Experiment:
             levels,
             features=features,
             batch_size=self.config.executor.batch_size,
+            on_candidate=lambda name, level, seconds: self.progress.line(
+                "meta", seconds, f"{name} (level {level}) cross-fitted on every fold and refit"
+            ),
         )
         base_mean = np.mean([p.oof for p in preds.values()], axis=0)
         entries = [
@@ -283,16 +324,28 @@ class Experiment:
     # -- the run --------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
         """Every stage in order; the results folder appears whole, then the run is logged."""
-        out = preflight(self.tracker, self.output_dir or results.default_dir(self.config.name))
-        data, plan = self._load()
-        metric_names, levels = self._metrics(data.task), self._levels(data.task)
-        recipes = resolve_recipes(self.config, data, plan)
-
-        preds = self._predict_bases(recipes, data, plan)
+        stage = self.progress.stage
+        with stage("checks", "config, output folder, tracking store"):
+            out = preflight(self.tracker, self.output_dir or results.default_dir(self.config.name))
+        with stage("data") as info:
+            data, plan = self._load()
+            metric_names, levels = self._metrics(data.task), self._levels(data.task)
+            recipes = resolve_recipes(self.config, data, plan)
+            info["detail"] = (
+                f"{len(data.ids)} rows ({data.task}), {plan.n_splits} folds, "
+                f"{len(recipes)} base models checked"
+            )
+        with stage("inference") as info:
+            preds = self._predict_bases(recipes, data, plan)
+            cached = sum(p.cached for p in preds.values())
+            computed = sum(p.computed for p in preds.values())
+            info["detail"] = f"{computed} predictions computed, {cached} from the cache"
         level1, stack, entries = self._fit(recipes, preds, data, plan, levels)
-        ensemble = self._select(stack, entries, data, plan, metric_names)
-        test_out = self._predict_test(stack, preds, data, level1)
-        board = self._leaderboard(entries, data, metric_names, ensemble, test_out)
+        with stage("scores", f"{len(entries)} entries") as info:
+            ensemble = self._select(stack, entries, data, plan, metric_names)
+            test_out = self._predict_test(stack, preds, data, level1)
+        with stage("bootstrap", f"{self.config.meta.bootstrap} paired resamples"):
+            board = self._leaderboard(entries, data, metric_names, ensemble, test_out)
 
         fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
         inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}
@@ -309,10 +362,23 @@ class Experiment:
             run_id=None,
         )
         result.run_id = self._write_and_record(out, data, plan, entries, result)
+        self.progress.summary(preds)
         return result
 
     def _write_and_record(self, out, data, plan, entries, result: ExperimentResult) -> str | None:
         """Write the results folder whole, move it into place, then record it."""
+        with self.progress.stage("results", str(out)):
+            out = self._write(out, data, plan, entries, result)
+        with self.progress.stage("tracking") as info:
+            reproduces = (
+                {"stacking.reproduces": self.reproduces.run_id} if self.reproduces else None
+            )
+            run_id = log_results(self.tracker, out, tags=reproduces)
+            info["detail"] = f"run {run_id}" if run_id else "off"
+        result.metrics.update({"run_id": run_id} if run_id else {})
+        return run_id
+
+    def _write(self, out, data, plan, entries, result: ExperimentResult) -> Path:
         tmp = results.write_partial(
             out,
             config=self.config.to_dict(),
@@ -326,8 +392,4 @@ class Experiment:
             entries=entries,
             predictor=result.predictor,
         )
-        out = results.move_into_place(tmp, out)
-        reproduces = {"stacking.reproduces": self.reproduces.run_id} if self.reproduces else None
-        run_id = log_results(self.tracker, out, tags=reproduces)
-        result.metrics.update({"run_id": run_id} if run_id else {})
-        return run_id
+        return results.move_into_place(tmp, out)

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -334,6 +336,7 @@ def fit_stack(
     *,
     features: FeaturesConfig,
     batch_size: int = 4096,
+    on_candidate: Callable[[str, int, float], None] | None = None,
 ) -> tuple[FittedStack, list[Entry]]:
     """Cross-fit every level on the fold plan and refit it on all rows.
 
@@ -346,6 +349,7 @@ def fit_stack(
     for depth, candidates in enumerate(levels, start=2):
         members, oofs = [], []
         for cand in candidates:
+            started = time.perf_counter()
             X = X_blocks if cand.uses_blocks else X_features
             if "columns_per_model" in cand.estimator.get_params():
                 # Explicit, so a meta fold missing a class still reads the layout right.
@@ -366,6 +370,8 @@ def fit_stack(
             )
             entries.append(Entry(cand.name, "meta", depth, oof))
             oofs.append(oof)
+            if on_candidate is not None:
+                on_candidate(cand.name, depth, time.perf_counter() - started)
         fitted_levels.append(members)
         X_blocks = X_features = next_level_input(oofs, data.task)
         block_models = [c.name for c in candidates]

@@ -226,3 +226,24 @@ def test_cli_debug_shows_tensorflow_logging_again(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" in proc.stderr and "BaseModelError" in proc.stderr
     assert "oneDNN" in proc.stderr or "cuda" in proc.stderr  # TF's own lines are back
+
+
+def test_cli_run_prints_one_line_per_stage_and_a_summary(multiclass_project, tmp_path, capsys):
+    cfg = multiclass_project.config(tmp_path, **{"meta.candidates": ["logistic", "mean"]})
+    assert main(["run", str(cfg), "--output", str(tmp_path / "loud")]) == 0
+    err = capsys.readouterr().err
+    stages = [line.split()[0] for line in err.splitlines() if line and line[0].isalpha()]
+    for stage in ["checks", "data", "inference", "meta", "scores", "bootstrap", "results"]:
+        assert stage in stages, err
+    assert stages.count("meta") == 2  # one line per candidate
+    assert stages[-1] == "done" and "tracking" in stages
+    computed = re.search(r"cache: 0 hits, (\d+) computed", err.splitlines()[-1])
+    assert computed and int(computed.group(1)) > 0
+    # --quiet: the leaderboard only.
+    assert main(["run", str(cfg), "--quiet", "--output", str(tmp_path / "quiet")]) == 0
+    out = capsys.readouterr()
+    assert out.err == "" and out.out.startswith("leaderboard")
+    # A warm rerun says that every prediction came from the cache.
+    assert main(["run", str(cfg), "--output", str(tmp_path / "warm")]) == 0
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert f"cache: {computed.group(1)} hits, 0 computed" in last

@@ -85,6 +85,9 @@ def mixed(tmp_path_factory):
     test = _table(N_TEST, rng, root / "images")
     train.to_csv(root / "train.csv", index=False)
     test.drop(columns="y").to_csv(root / "test.csv", index=False)
+    # Per-row (2, 3) arrays, row-aligned with each table: e.g. precomputed embeddings.
+    np.save(root / "train_emb.npy", rng.normal(size=(N_TRAIN, 2, 3)).astype("float32"))
+    np.savez(root / "test_emb.npz", emb=rng.normal(size=(N_TEST, 2, 3)).astype("float32"))
     raw = {
         "name": "mixed",
         "data": {
@@ -98,6 +101,9 @@ def mixed(tmp_path_factory):
                 "back": {"columns": ["f_2", "f_3"]},
                 "img": {"image": "path", "size": [6, 6], "channels": 3},
                 "words": {"text": "text"},
+                "emb": {
+                    "array": {"train": "train_emb.npy", "test": "test_emb.npz:emb", "column": "emb"}
+                },
             },
         },
         "folds": {"kind": "stratified", "n_splits": N_SPLITS},
@@ -111,6 +117,7 @@ def mixed(tmp_path_factory):
             "lite": {"path": "models/lite.tflite", "input": "x", "trained_on": "external"},
             "cnn": {"path": "models/cnn.keras", "input": "img", "trained_on": "external"},
             "txt": {"path": "models/txt.keras", "input": "words", "trained_on": "external"},
+            "arr": {"path": "models/arr.keras", "input": "emb", "trained_on": "external"},
         },
         "meta": {"candidates": ["logistic", "mean"], "bootstrap": 0},
         "tracking": {"enabled": False},
@@ -158,6 +165,10 @@ def mixed(tmp_path_factory):
     )
     cnn.save(root / "models/cnn.keras")
     _text_model().save(root / "models/txt.keras")
+    arr = keras.Sequential(
+        [keras.Input((2, 3)), keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")]
+    )
+    arr.save(root / "models/arr.keras")
     return root
 
 
@@ -171,7 +182,7 @@ def test_one_config_mixes_every_model_kind_and_input(mixed, tmp_path):
     result = Experiment.from_yaml(
         mixed / "config.yaml", output_dir=tmp_path / "out", progress=False
     ).run()
-    assert {"seq", "two", "lite", "cnn", "txt"} <= set(result.leaderboard.model)
+    assert {"seq", "two", "lite", "cnn", "txt", "arr"} <= set(result.leaderboard.model)
 
     train = pd.read_csv(mixed / "train.csv")
     # The SavedModel got its inputs by name (zeta = f_0, f_1; alpha = f_2, f_3).
@@ -198,10 +209,98 @@ def test_one_config_mixes_every_model_kind_and_input(mixed, tmp_path):
         txt(tf.constant(train[["text"]].to_numpy().astype(str))).numpy(),
         atol=1e-5,
     )
-    # Served from the results folder on unlabeled rows, from another working folder.
+    # The array model read the memory-mapped .npy rows.
+    arr = keras.models.load_model(mixed / "models/arr.keras")
+    np.testing.assert_allclose(
+        oof[["arr__a", "arr__b", "arr__c"]],
+        arr(np.load(mixed / "train_emb.npy")).numpy(),
+        atol=1e-5,
+    )
+    # Served from the results folder on unlabeled rows, from another working folder; new
+    # rows carry each row's array in the view's column.
     test = pd.read_csv(mixed / "test.csv")
+    test["emb"] = list(np.load(mixed / "test_emb.npz")["emb"])
     served = load_predictor(tmp_path / "out").predict(test, root=mixed)
     ensemble = [c for c in served.columns if c.startswith("ensemble__")]
     np.testing.assert_allclose(
         served[ensemble].to_numpy(), result.test_predictions[ensemble].to_numpy(), atol=1e-12
+    )
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_unlabeled_rows_of_every_view(mixed, tmp_path):
+    """`mlflow models serve` of the logged ensemble: image paths, text and columns over
+    HTTP, without the label, equal the run's own test predictions."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    import mlflow
+
+    from stacking import Experiment
+
+    raw = yaml.safe_load((mixed / "config.yaml").read_text())
+    raw["base_models"].pop("arr")  # array rows travel as files, not as JSON cells
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    raw["tracking"] = {"uri": uri, "experiment": "serve"}
+    for key in ("train", "test"):
+        raw["data"][key] = str(mixed / raw["data"][key])
+    for spec in raw["base_models"].values():
+        spec["path"] = str(mixed / spec["path"])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    result = Experiment.from_yaml(
+        tmp_path / "c.yaml", output_dir=tmp_path / "out", progress=False
+    ).run()
+    model_id = (
+        mlflow.MlflowClient(uri).get_run(result.run_id).data.tags["stacking.ensemble_model_id"]
+    )
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from the venv
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "models", "serve"]
+    cmd += ["-m", f"models:/{model_id}", "--env-manager", "local"]
+    cmd += ["-h", "127.0.0.1", "-p", str(port)]
+    server = subprocess.Popen(  # relative image paths resolve against the server's folder
+        cmd,
+        cwd=mixed,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow models serve did not start"
+                time.sleep(1)
+        rows = pd.read_csv(mixed / "test.csv")  # no label column
+        body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split"))})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        server.stderr.close()
+    served = pd.DataFrame(answer["predictions"])
+    ensemble = [c for c in result.test_predictions.columns if c.startswith("ensemble__")]
+    np.testing.assert_allclose(
+        served[ensemble].to_numpy(), result.test_predictions[ensemble].to_numpy(), atol=1e-9
     )

@@ -187,7 +187,9 @@ def plot_weights(results: Results, out: Path) -> Path | None:
         ax.set_xlabel(f"weight (output {table.columns[0]})")
     else:
         limit = float(np.nanmax(np.abs(table.to_numpy(float)))) or 1.0
-        image = ax.imshow(table.to_numpy(float), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        image = ax.imshow(
+            table.to_numpy(float), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto"
+        )
         ax.set_xticks(range(table.shape[1]), table.columns.astype(str))
         ax.set_yticks(range(table.shape[0]), table.index)
         ax.set_xlabel("output")

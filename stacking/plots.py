@@ -213,7 +213,8 @@ def plot_confusion(results: Results, out: Path) -> Path:
     for ax, matrix, title in zip(np.atleast_1d(fig.subplots(1, len(matrices))), matrices, titles):
         ax.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):
-            ax.text(j, i, str(value), ha="center", va="center", fontsize=8)
+            color = "white" if value > matrix.max() / 2 else "black"
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=8, color=color)
         ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right")
         ax.set_yticks(range(len(ticks)), ticks)
         ax.set_xlabel("predicted")

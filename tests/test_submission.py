@@ -72,6 +72,19 @@ def test_submission_regression_holds_the_value(regression_run, regression_projec
     np.testing.assert_allclose(sub["y"], preds["ensemble__pred"])
 
 
+def test_submission_multilabel_holds_one_column_per_label(
+    multilabel_project, tmp_path_factory, tmp_path
+):
+    results = _run(multilabel_project, tmp_path_factory.mktemp("submission-multilabel"))
+    preds, sub = _predict(results, multilabel_project, tmp_path)
+    assert list(sub.columns) == ["id", "a", "b", "c"]
+    proba = preds[["ensemble__a", "ensemble__b", "ensemble__c"]].to_numpy()
+    np.testing.assert_array_equal(sub[["a", "b", "c"]].to_numpy(), (proba >= 0.5).astype(int))
+    # The same labels as the predictions file's comma-joined `prediction` column.
+    joined = [",".join(k for k, on in zip("abc", row) if on) for row in sub[["a", "b", "c"]].values]
+    assert joined == preds["prediction"].fillna("").tolist()
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

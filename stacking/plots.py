@@ -293,9 +293,11 @@ def write_plots(results_dir: str | Path) -> list[Path]:
     written = [plot_leaderboard(results, out)]
     if len(results.base_models("correlation.png")) >= 2:
         written.append(plot_correlation(results, out))
-    written.append(plot_weights(results, out))
+    weights = plot_weights(results, out)
+    if weights is not None:
+        written.append(weights)
     if task == "regression":
         written.append(plot_residuals(results, out))
     else:
         written += [plot_confusion(results, out), plot_calibration(results, out)]
-    return [p for p in written if p is not None]
+    return written

@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from stacking.errors import ConfigError, StackingError
+from stacking.errors import ConfigError, DataError, StackingError
 
 
 def _run(args) -> int:
@@ -83,21 +83,32 @@ def _predict(args) -> int:
 
         model = MlflowTracker(uri=args.tracking_uri).download_model(model)
     out = Path(args.output)
-    if out.suffix.lower() not in {".csv", ".parquet"}:
-        raise ConfigError(f"--output {str(out)!r} must end in .csv or .parquet")
+    submission = Path(args.submission) if args.submission else out
+    for flag, path in (("--output", out), ("--submission", submission)):
+        if path.suffix.lower() not in {".csv", ".parquet"}:
+            raise ConfigError(f"{flag} {str(path)!r} must end in .csv or .parquet")
+    if (args.proba or args.target_column) and not args.submission:
+        raise ConfigError("--proba and --target-column shape the --submission file; add one")
     predictor = load_predictor(model)
     rows = Path(args.data)  # relative image paths start from the rows file's folder
     result = predictor.predict(read_table(rows), root=rows.parent, source=str(rows))
-    tmp = out.with_name(f".{out.name}.partial")
-    try:
-        if out.suffix.lower() == ".csv":
-            result.to_csv(tmp, index=False)
-        else:
-            result.to_parquet(tmp, index=False)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    frames = [(out, result)]
+    if args.submission:
+        target = args.target_column or _target_name(Path(model))
+        frames.append((submission, _submission(result, predictor, args.proba, target)))
+    for path, frame in frames:
+        tmp = path.with_name(f".{path.name}.partial")
+        try:
+            if path.suffix.lower() == ".csv":
+                frame.to_csv(tmp, index=False)
+            else:
+                frame.to_parquet(tmp, index=False)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
     print(f"wrote {len(result)} predictions to {out}")
+    if args.submission:
+        print(f"wrote a submission of {len(result)} rows to {submission}")
     return 0
 
 
@@ -183,6 +194,43 @@ def format_runs(found, *, metric: str | None = None) -> str:
     return table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="-")
 
 
+def _target_name(model: Path) -> str:
+    """The training target's column name, from ``config.resolved.yaml`` of the results
+    folder (``model`` or the parent of its ``ensemble/``); ``prediction`` without one."""
+    import yaml
+
+    for folder in (model, model.parent):
+        path = folder / "config.resolved.yaml"
+        if path.is_file():
+            target = (yaml.safe_load(path.read_text()).get("data") or {}).get("target")
+            if isinstance(target, str):
+                return target
+    return "prediction"
+
+
+def _submission(result, predictor, proba: bool, target: str):
+    """Kaggle's layout: the id column, then the label (or value) named like the target;
+    ``proba``: one column per class named by the class. Multilabel: one 0/1 (or
+    probability) column per label."""
+    import pandas as pd
+
+    stack, id_column = predictor.stack, predictor.id_column
+    if id_column not in result.columns:
+        raise DataError(
+            f"the rows have no id column {id_column!r}, which a submission needs; "
+            "add it to the data file or drop --submission"
+        )
+    if proba and stack.task == "regression":
+        raise ConfigError("--proba is for classification; this ensemble is a regression one")
+    names = [f"ensemble__{n}" for n in stack.output_names]
+    if proba or stack.task == "multilabel":
+        values = result[names].set_axis(stack.output_names, axis=1)
+        if not proba:
+            values = (values >= 0.5).astype(int)
+        return pd.concat([result[[id_column]], values], axis=1)
+    return pd.DataFrame({id_column: result[id_column], target: result["prediction"]})
+
+
 def _inspect(args) -> int:
     from stacking.base import inspect_model
 
@@ -238,6 +286,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("data", help="CSV or Parquet rows with the base models' input columns")
     predict.add_argument("--output", required=True, help="predictions file (.csv or .parquet)")
     predict.add_argument("--tracking-uri", help="MLflow store of a model URI (default: MLflow's)")
+
+    predict.add_argument(
+        "--submission",
+        help="also write a Kaggle-style file (.csv or .parquet): the id and the predicted "
+        "class or value",
+    )
+    predict.add_argument(
+        "--proba",
+        action="store_true",
+        help="the submission holds one probability column per class, named by the class",
+    )
+    predict.add_argument(
+        "--target-column",
+        help="name of the submission's prediction column (default: the training target's)",
+    )
     predict.set_defaults(func=_predict)
 
     reproduce = sub.add_parser(

@@ -31,6 +31,7 @@ ORDER = [
     "stack",
     "predictor",
     "results",
+    "plots",
     "tracking",
     "experiment",
     "cli",
@@ -70,6 +71,8 @@ def test_layering_imports_point_down_the_data_flow(path):
         if top in ("tensorflow", "keras"):
             # views decodes images with keras.utils inside its tf.data pipeline, lazily.
             assert own in ("base", "meta", "training", "views"), f"{path.name} imports {top}"
+        if top == "matplotlib":
+            assert own == "plots", f"only plots may import matplotlib; {path.name} does"
 
 
 def test_layering_importing_the_package_loads_neither_tensorflow_nor_mlflow():

@@ -1,0 +1,303 @@
+"""Pictures of a finished results folder: what a researcher looks at first.
+
+:func:`write_plots` reads the files of DESIGN.md's results directory (``oof.parquet``,
+``meta_oof.parquet``, ``leaderboard.csv``, ``weights.csv``, ``metrics.json``) and writes
+PNGs into ``<results>/plots/``:
+
+- ``correlation.png``: the base models' OOF correlation (averaged over classes/labels);
+  highly correlated base models leave stacking little to gain.
+- ``leaderboard.png``: the primary metric per entry and ``delta_vs_best_base`` with its
+  bootstrap interval (``ci_low``/``ci_high``).
+- ``weights.png``: the selected ensemble's weights, when ``weights.csv`` has rows for it.
+- classification: ``confusion.png`` and ``calibration.png`` (reliability diagram);
+  regression: ``residuals.png``; all from the selected ensemble's OOF predictions.
+
+>>> write_plots("runs/digits-20261129-101500")   # [PosixPath('.../plots/correlation.png'), …]
+
+Figures are drawn on :class:`matplotlib.figure.Figure` objects, never through ``pyplot``:
+no display, no global backend switch (a notebook's inline backend stays as it was).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from stacking.errors import DataError, DataFileNotFoundError
+
+DPI = 100
+N_BINS = 10
+
+
+class Results:
+    """The files of one results folder, read lazily, with the names the plots need."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise DataFileNotFoundError(
+                f"results folder {str(self.directory)!r} does not exist; pass the --output "
+                "folder of a finished `stacking run`"
+            )
+
+    def _path(self, name: str, purpose: str) -> Path:
+        path = self.directory / name
+        if not path.is_file():
+            raise DataFileNotFoundError(
+                f"results folder {str(self.directory)!r} has no {name} (needed for {purpose}); "
+                "pass the folder of a finished `stacking run`"
+            )
+        return path
+
+    def metrics(self, purpose: str) -> dict:
+        return json.loads(self._path("metrics.json", purpose).read_text())
+
+    def table(self, name: str, purpose: str) -> pd.DataFrame:
+        path = self._path(name, purpose)
+        return pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+
+    def base_models(self, purpose: str) -> list[str]:
+        board = self.table("leaderboard.csv", purpose)
+        return [str(m) for m in board.loc[board.role == "base", "model"]]
+
+    def ensemble_oof(self, purpose: str) -> tuple[str, list[str], pd.DataFrame, np.ndarray]:
+        """Task, output names, the truth (target columns of oof.parquet), ensemble OOF."""
+        info = self.metrics(purpose)
+        oof = self.table("oof.parquet", purpose)
+        meta = self.table("meta_oof.parquet", purpose)
+        prefix = f"{info['ensemble']}__"
+        columns = [c for c in meta.columns if c.startswith(prefix)]
+        if not columns:
+            raise DataError(
+                f"{self.directory / 'meta_oof.parquet'} has no {prefix}* columns for the "
+                f"selected ensemble {info['ensemble']!r}; the folder is incomplete, re-run it"
+            )
+        outputs = [c.removeprefix(prefix) for c in columns]
+        truth = oof[target_columns(oof, self.base_models(purpose))]
+        return info["task"], outputs, truth, meta[columns].to_numpy(dtype=float)
+
+
+def target_columns(oof: pd.DataFrame, base_models: list[str]) -> list[str]:
+    """The columns between ``fold`` and the first level-1 column of ``oof.parquet``."""
+    prefixes = tuple(f"{m}__" for m in base_models)
+    columns = list(oof.columns)
+    start = columns.index("fold") + 1
+    end = next(i for i, c in enumerate(columns) if c.startswith(prefixes))
+    return columns[start:end]
+
+
+def _one_hot(task: str, outputs: list[str], truth: pd.DataFrame) -> np.ndarray:
+    """The truth as a 0/1 matrix aligned with the ensemble's output columns."""
+    if task == "multilabel":
+        return truth[outputs].to_numpy(dtype=float)
+    labels = truth.iloc[:, 0].astype(str).to_numpy()
+    return (labels[:, None] == np.asarray(outputs)[None, :]).astype(float)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, format="png")
+    return path
+
+
+def plot_correlation(results: Results, out: Path) -> Path:
+    """Heatmap of the base models' OOF correlation, averaged over their common outputs."""
+    bases = results.base_models("correlation.png")
+    oof = results.table("oof.parquet", "correlation.png")
+    outputs = sorted(
+        {c.split("__", 1)[1] for c in oof.columns if c.split("__", 1)[0] in bases and "__" in c}
+    )
+    shared = [o for o in outputs if all(f"{b}__{o}" in oof.columns for b in bases)]
+    if len(bases) < 2 or not shared:
+        raise DataError(
+            f"{results.directory / 'oof.parquet'} holds {len(bases)} base model(s) with "
+            f"shared outputs {shared}; a correlation needs two base models with the same outputs"
+        )
+    corr = np.mean(
+        [np.corrcoef(oof[[f"{b}__{o}" for b in bases]].to_numpy(float).T) for o in shared],
+        axis=0,
+    )
+    size = 2.5 + 0.6 * len(bases)
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
+    image = ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
+    ax.set_xticks(range(len(bases)), bases, rotation=45, ha="right")
+    ax.set_yticks(range(len(bases)), bases)
+    for (i, j), value in np.ndenumerate(corr):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
+    fig.colorbar(image, ax=ax)
+    ax.set_title(f"OOF correlation of base models ({len(shared)} output(s) averaged)")
+    return _save(fig, out / "correlation.png")
+
+
+def plot_leaderboard(results: Results, out: Path) -> Path:
+    """Primary metric per entry, and delta vs the best base with its bootstrap interval."""
+    metric = results.metrics("leaderboard.png")["primary_metric"]
+    board = results.table("leaderboard.csv", "leaderboard.png")
+    column = f"cv_{metric}"
+    if column not in board.columns:
+        raise DataError(
+            f"{results.directory / 'leaderboard.csv'} has no column {column!r} for the primary "
+            f"metric; received columns {list(board.columns)}"
+        )
+    names = board.model.astype(str).tolist()
+    colors = ["tab:orange" if s else "tab:blue" for s in board.selected.astype(bool)]
+    y = np.arange(len(board))
+    fig = Figure(figsize=(10, 1.5 + 0.35 * len(board)))
+    left, right = fig.subplots(1, 2, sharey=True)
+    left.barh(y, board[column], color=colors)
+    left.set_yticks(y, names)
+    left.invert_yaxis()
+    left.set_xlabel(column)
+    left.set_title("cross-validated score (orange: selected)")
+    delta = board.delta_vs_best_base.to_numpy(float)
+    low = board.ci_low.to_numpy(float) if "ci_low" in board else np.full_like(delta, np.nan)
+    high = board.ci_high.to_numpy(float) if "ci_high" in board else np.full_like(delta, np.nan)
+    has_ci = ~np.isnan(low) & ~np.isnan(high)
+    err = np.vstack([delta - low, high - delta])
+    err[:, ~has_ci] = 0.0
+    right.errorbar(delta, y, xerr=np.abs(err), fmt="o", color="tab:blue", capsize=3)
+    right.axvline(0.0, color="grey", linewidth=1)
+    right.set_xlabel(f"delta_vs_best_base ({metric}) with bootstrap interval")
+    right.set_title("difference from the best base model")
+    return _save(fig, out / "leaderboard.png")
+
+
+def plot_weights(results: Results, out: Path) -> Path | None:
+    """The selected ensemble's weights; ``None`` when ``weights.csv`` has none for it."""
+    ensemble = results.metrics("weights.png")["ensemble"]
+    weights = results.table("weights.csv", "weights.png")
+    rows = weights[weights.candidate.astype(str) == ensemble]
+    if rows.empty:
+        return None
+    label = rows.feature.where(rows.feature.notna(), rows.base_model).fillna("?").astype(str)
+    table = rows.assign(label=label).pivot_table(
+        index="label", columns="output", values="weight", aggfunc="sum", sort=False
+    )
+    fig = Figure(figsize=(max(6.0, 3 + 0.6 * table.shape[1]), 1.5 + 0.3 * table.shape[0]))
+    ax = fig.subplots()
+    if table.shape[1] == 1:
+        ax.barh(np.arange(len(table)), table.iloc[:, 0].to_numpy(float))
+        ax.set_yticks(np.arange(len(table)), table.index)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"weight (output {table.columns[0]})")
+    else:
+        limit = float(np.nanmax(np.abs(table.to_numpy(float)))) or 1.0
+        image = ax.imshow(
+            table.to_numpy(float), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto"
+        )
+        ax.set_xticks(range(table.shape[1]), table.columns.astype(str))
+        ax.set_yticks(range(table.shape[0]), table.index)
+        ax.set_xlabel("output")
+        fig.colorbar(image, ax=ax)
+    ax.set_title(f"weights of the selected ensemble {ensemble!r}")
+    return _save(fig, out / "weights.png")
+
+
+def plot_confusion(results: Results, out: Path) -> Path:
+    """Confusion matrix of the ensemble's OOF labels (multilabel: one 2x2 per label)."""
+    task, outputs, truth, proba = results.ensemble_oof("confusion.png")
+    _require_classification(task, results, "confusion.png")
+    actual = _one_hot(task, outputs, truth)
+    if task == "multilabel":
+        matrices = [_counts(actual[:, k], proba[:, k] >= 0.5, 2) for k in range(len(outputs))]
+        ticks, titles = ["0", "1"], [f"label {o}" for o in outputs]
+    else:
+        matrices = [_counts(actual.argmax(1), proba.argmax(1), len(outputs))]
+        ticks, titles = outputs, ["OOF confusion matrix"]
+    fig = Figure(figsize=(3.2 * len(matrices) + 1, 3.5 + 0.15 * len(ticks)))
+    for ax, matrix, title in zip(np.atleast_1d(fig.subplots(1, len(matrices))), matrices, titles):
+        ax.imshow(matrix, cmap="Blues")
+        for (i, j), value in np.ndenumerate(matrix):
+            color = "white" if value > matrix.max() / 2 else "black"
+            ax.text(j, i, str(value), ha="center", va="center", fontsize=8, color=color)
+        ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right")
+        ax.set_yticks(range(len(ticks)), ticks)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+    return _save(fig, out / "confusion.png")
+
+
+def _counts(actual: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
+    matrix = np.zeros((n, n), dtype=int)
+    np.add.at(matrix, (actual.astype(int), predicted.astype(int)), 1)
+    return matrix
+
+
+def plot_calibration(results: Results, out: Path) -> Path:
+    """Reliability diagram: observed frequency against mean predicted probability per bin,
+    one line per class (binary: the positive class; multilabel: per label)."""
+    task, outputs, truth, proba = results.ensemble_oof("calibration.png")
+    _require_classification(task, results, "calibration.png")
+    actual = _one_hot(task, outputs, truth)
+    shown = range(1, 2) if task == "binary" else range(len(outputs))
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
+    edges = np.linspace(0.0, 1.0, N_BINS + 1)
+    for k in shown:
+        bins = np.clip(np.digitize(proba[:, k], edges[1:-1]), 0, N_BINS - 1)
+        used = [b for b in range(N_BINS) if np.any(bins == b)]
+        mean_p = [proba[bins == b, k].mean() for b in used]
+        freq = [actual[bins == b, k].mean() for b in used]
+        ax.plot(mean_p, freq, marker="o", label=str(outputs[k]))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("mean predicted probability")
+    ax.set_ylabel("observed frequency")
+    ax.set_title("reliability of the ensemble's OOF probabilities")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "calibration.png")
+
+
+def plot_residuals(results: Results, out: Path) -> Path:
+    """Predicted vs true and residuals vs predicted of the ensemble's OOF values."""
+    task, _, truth, pred = results.ensemble_oof("residuals.png")
+    if task != "regression":
+        raise DataError(f"residuals.png is for regression; {results.directory} holds a {task} run")
+    y, p = truth.iloc[:, 0].to_numpy(float), pred[:, 0]
+    fig = Figure(figsize=(10, 4.5))
+    left, right = fig.subplots(1, 2)
+    left.scatter(y, p, s=8, alpha=0.6)
+    bounds = [min(y.min(), p.min()), max(y.max(), p.max())]
+    left.plot(bounds, bounds, linestyle="--", color="grey")
+    left.set_xlabel("true")
+    left.set_ylabel("predicted (OOF)")
+    right.scatter(p, y - p, s=8, alpha=0.6)
+    right.axhline(0.0, color="grey", linewidth=1)
+    right.set_xlabel("predicted (OOF)")
+    right.set_ylabel("residual (true - predicted)")
+    fig.suptitle("OOF residuals of the selected ensemble")
+    return _save(fig, out / "residuals.png")
+
+
+def _require_classification(task: str, results: Results, name: str) -> None:
+    if task == "regression":
+        raise DataError(f"{name} is for classification; {results.directory} holds a regression run")
+
+
+def write_plots(results_dir: str | Path) -> list[Path]:
+    """Write every plot that fits the run's task into ``results_dir/plots/``; return them.
+
+    Raises :class:`~stacking.errors.DataFileNotFoundError` when a needed file is missing.
+    """
+    results = Results(results_dir)
+    task = results.metrics("the plots")["task"]
+    out = results.directory / "plots"
+    out.mkdir(exist_ok=True)
+    written = [plot_leaderboard(results, out)]
+    if len(results.base_models("correlation.png")) >= 2:
+        written.append(plot_correlation(results, out))
+    weights = plot_weights(results, out)
+    if weights is not None:
+        written.append(weights)
+    if task == "regression":
+        written.append(plot_residuals(results, out))
+    else:
+        written += [plot_confusion(results, out), plot_calibration(results, out)]
+    return written

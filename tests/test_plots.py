@@ -1,0 +1,203 @@
+"""Plots of a results folder, built by hand per task (no TensorFlow: fast)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stacking.errors import DataError, DataFileNotFoundError, StackingError
+from stacking.plots import (
+    Results,
+    plot_calibration,
+    plot_confusion,
+    plot_correlation,
+    plot_leaderboard,
+    plot_residuals,
+    plot_weights,
+    target_columns,
+    write_plots,
+)
+
+N = 60
+OUTPUTS = {
+    "binary": ["no", "yes"],
+    "multiclass": ["ant", "bee", "cat"],
+    "multilabel": ["red", "blue"],
+    "regression": ["pred"],
+}
+PRIMARY = {"regression": "rmse", "multilabel": "log_loss"}
+
+
+def _truth(task: str, rng) -> pd.DataFrame:
+    if task == "regression":
+        return pd.DataFrame({"y": rng.normal(size=N)})
+    if task == "multilabel":
+        return pd.DataFrame({o: rng.integers(0, 2, N) for o in OUTPUTS[task]})
+    return pd.DataFrame({"y": rng.choice(OUTPUTS[task], N)})
+
+
+def _block(task: str, rng) -> np.ndarray:
+    k = len(OUTPUTS[task])
+    if task == "regression":
+        return rng.normal(size=(N, 1))
+    if task == "multilabel":
+        return rng.uniform(size=(N, k))
+    return rng.dirichlet(np.ones(k), N)
+
+
+def make_results(root, task: str, *, weights: bool = True):
+    """A results folder as `stacking run` writes it: two base models, one passthrough
+    column, two meta candidates (``stack`` selected), weights, leaderboard, metrics."""
+    rng = np.random.default_rng(0)
+    out = root / f"results-{task}"
+    out.mkdir()
+    outputs = OUTPUTS[task]
+    base_outputs = outputs[1:] if task == "binary" else outputs  # drop_redundant
+    oof = pd.concat(
+        [pd.DataFrame({"id": [f"r{i}" for i in range(N)], "fold": np.arange(N) % 3})]
+        + [_truth(task, rng)]
+        + [
+            pd.DataFrame(
+                _block(task, rng)[:, -len(base_outputs) :],
+                columns=[f"{m}__{o}" for o in base_outputs],
+            )
+            for m in ("cnn", "mlp")
+        ]
+        + [pd.DataFrame({"f_0": rng.normal(size=N)})],
+        axis=1,
+    )
+    oof.to_parquet(out / "oof.parquet", index=False)
+    meta = oof[["id", "fold"]].copy()
+    for candidate in ("mean", "stack"):
+        meta[[f"{candidate}__{o}" for o in outputs]] = _block(task, rng)
+    meta.to_parquet(out / "meta_oof.parquet", index=False)
+    metric = PRIMARY.get(task, "log_loss")
+    pd.DataFrame(
+        {
+            "model": ["stack", "mean", "cnn", "mlp"],
+            "role": ["meta", "meta", "base", "base"],
+            "level": [2, 2, 1, 1],
+            f"cv_{metric}": [0.5, 0.55, 0.6, 0.7],
+            "delta_vs_best_base": [-0.1, -0.05, np.nan, np.nan],
+            "ci_low": [-0.15, np.nan, np.nan, np.nan],
+            "ci_high": [-0.04, np.nan, np.nan, np.nan],
+            "selected": [True, False, False, False],
+        }
+    ).to_csv(out / "leaderboard.csv", index=False)
+    rows = [("stack", m, f"{m}__{o}", o, rng.normal()) for m in ("cnn", "mlp") for o in outputs]
+    rows += [("stack", None, "f_0", o, 0.1) for o in outputs]
+    table = pd.DataFrame(rows, columns=["candidate", "base_model", "feature", "output", "weight"])
+    if not weights:
+        table = table.iloc[0:0]
+    table.to_csv(out / "weights.csv", index=False)
+    info = {"task": task, "ensemble": "stack", "primary_metric": metric}
+    (out / "metrics.json").write_text(json.dumps(info))
+    return out
+
+
+def assert_png(path, *, min_side: int = 200):
+    assert path.is_file(), path
+    with Image.open(path) as image:
+        image.verify()  # raises on a truncated or non-PNG file
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert min(image.size) >= min_side, image.size
+        assert max(image.size) <= 3000, image.size
+        # Not a blank canvas: something was drawn.
+        assert len(np.unique(np.asarray(image.convert("L")))) > 10
+
+
+EXPECTED = {
+    "binary": {"leaderboard", "correlation", "weights", "confusion", "calibration"},
+    "multiclass": {"leaderboard", "correlation", "weights", "confusion", "calibration"},
+    "multilabel": {"leaderboard", "correlation", "weights", "confusion", "calibration"},
+    "regression": {"leaderboard", "correlation", "weights", "residuals"},
+}
+
+
+@pytest.mark.parametrize("task", sorted(EXPECTED))
+def test_write_plots_writes_every_plot_of_the_task(tmp_path, task):
+    folder = make_results(tmp_path, task)
+    written = write_plots(folder)
+    assert {p.stem for p in written} == EXPECTED[task]
+    assert {p.name for p in (folder / "plots").iterdir()} == {f"{s}.png" for s in EXPECTED[task]}
+    for path in written:
+        assert path.parent == folder / "plots"
+        assert_png(path)
+
+
+def test_write_plots_skips_weights_without_rows_for_the_ensemble(tmp_path):
+    folder = make_results(tmp_path, "multiclass", weights=False)
+    assert plot_weights(Results(folder), tmp_path) is None
+    assert "weights" not in {p.stem for p in write_plots(folder)}
+
+
+def test_target_columns_lie_between_fold_and_the_first_base_column(tmp_path):
+    oof = pd.read_parquet(make_results(tmp_path, "multilabel") / "oof.parquet")
+    assert target_columns(oof, ["cnn", "mlp"]) == ["red", "blue"]
+
+
+def test_confusion_counts_every_row_once(tmp_path):
+    """The confusion plot is built from a matrix whose cells sum to the rows (checked
+    through the same helper on the real folder's labels)."""
+    from stacking.plots import _counts, _one_hot
+
+    task, outputs, truth, proba = Results(make_results(tmp_path, "multiclass")).ensemble_oof("t")
+    actual = _one_hot(task, outputs, truth)
+    matrix = _counts(actual.argmax(1), proba.argmax(1), len(outputs))
+    assert matrix.sum() == N
+    assert np.trace(matrix) == int((actual.argmax(1) == proba.argmax(1)).sum())
+
+
+PLOTS = [
+    (plot_correlation, "oof.parquet"),
+    (plot_leaderboard, "leaderboard.csv"),
+    (plot_weights, "weights.csv"),
+    (plot_confusion, "meta_oof.parquet"),
+    (plot_calibration, "metrics.json"),
+]
+
+
+@pytest.mark.parametrize(("plot", "missing"), PLOTS, ids=[p.__name__ for p, _ in PLOTS])
+def test_plot_refuses_a_folder_without_its_file(tmp_path, plot, missing):
+    folder = make_results(tmp_path, "multiclass")
+    (folder / missing).unlink()
+    with pytest.raises(DataFileNotFoundError, match=rf"has no {missing} .*finished `stacking run`"):
+        plot(Results(folder), tmp_path)
+
+
+def test_plot_residuals_refuses_a_folder_without_meta_oof(tmp_path):
+    folder = make_results(tmp_path, "regression")
+    (folder / "meta_oof.parquet").unlink()
+    with pytest.raises(DataFileNotFoundError, match=r"has no meta_oof\.parquet"):
+        plot_residuals(Results(folder), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("task", "plot", "match"),
+    [
+        ("regression", plot_confusion, "confusion.png is for classification"),
+        ("regression", plot_calibration, "calibration.png is for classification"),
+        ("binary", plot_residuals, "residuals.png is for regression; .* binary run"),
+    ],
+)
+def test_plot_refuses_the_wrong_task(tmp_path, task, plot, match):
+    with pytest.raises(DataError, match=match):
+        plot(Results(make_results(tmp_path, task)), tmp_path)
+
+
+def test_write_plots_refuses_a_missing_folder(tmp_path):
+    with pytest.raises(StackingError, match="does not exist; pass the --output folder"):
+        write_plots(tmp_path / "nowhere")
+
+
+def test_write_plots_refuses_an_ensemble_absent_from_meta_oof(tmp_path):
+    folder = make_results(tmp_path, "binary")
+    info = json.loads((folder / "metrics.json").read_text())
+    (folder / "metrics.json").write_text(json.dumps({**info, "ensemble": "ghost"}))
+    with pytest.raises(DataError, match=r"no ghost__\* columns .*'ghost'"):
+        write_plots(folder)

@@ -338,6 +338,7 @@ class Config(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
+    plots: bool = Field(True, description="PNG plots in the results folder and the run")
 
     @field_validator("name")
     @classmethod

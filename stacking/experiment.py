@@ -12,6 +12,7 @@ cross-fitted on the same folds, level after level → leaderboard with bootstrap
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -36,6 +37,7 @@ from stacking.level1 import build_level1, check_meta_columns
 from stacking.meta import Candidate, make_candidate
 from stacking.meta.weights import weights_table
 from stacking.metrics import default_metrics, get_metric
+from stacking.plots import write_plots
 from stacking.predictor import EnsemblePredictor
 from stacking.stack import fit_stack, resolve_recipes
 from stacking.tracking import MlflowTracker, Tracker, get_tracker, log_results, preflight
@@ -392,4 +394,10 @@ class Experiment:
             entries=entries,
             predictor=result.predictor,
         )
+        if self.config.plots:
+            try:
+                write_plots(tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)  # nothing half-written stays
+                raise
         return results.move_into_place(tmp, out)

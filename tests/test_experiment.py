@@ -175,9 +175,21 @@ def test_experiment_logs_parent_and_nested_runs_to_mlflow(multiclass_project, tm
     history = client.get_metric_history(children[0].info.run_id, "fold_log_loss")
     assert [m.step for m in history] == [0, 1, 2]
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
-    assert {"oof.parquet", "leaderboard.csv", "metrics.json"} <= artifacts
+    assert {"oof.parquet", "leaderboard.csv", "metrics.json", "plots"} <= artifacts
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["run_id"] == result.run_id
+    # The plots are in the results folder and among the run's artifacts.
+    pngs = {"leaderboard.png", "correlation.png", "confusion.png", "calibration.png"}
+    assert pngs <= {p.name for p in (tmp_path / "out" / "plots").glob("*.png")}
+    logged = {a.path.removeprefix("plots/") for a in client.list_artifacts(result.run_id, "plots")}
+    assert pngs <= logged
+
+
+def test_experiment_plots_false_writes_no_plots(multiclass_project, tmp_path):
+    cfg = multiclass_project.config(tmp_path, **{"plots": False, "tracking.enabled": False})
+    Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
+    assert (tmp_path / "out" / "oof.parquet").is_file()
+    assert not (tmp_path / "out" / "plots").exists()
 
 
 def test_experiment_joins_the_callers_active_run(multiclass_project, tmp_path):

@@ -34,11 +34,11 @@ images-demo: install
 
 ## test: install with the dev extra, lint, type-check, run the whole test suite
 test: install-dev lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## test-fast: the unit tests only (no whole experiments, no demo), for the edit-test loop
 test-fast: install-dev
-	$(BIN)/python -m pytest -m "not e2e and not slow" -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not e2e and not slow" -q
 
 typecheck: install-dev
 	$(BIN)/mypy stacking

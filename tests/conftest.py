@@ -141,7 +141,7 @@ def make_project(root: Path, task: str) -> Project:
     plan = make_fold_plan(cfg.folds, data)
     x = data.train[[f"f_{i}" for i in range(N_FEATURES)]].to_numpy("float32")
     n_out = data.n_outputs
-    fit = {"epochs": 15, "batch_size": 64}
+    fit = {"epochs": 8, "batch_size": 64}  # tiny models; the tests need signal, not polish
     train_fold_models(
         lambda: build_model(task, n_out, hidden=16),
         x,

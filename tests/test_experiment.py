@@ -26,6 +26,13 @@ RESULT_FILES = {
     "config.resolved.yaml",
     "metrics.json",
     "ensemble",
+    "plots",
+}
+PER_TASK_PLOTS = {
+    "binary": {"confusion.png", "calibration.png"},
+    "multiclass": {"confusion.png", "calibration.png"},
+    "multilabel": {"confusion.png", "calibration.png"},
+    "regression": {"residuals.png"},
 }
 
 
@@ -37,6 +44,8 @@ def test_experiment_runs_each_task_end_to_end(project_factory, tmp_path, task):
     ).run()
 
     assert {p.name for p in result.output_dir.iterdir()} == RESULT_FILES
+    plots = {p.name for p in (result.output_dir / "plots").glob("*.png")}
+    assert {"leaderboard.png", "correlation.png"} | PER_TASK_PLOTS[task] <= plots
     board = result.leaderboard
     assert set(board.model) == {"wide", "logit", "outside", "base_mean", result.ensemble}
     assert board.selected.sum() == 1

@@ -254,3 +254,71 @@ def test_orphaned_partial_folders_are_removed_only_when_their_writer_is_gone(tmp
     preflight(NoopTracker(), runs / "next")
     left = sorted(p.name for p in runs.iterdir())
     assert left == [".alive.partial", ".elsewhere.partial", ".fresh.partial"]
+
+
+def _kill_when(proc: subprocess.Popen, ready, what: str, timeout: float = 300) -> None:
+    """SIGKILL ``proc`` as soon as ``ready()`` is true (it must still be running)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, f"the run ended before {what}"
+            assert time.monotonic() < deadline, f"never reached {what}"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["inference", "meta"])
+def test_sigkill_during_a_run_loses_nothing_and_the_rerun_is_identical(
+    multiclass_project, tmp_path, stage
+):
+    """Killed mid-inference (some cache entries written) or mid-meta-fitting (all written),
+    the rerun resumes from the cache, cleans the orphan, and equals a clean run exactly."""
+    import pandas as pd
+
+    changes = {"tracking.enabled": False, "meta.bootstrap": 0}
+    if stage == "meta":  # a slow candidate, so that the kill lands while it is fitted
+        changes["meta.candidates"] = [
+            {
+                "name": "slow",
+                "estimator": "mlp",
+                "params": {"epochs": 400, "patience": 400, "random_state": 0},
+            }
+        ]
+    cfg = multiclass_project.config(tmp_path, **changes)
+    cache = tmp_path / "cache"
+    err = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115 (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stacking", "run", str(cfg), "--output", str(tmp_path / "a")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stderr=err,
+    )
+    if stage == "inference":
+        _kill_when(proc, lambda: len(list(cache.glob("*/*"))) >= 2, "the first cache entries")
+    else:
+        done = re.compile(r"^inference\s+\d+\.\d s", re.M)  # the stage line, not the bar
+        _kill_when(
+            proc, lambda: done.search((tmp_path / "stderr.txt").read_text()), "the meta stage"
+        )
+    err.close()
+    assert not (tmp_path / "a").exists()
+    written = len(list(cache.glob("*/*")))
+    assert written >= 2
+
+    code, lines = _stacking(["run", str(cfg), "--output", str(tmp_path / "b")], tmp_path)
+    assert code == 0, lines
+    done = next(line for line in lines if line.startswith("done"))
+    hits = int(re.search(r"cache: (\d+) hits", done).group(1))
+    assert hits >= (written if stage == "inference" else 1)
+    assert not list(tmp_path.glob(".*.partial"))
+    # A clean run from an empty cache gives the very same numbers.
+    clean = multiclass_project.config(tmp_path / "clean", **changes)
+    code, _ = _stacking(["run", str(clean), "--quiet", "--output", str(tmp_path / "c")], tmp_path)
+    assert code == 0
+    for name in ("oof.parquet", "test_predictions.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "b" / name), pd.read_parquet(tmp_path / "c" / name)
+        )

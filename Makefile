@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-export TF_CPP_MIN_LOG_LEVEL ?= 2
+export TF_CPP_MIN_LOG_LEVEL ?= 3  # TensorFlow C++ notices (incl. cuInit errors) stay off
 
 .PHONY: demo test test-fast typecheck install install-dev lint format bench clean
 

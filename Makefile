@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-export TF_CPP_MIN_LOG_LEVEL ?= 3  # TensorFlow C++ notices (incl. cuInit errors) stay off
+# TensorFlow's C++ notices (oneDNN, cudart, the cuInit error) stay off.
+export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: demo test test-fast typecheck install install-dev lint format bench clean
 

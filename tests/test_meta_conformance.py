@@ -17,7 +17,11 @@ N, N_MODELS = 90, 3
 WIDTH = {"binary": 1, "multiclass": 3, "multilabel": 2, "regression": 1}
 N_OUT = {"binary": 2, "multiclass": 3, "multilabel": 2, "regression": 1}
 # Keras learners: a few epochs; a weighted mean needs its weights.
-PARAMS = {"mlp": {"epochs": 20}, "convex": {"epochs": 10}, "weighted": {"weights": [1, 2, 1]}}
+PARAMS = {
+    "mlp": {"epochs": 60, "random_state": 0},
+    "convex": {"epochs": 10, "random_state": 0},
+    "weighted": {"weights": [1, 2, 1]},
+}
 
 
 def _cases():

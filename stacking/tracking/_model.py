@@ -6,6 +6,7 @@ Only called inside an active run of :class:`~stacking.tracking.MlflowTracker`.
 from __future__ import annotations
 
 import tempfile
+import time
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -125,4 +126,20 @@ def log_datasets(mlflow, datasets: list[DatasetRecord]) -> None:
             digest=ds.digest,
             schema=schema,
         )
-        mlflow.log_input(dataset, context=ds.context, tags={"stacking.n_rows": str(ds.n_rows)})
+        _log_input(mlflow, dataset, context=ds.context, tags={"stacking.n_rows": str(ds.n_rows)})
+
+
+def _log_input(mlflow, dataset, *, context: str, tags: dict[str, str]) -> None:
+    """``mlflow.log_input``, retried when a concurrent run inserted the same dataset first.
+
+    Two runs recording the same table at once both try to create its dataset row; the
+    loser's insert fails on the store's unique constraint, and a retry then finds the row.
+    """
+    for attempt in range(3):
+        try:
+            mlflow.log_input(dataset, context=context, tags=tags)
+            return
+        except Exception as exc:
+            if "UNIQUE constraint failed: datasets" not in str(exc) or attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))

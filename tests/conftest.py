@@ -8,6 +8,7 @@ test that runs an experiment writes its results and MLflow store under its own
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,10 +18,36 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from filelock import FileLock
 from sklearn.datasets import make_classification, make_multilabel_classification, make_regression
 
 N_SPLITS = 3
 N_FEATURES = 6
+
+
+_STORE_TEMPLATE: list[Path] = []  # set once per worker by the session fixture below
+
+
+def sqlite_store(directory: Path) -> str:
+    """The URI of an MLflow SQLite store at ``directory/mlflow.db``, started from a copy of an
+    empty migrated store: MLflow creates a new store by running ~40 schema migrations (~1 s
+    of CPU per test). Tests of what happens when a store is created do not use this."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "mlflow.db"
+    if not path.exists() and _STORE_TEMPLATE:
+        shutil.copy(_STORE_TEMPLATE[0], path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mlflow_store_template(tmp_path_factory):
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "empty.db"
+    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    _STORE_TEMPLATE.append(path)
+    yield path
+    _STORE_TEMPLATE.clear()
 
 
 @dataclass
@@ -33,10 +60,13 @@ class Project:
     raw: dict
 
     def config(self, tmp_path: Path, **changes) -> Path:
-        """A copy of the config with its MLflow store and cache under ``tmp_path``."""
+        """A copy of the config with its MLflow store and cache under ``tmp_path`` and no
+        plots (``plots=True`` to have them); ``changes`` set dotted keys."""
         raw = yaml.safe_load(yaml.safe_dump(self.raw, sort_keys=False))
-        raw["tracking"] = {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "tests"}
+        raw["tracking"] = {"uri": sqlite_store(tmp_path), "experiment": "tests"}
         raw["cache"] = {"dir": str(tmp_path / "cache")}
+        # Plots cost ~0.5 s of every run; the tests that check them ask for them.
+        raw["plots"] = False
         for dotted, value in changes.items():
             node = raw
             *parents, last = dotted.split(".")
@@ -207,13 +237,34 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def projects(tmp_path_factory) -> dict[str, Project]:
     """The session's four shared projects, trained up front by the first test that needs
-    one, so that a training failure is reported as this fixture's error, not a test's."""
-    built = {}
-    for task in TASKS:
-        try:
-            built[task] = make_project(tmp_path_factory.mktemp(f"project-{task}"), task)
-        except Exception as exc:  # name the project; pytest shows the cause below
-            raise RuntimeError(f"building the shared {task} project failed: {exc}") from exc
+    one, so that a training failure is reported as this fixture's error, not a test's.
+
+    Under pytest-xdist the workers share one build: the first to get the lock trains the
+    projects into the session's common temporary folder, the others wait and read them.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # shared by every worker of this session
+    root = root / "shared-projects"
+    root.mkdir(exist_ok=True)
+    with FileLock(root / "build.lock"):
+        built = {}
+        for task in TASKS:
+            done = root / task / "built"
+            if done.is_file():
+                built[task] = Project(
+                    task,
+                    root / task,
+                    done.parent / "config.yaml",
+                    load_raw(done.parent / "config.yaml"),
+                )
+                continue
+            try:
+                shutil.rmtree(root / task, ignore_errors=True)  # a half-built one
+                built[task] = make_project(root / task, task)
+            except Exception as exc:  # name the project; pytest shows the cause below
+                raise RuntimeError(f"building the shared {task} project failed: {exc}") from exc
+            done.touch()
     return built
 
 

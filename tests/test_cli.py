@@ -10,6 +10,7 @@ import sys
 
 import pandas as pd
 import pytest
+from conftest import sqlite_store
 
 from stacking.cli import main
 
@@ -168,7 +169,7 @@ def test_cli_reproduce_refuses_imports_outside_stacking_and_sklearn(
     )
     assert main(["run", str(cfg), "--quiet", "--output", str(tmp_path / "first")]) == 0
     run_id = capsys.readouterr().out.split("mlflow run: ")[1].split()[0]
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     monkeypatch.delitem(sys.modules, "my_estimators")
 
     argv = ["reproduce", run_id, "--tracking-uri", uri, "--output", str(tmp_path / "re")]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import sqlite_store
 
 from stacking.cli import main
 
@@ -28,7 +29,7 @@ def test_demo_trains_base_models_and_stacks_them(tmp_path, capsys):
     shutil.copytree(ROOT / "configs", tmp_path / "configs", dirs_exist_ok=True)
     raw = yaml.safe_load((ROOT / "configs/digits.yaml").read_text())
     raw["folds"]["n_splits"] = 3
-    raw["tracking"]["uri"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    raw["tracking"]["uri"] = sqlite_store(tmp_path)
     raw["cache"] = {"dir": str(tmp_path / "cache")}
     raw["meta"]["bootstrap"] = 100
     config = tmp_path / "configs/digits.yaml"

@@ -40,7 +40,7 @@ PER_TASK_PLOTS = {
 def test_experiment_runs_each_task_end_to_end(project_factory, tmp_path, task):
     project = project_factory(task)
     result = Experiment.from_yaml(
-        project.config(tmp_path), output_dir=tmp_path / "out", progress=False
+        project.config(tmp_path, plots=True), output_dir=tmp_path / "out", progress=False
     ).run()
 
     assert {p.name for p in result.output_dir.iterdir()} == RESULT_FILES
@@ -160,7 +160,7 @@ def test_experiment_refuses_nonempty_output_dir(multiclass_project, tmp_path):
 
 
 def test_experiment_logs_parent_and_nested_runs_to_mlflow(multiclass_project, tmp_path):
-    cfg_path = multiclass_project.config(tmp_path)
+    cfg_path = multiclass_project.config(tmp_path, plots=True)
     result = Experiment.from_yaml(cfg_path, output_dir=tmp_path / "out", progress=False).run()
     cfg = load_config(cfg_path)
     client = mlflow.MlflowClient(tracking_uri=cfg.tracking.uri)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import sqlite_store
 
 from stacking import DataError, Experiment, load_config, load_dataset, make_fold_plan
 from stacking.executors import LocalExecutor
@@ -108,7 +109,7 @@ class ImageProject:
             "meta": {"candidates": ["logistic", "mean"], "bootstrap": 0},
             "tracking": {
                 "enabled": tracking,
-                "uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+                "uri": sqlite_store(tmp_path),
                 "experiment": "images",
             },
             "cache": {"dir": str(tmp_path / "cache")},

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import sqlite_store
 
 pytestmark = pytest.mark.e2e
 
@@ -247,7 +248,7 @@ def test_mlflow_models_serve_answers_unlabeled_rows_of_every_view(mixed, tmp_pat
 
     raw = yaml.safe_load((mixed / "config.yaml").read_text())
     raw["base_models"].pop("arr")  # array rows travel as files, not as JSON cells
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     raw["tracking"] = {"uri": uri, "experiment": "serve"}
     for key in ("train", "test"):
         raw["data"][key] = str(mixed / raw["data"][key])

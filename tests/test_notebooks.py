@@ -7,6 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import sqlite_store
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -16,9 +17,9 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 def execute(name: str, project, tmp_path, monkeypatch) -> nbformat.NotebookNode:
     """Run the notebook in a fresh kernel with the project's config and a throwaway
     MLflow store; the kernel imports this checkout's ``stacking`` (PYTHONPATH)."""
-    cfg = project.config(tmp_path, **{"meta.bootstrap": 0})
+    cfg = project.config(tmp_path, **{"meta.bootstrap": 0, "plots": True})
     monkeypatch.setenv("STACKING_CONFIG", str(cfg))
-    monkeypatch.setenv("STACKING_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("STACKING_TRACKING_URI", sqlite_store(tmp_path))
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     monkeypatch.setenv("PYTHONPATH", path)
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import sqlite_store
 
 from stacking import Experiment, load_config, load_dataset, make_fold_plan
 from stacking.predictor import load_predictor
@@ -96,7 +97,7 @@ class TextProject:
                 "numbers": {"path": str(self.root / "models" / "numbers"), "input": "numbers"},
             },
             "meta": {"candidates": ["logistic", "mean"], "bootstrap": 0},
-            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "text"},
+            "tracking": {"uri": sqlite_store(tmp_path), "experiment": "text"},
             "cache": {"dir": str(tmp_path / "cache")},
         }
         path = tmp_path / "text.yaml"

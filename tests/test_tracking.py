@@ -9,6 +9,7 @@ import shutil
 import mlflow
 import pytest
 import yaml
+from conftest import sqlite_store
 
 from stacking import Experiment
 from stacking.cli import main
@@ -54,7 +55,7 @@ def test_disabled_tracking_is_kind_none():
 
 @pytest.mark.parametrize("kind", ["mlflow", "none"])
 def test_tracker_conformance(kind, folder, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     tracker = get_tracker(TrackingConfig(kind=kind, uri=uri, experiment="conformance"))
     tracker.check()
     record = record_from_results(folder)
@@ -108,7 +109,7 @@ def test_record_from_results_uses_design_names(folder):
 
 
 def test_log_results_records_datasets_provenance_and_run_id(folder, tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     tracker = MlflowTracker(uri=uri, experiment="datasets")
     run_id = log_results(tracker, folder, tags={"stacking.note": "hello"})
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -132,7 +133,7 @@ def test_log_results_records_datasets_provenance_and_run_id(folder, tmp_path):
 
 
 def test_cli_log_records_a_folder_once(folder, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     assert main(["log", str(folder), "--tracking-uri", uri, "--experiment", "later"]) == 0
     run_id = capsys.readouterr().out.split("mlflow run: ")[1].split()[0]
     client = mlflow.MlflowClient(tracking_uri=uri)
@@ -156,7 +157,7 @@ def test_cli_log_refuses_a_folder_that_is_not_results(tmp_path, capsys):
 
 
 def test_cli_runs_compares_recent_runs(folder, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     tracker = MlflowTracker(uri=uri, experiment="compare")
     first = tracker.log(record_from_results(folder))
     second = tracker.log(record_from_results(folder))
@@ -173,7 +174,7 @@ def test_cli_runs_compares_recent_runs(folder, tmp_path, capsys):
 
 
 def test_cli_runs_filters_one_metric(folder, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = sqlite_store(tmp_path)
     MlflowTracker(uri=uri, experiment="compare").log(record_from_results(folder))
     code = main(["runs", "--experiment", "compare", "--tracking-uri", uri, "--metric", "accuracy"])
     header = capsys.readouterr().out.splitlines()[0]

@@ -21,6 +21,7 @@ import numpy as np
 
 from stacking.base import MANIFEST, check_model_files, read_manifest, write_manifest
 from stacking.errors import ConfigError
+from stacking.executors import releasing_models
 from stacking.folds import FoldPlan
 
 
@@ -92,12 +93,17 @@ def train_fold_models(
         xs = [_fit_ready(x[rows]) for x in inputs]
         model.fit(xs if len(xs) > 1 else xs[0], y[rows], sample_weight=weights, **fit_kwargs)
         model.save(directory / f"{name}.keras")
-        keras.backend.clear_session()
+        # Keras' global state (layer-name counters) reset; the model's memory is given back
+        # by ``release`` below, which collects only what this fit allocated.
+        keras.backend.clear_session(free_memory=False)
 
-    for k in range(fold_plan.n_splits):
-        fit_save(fold_plan.train_index(k), f"fold_{k}")
-    if train_full:
-        fit_save(np.arange(len(fold_plan.ids)), "full")
+    with releasing_models() as release:
+        for k in range(fold_plan.n_splits):
+            fit_save(fold_plan.train_index(k), f"fold_{k}")
+            release()
+        if train_full:
+            fit_save(np.arange(len(fold_plan.ids)), "full")
+            release()
     fold_plan.save(directory / "folds.csv")
     write_manifest(
         directory,

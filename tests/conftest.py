@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from sklearn.datasets import make_classification, make_multilabel_classification, make_regression
 
 N_SPLITS = 3
@@ -227,11 +227,31 @@ TASKS = ("binary", "multiclass", "multilabel", "regression")
 _PROJECT_FIXTURES = {"project_factory", *(f"{task}_project" for task in TASKS)}
 
 
+# The longest files (seconds on this machine), scheduled first: `pytest -n 2 --dist loadfile`
+# hands out files in collection order, and a long file handed out last keeps one worker
+# busy while the other idles.
+_LONG_FILES = (
+    "test_cli.py",
+    "test_meta_keras.py",
+    "test_demo.py",
+    "test_faults.py",
+    "test_experiment.py",
+    "test_remote_tracking.py",
+    "test_notebooks.py",
+    "test_base.py",
+    "test_mixed.py",
+    "test_images.py",
+)
+
+
 def pytest_collection_modifyitems(config, items):
-    """A test that needs a trained project runs whole experiments: mark it ``e2e``."""
+    """A test that needs a trained project runs whole experiments: mark it ``e2e``.
+    The longest files go first (the order is the same in every xdist worker)."""
     for item in items:
         if _PROJECT_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+    rank = {name: i for i, name in enumerate(_LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: keeps the rest
 
 
 @pytest.fixture(scope="session")
@@ -239,33 +259,41 @@ def projects(tmp_path_factory) -> dict[str, Project]:
     """The session's four shared projects, trained up front by the first test that needs
     one, so that a training failure is reported as this fixture's error, not a test's.
 
-    Under pytest-xdist the workers share one build: the first to get the lock trains the
-    projects into the session's common temporary folder, the others wait and read them.
+    Under pytest-xdist the workers share one build in the session's common temporary
+    folder, a lock per project: each worker trains the projects no other worker is
+    training, then waits for the rest.
     """
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # shared by every worker of this session
     root = root / "shared-projects"
     root.mkdir(exist_ok=True)
-    with FileLock(root / "build.lock"):
-        built = {}
+    built: dict[str, Project] = {}
+    for blocking in (False, True):  # first the free ones, then wait for the others
         for task in TASKS:
-            done = root / task / "built"
-            if done.is_file():
-                built[task] = Project(
-                    task,
-                    root / task,
-                    done.parent / "config.yaml",
-                    load_raw(done.parent / "config.yaml"),
-                )
+            if task in built:
                 continue
+            lock = FileLock(root / f"{task}.lock", blocking=blocking)
             try:
-                shutil.rmtree(root / task, ignore_errors=True)  # a half-built one
-                built[task] = make_project(root / task, task)
-            except Exception as exc:  # name the project; pytest shows the cause below
-                raise RuntimeError(f"building the shared {task} project failed: {exc}") from exc
-            done.touch()
-    return built
+                with lock:
+                    built[task] = _shared_project(root / task, task)
+            except Timeout:  # another worker is training it
+                continue
+    return {task: built[task] for task in TASKS}
+
+
+def _shared_project(root: Path, task: str) -> Project:
+    """The project in ``root``: read if a worker finished it, else (re)trained here."""
+    done = root / "built"
+    if done.is_file():
+        return Project(task, root, root / "config.yaml", load_raw(root / "config.yaml"))
+    shutil.rmtree(root, ignore_errors=True)  # a half-built one
+    try:
+        project = make_project(root, task)
+    except Exception as exc:  # name the project; pytest shows the cause below
+        raise RuntimeError(f"building the shared {task} project failed: {exc}") from exc
+    done.touch()
+    return project
 
 
 @pytest.fixture(scope="session")

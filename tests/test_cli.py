@@ -78,17 +78,15 @@ def test_cli_user_errors_exit_2_with_one_line(multiclass_project, tmp_path, caps
 
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_cli_debug_shows_the_traceback(multiclass_project, tmp_path, where):
+    """--debug, before or after the command, lets the error propagate (Python prints its
+    traceback) instead of the one-line message."""
+    from stacking.errors import LeakageError
+
     cfg = multiclass_project.config(tmp_path)
     args = ["run", str(cfg), "--set", "folds.seed=5"]
     args = ["--debug", *args] if where == "before" else [*args, "--debug"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "stacking", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode != 0
-    assert "Traceback" in proc.stderr and "LeakageError" in proc.stderr
+    with pytest.raises(LeakageError):
+        main(args)
 
 
 def test_cli_error_subprocess_has_no_traceback(tmp_path):

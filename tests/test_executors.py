@@ -15,7 +15,7 @@ ray = pytest.importorskip("ray", reason="the dev extra installs ray")
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)  # one worker: one TF import
     yield
     ray.shutdown()
 

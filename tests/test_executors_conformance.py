@@ -43,9 +43,9 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def executors():
-    """Every kind, Ray on a local two-CPU cluster started once for the module."""
+    """Every kind, Ray on a local one-CPU cluster started once for the module."""
     ray = pytest.importorskip("ray", reason="the dev extra installs ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)  # one worker: one TF import
     yield {kind: get_executor(cfg, progress=False) for kind, cfg in CONFIGS.items()}
     ray.shutdown()
 

@@ -19,6 +19,7 @@ from stacking.executors._base import (
     load_job,
     predict_job,
     register_executor,
+    releasing_models,
     run_job,
 )
 from stacking.executors._local import LocalExecutor
@@ -38,6 +39,7 @@ __all__ = [
     "load_job",
     "make_executor",
     "predict_job",
+    "releasing_models",
     "register_executor",
     "run_job",
 ]

@@ -173,7 +173,7 @@ class _RowMetric(PreparedMetric):
     def resample_scores(self, idx, sample_weight=None):
         # ``take(mode="clip")`` gathers the same values as ``values[idx]`` for indices in
         # [0, n) (all a resample holds) without fancy indexing's per-element bounds check:
-        # about 2x faster on 1e8 indices, and the sums are bit-for-bit the same.
+        # 1.4x faster on 1e8 indices in evaluate's blocks, and bit-for-bit the same sums.
         if sample_weight is None:
             mean = np.take(self.values, idx, mode="clip").sum(axis=1) / idx.shape[1]
         else:
@@ -243,7 +243,7 @@ class _RankMetric(PreparedMetric):
         else:
             scores, positive = pred, y.astype(bool)
         self.n = len(scores)
-        by_column = np.ascontiguousarray(scores.T)  # a contiguous column sorts ~2x faster
+        by_column = np.ascontiguousarray(scores.T)  # a contiguous column sorts 1.3x faster
         self.columns = [self._column(by_column[j], positive[:, j]) for j in range(len(by_column))]
 
     def _column(self, scores: np.ndarray, positive: np.ndarray) -> tuple:

@@ -326,7 +326,8 @@ def predict_base_models(
             cache.put(part.key, out)
             part.output = out
 
-    executor.run(jobs, on_result)
+    if jobs:  # a warm rerun has none: no executor start-up, no garbage collection
+        executor.run(jobs, on_result)
 
     results = {}
     for recipe in recipes:

@@ -23,7 +23,9 @@ import pandas as pd
 from stacking.metrics import Metric, PreparedMetric, get_metric
 
 # Resample rows drawn at once (a block of the (n_resamples, n) index matrix): bounds memory.
-_BLOCK = 1 << 22
+# 2**20 int32 indices (4 MB) and their gathered float64 values (8 MB) stay in the CPU's
+# caches; with 2**22 the gathers of a 100,000-row bootstrap took 1.4-2.5x as long.
+_BLOCK = 1 << 20
 
 
 @dataclass

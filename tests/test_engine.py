@@ -75,6 +75,28 @@ def test_predict_base_models_resumes_from_cache(multiclass_project, tmp_path):
     np.testing.assert_array_equal(first["wide"].oof, second["wide"].oof)
 
 
+class _RefusingExecutor(LocalExecutor):
+    """An executor that must not be started: a warm rerun has nothing to predict."""
+
+    def run(self, jobs, on_result):
+        raise AssertionError(f"the executor was started for {len(jobs)} jobs")
+
+
+def test_predict_base_models_fully_cached_starts_no_executor(multiclass_project, tmp_path):
+    _data, _plan, recipes, train, rows = _recipes(multiclass_project)
+    kwargs = dict(task="multiclass", n_outputs=3, cache=LocalCacheStore(tmp_path / "cache"))
+    cold = predict_base_models(
+        recipes, train=train, rows=rows, executor=LocalExecutor(False), **kwargs
+    )
+    warm = predict_base_models(
+        recipes, train=train, rows=rows, executor=_RefusingExecutor(False), **kwargs
+    )
+    for name, pred in warm.items():
+        assert pred.computed == 0 and pred.cached == cold[name].computed > 0
+        np.testing.assert_array_equal(pred.oof, cold[name].oof)
+        np.testing.assert_array_equal(pred.test, cold[name].test)
+
+
 @pytest.mark.parametrize(
     ("raw", "task", "n_outputs", "expected"),
     [

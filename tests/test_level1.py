@@ -270,3 +270,14 @@ def test_level1_without_test_rows(tmp_path, model_test):
     level1 = build_level1(_predictions(data, with_test=model_test), data, FeaturesConfig())
     assert level1.test_features is None and level1.test_blocks is None
     assert level1.features.shape == (N_TRAIN, 2)
+
+
+def test_level1_keeps_probabilities_near_one_apart_from_one(tmp_path):
+    """float32 would round p = 1 - 1e-9 to 1 and a combiner's implied 1 - p to 0 (then
+    clipped): a confidently wrong row's log loss would jump from 20.7 to 34.5."""
+    data = _dataset(tmp_path, "binary")
+    preds = _predictions(data)
+    preds["cnn"].oof[0] = [1e-9, 1.0 - 1e-9]
+    level1 = build_level1(preds, data, FeaturesConfig(kind="proba"))
+    assert 1.0 - level1.blocks[0, 0] == pytest.approx(1e-9, rel=1e-6)
+    assert 1.0 - level1.features["cnn__yes"].iloc[0] == pytest.approx(1e-9, rel=1e-6)

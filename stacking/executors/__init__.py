@@ -39,7 +39,7 @@ __all__ = [
     "load_job",
     "make_executor",
     "predict_job",
-    "releasing_models",
     "register_executor",
+    "releasing_models",
     "run_job",
 ]

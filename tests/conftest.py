@@ -227,20 +227,30 @@ TASKS = ("binary", "multiclass", "multilabel", "regression")
 _PROJECT_FIXTURES = {"project_factory", *(f"{task}_project" for task in TASKS)}
 
 
-# The longest files (seconds on this machine), scheduled first: `pytest -n 2 --dist loadfile`
-# hands out files in collection order, and a long file handed out last keeps one worker
-# busy while the other idles.
+# Files by their measured length, longest first (then the rest, each under ~10 s): with
+# `pytest -n 2 --dist loadfile --no-loadscope-reorder` (the Makefile) xdist hands out files
+# in this order, so the two workers end together instead of one idling while the other
+# runs a long file handed out last.
 _LONG_FILES = (
-    "test_cli.py",
-    "test_meta_keras.py",
+    "test_meta_keras.py",  # ~95 s on a busy machine
     "test_demo.py",
     "test_faults.py",
-    "test_experiment.py",
+    "test_cli.py",
+    "test_mixed.py",
+    "test_executors_conformance.py",
     "test_remote_tracking.py",
     "test_notebooks.py",
-    "test_base.py",
-    "test_mixed.py",
+    "test_experiment.py",
+    "test_stack.py",
     "test_images.py",
+    "test_bad_inputs.py",
+    "test_base_formats.py",
+    "test_ray_cluster.py",
+    "test_text.py",
+    "test_submission.py",
+    "test_stacking_levels.py",
+    "test_serving.py",
+    "test_base.py",  # ~11 s
 )
 
 

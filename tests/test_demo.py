@@ -35,7 +35,7 @@ def test_demo_trains_base_models_and_stacks_them(tmp_path, capsys):
     config = tmp_path / "configs/digits.yaml"
     config.write_text(yaml.safe_dump(raw, sort_keys=False))
 
-    dirs = demo.train_all(config, epochs_scale=0.1)
+    dirs = demo.train_all(config, epochs_scale=0.04)
     assert set(dirs) == {"mlp", "cnn", "linear", "gru"}
     for directory in dirs.values():
         assert sorted(p.name for p in directory.glob("fold_*.keras")) == [
@@ -45,7 +45,7 @@ def test_demo_trains_base_models_and_stacks_them(tmp_path, capsys):
         ]
     # A second call finds the models and trains nothing.
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("fold_*.keras")}
-    demo.train_all(config, epochs_scale=0.1)
+    demo.train_all(config, epochs_scale=0.04)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
     out = tmp_path / "out"

@@ -9,9 +9,10 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from stacking import BaseModelError
+from stacking import BaseModelError, Experiment
 from stacking.config import LocalExecutorConfig, PrefetchExecutorConfig, RayExecutorConfig
 from stacking.executors import Job, get_executor, run_job
 
@@ -117,3 +118,30 @@ def test_executor_registry_builds_every_kind_from_its_config():
     assert built == {kind: kind for kind in CONFIGS}
     ray = get_executor(RayExecutorConfig(address="10.0.0.1:6379", num_cpus=2, num_gpus=0.5))
     assert (ray.address, ray.num_cpus, ray.num_gpus) == ("10.0.0.1:6379", 2, 0.5)
+
+
+def test_ray_executor_gives_the_local_predictions(multiclass_project, tmp_path, executors):
+    """A whole experiment on the module's Ray session (started by ``executors``)."""
+    local = multiclass_project.config(tmp_path / "local", **{"tracking.enabled": False})
+    remote = multiclass_project.config(
+        tmp_path / "ray", **{"tracking.enabled": False, "executor.kind": "ray"}
+    )
+    a = Experiment.from_yaml(local, output_dir=tmp_path / "a", progress=False).run()
+    b = Experiment.from_yaml(remote, output_dir=tmp_path / "b", progress=False)
+    assert type(b.executor).__name__ == "RayExecutor"
+    result = b.run()
+    assert b.cache.info()["entries"] == 14  # every Ray result was cached by the driver
+    pd.testing.assert_frame_equal(a.oof, result.oof, check_exact=False, atol=1e-6)
+
+
+def test_ray_executor_reraises_the_task_error(multiclass_project, tmp_path, executors):
+    cfg = multiclass_project.config(
+        tmp_path,
+        **{
+            "tracking.enabled": False,
+            "executor.kind": "ray",
+            "data.views": {"x": {"columns": ["f_0", "f_1"]}},
+        },
+    )
+    with pytest.raises(BaseModelError, match="expects input shape"):
+        Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()

@@ -30,8 +30,9 @@ from matplotlib.figure import Figure
 
 from stacking.errors import DataError, DataFileNotFoundError
 
-DPI = 100
+DPI = 80  # 8 pt text stays legible; a fifth fewer pixels to rasterise and compress than 100
 N_BINS = 10
+CHAR_INCHES = 0.6 * 10 / 72  # mean width of one character of the 10 pt default font
 
 
 class Results:
@@ -146,8 +147,39 @@ def _one_hot(task: str, outputs: list[str], truth: pd.DataFrame) -> np.ndarray:
     return matrix
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
+def _room(labels: list[str] | pd.Index, *, rotated: bool = False) -> float:
+    """Inches that tick labels take across their axis (``rotated``: set at 45 degrees)."""
+    longest = max((len(str(label)) for label in labels), default=1) * CHAR_INCHES
+    return 0.25 + ((longest + 0.14) * 0.71 if rotated else longest)  # 0.14: a line's height
+
+
+def _save(
+    fig: Figure,
+    path: Path,
+    *,
+    left: float,
+    bottom: float,
+    top: float = 0.4,
+    right: float = 0.25,
+    wspace: float = 0.0,
+) -> Path:
+    """Place the axes with margins in inches, then write the PNG.
+
+    Margins come from the labels' lengths (:func:`_room`) rather than ``tight_layout``,
+    which measures every tick label of a figure in one more layout pass: a quarter of
+    the plots' time in a warm rerun. ``wspace`` is the gap between side-by-side subplots,
+    in inches (figures with a colorbar have one subplot and no gap).
+    """
+    width, height = fig.get_size_inches()
+    columns = max(1, len(fig.axes))
+    axes_width = max(0.5, (width - left - right - wspace * (columns - 1)) / columns)
+    fig.subplots_adjust(
+        left=left / width,
+        bottom=bottom / height,
+        right=1 - right / width,
+        top=1 - top / height,
+        wspace=wspace / axes_width,
+    )
     fig.savefig(path, dpi=DPI, format="png")
     return path
 
@@ -182,7 +214,7 @@ def plot_correlation(results: Results, out: Path) -> Path:
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
     fig.colorbar(image, ax=ax)
     ax.set_title(f"OOF correlation of base models ({len(shared)} output(s) averaged)")
-    return _save(fig, out / "correlation.png")
+    return _save(fig, out / "correlation.png", left=_room(bases), bottom=_room(bases, rotated=True))
 
 
 def plot_leaderboard(results: Results, out: Path) -> Path:
@@ -215,7 +247,7 @@ def plot_leaderboard(results: Results, out: Path) -> Path:
     right.axvline(0.0, color="grey", linewidth=1)
     right.set_xlabel(f"delta_vs_best_base ({metric}) with bootstrap interval")
     right.set_title("difference from the best base model")
-    return _save(fig, out / "leaderboard.png")
+    return _save(fig, out / "leaderboard.png", left=_room(names), bottom=0.55, wspace=0.25)
 
 
 def plot_weights(results: Results, out: Path) -> Path | None:
@@ -229,13 +261,14 @@ def plot_weights(results: Results, out: Path) -> Path | None:
     table = rows.assign(label=label).pivot_table(
         index="label", columns="output", values="weight", aggfunc="sum", sort=False
     )
-    fig = Figure(figsize=(max(6.0, 3 + 0.6 * table.shape[1]), 1.5 + 0.3 * table.shape[0]))
+    fig = Figure(figsize=(max(6.0, 3 + 0.6 * table.shape[1]), max(2.6, 1.5 + 0.3 * table.shape[0])))
     ax = fig.subplots()
     if table.shape[1] == 1:
         ax.barh(np.arange(len(table)), table.iloc[:, 0].to_numpy(float))
         ax.set_yticks(np.arange(len(table)), table.index)
         ax.invert_yaxis()
         ax.set_xlabel(f"weight (output {table.columns[0]})")
+        bottom = 0.55
     else:
         limit = float(np.nanmax(np.abs(table.to_numpy(float)))) or 1.0
         image = ax.imshow(
@@ -244,9 +277,10 @@ def plot_weights(results: Results, out: Path) -> Path | None:
         ax.set_xticks(range(table.shape[1]), table.columns.astype(str))
         ax.set_yticks(range(table.shape[0]), table.index)
         ax.set_xlabel("output")
+        bottom = 0.3 + _room(table.columns)
         fig.colorbar(image, ax=ax)
     ax.set_title(f"weights of the selected ensemble {ensemble!r}")
-    return _save(fig, out / "weights.png")
+    return _save(fig, out / "weights.png", left=_room(table.index), bottom=bottom)
 
 
 def plot_confusion(results: Results, out: Path) -> Path:
@@ -267,14 +301,17 @@ def plot_confusion(results: Results, out: Path) -> Path:
     for ax, matrix, title in zip(np.atleast_1d(fig.subplots(1, len(matrices))), matrices, titles):
         ax.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):
-            color = "white" if value > matrix.max() / 2 else "black"
+            # White on the darker half of the colour scale, which spans min..max.
+            color = "white" if value > (matrix.min() + matrix.max()) / 2 else "black"
             ax.text(j, i, str(value), ha="center", va="center", fontsize=8, color=color)
         ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right")
         ax.set_yticks(range(len(ticks)), ticks)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title)
-    return _save(fig, out / "confusion.png")
+    side = 0.3 + _room(ticks)  # the y label "true" and the tick labels
+    room = {"left": side, "bottom": 0.3 + _room(ticks, rotated=True), "wspace": side}
+    return _save(fig, out / "confusion.png", **room)
 
 
 def _counts(actual: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
@@ -326,7 +363,7 @@ def plot_calibration(results: Results, out: Path) -> Path:
     ax.set_ylabel("observed frequency")
     ax.set_title("reliability of the ensemble's OOF probabilities")
     ax.legend(fontsize=8)
-    return _save(fig, out / "calibration.png")
+    return _save(fig, out / "calibration.png", left=0.7, bottom=0.55)
 
 
 def plot_residuals(results: Results, out: Path) -> Path:
@@ -347,7 +384,7 @@ def plot_residuals(results: Results, out: Path) -> Path:
     right.set_xlabel("predicted (OOF)")
     right.set_ylabel("residual (true - predicted)")
     fig.suptitle("OOF residuals of the selected ensemble")
-    return _save(fig, out / "residuals.png")
+    return _save(fig, out / "residuals.png", left=0.8, bottom=0.55, top=0.6, wspace=0.9)
 
 
 def _require_classification(task: str, results: Results, name: str) -> None:

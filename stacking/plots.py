@@ -83,7 +83,8 @@ class Results:
         cached = self._tables.get(name)
         missing = [c for c in columns if cached is None or c not in cached.columns]
         if missing:
-            new = pd.read_parquet(self._path(name, purpose), columns=missing)
+            table = pq.read_table(self._path(name, purpose), columns=missing)
+            new = table.to_pandas(split_blocks=True)  # one block per column: no 2-D copy
             cached = new if cached is None else pd.concat([cached, new], axis=1)
             self._tables[name] = cached
         return cached[columns]
@@ -109,9 +110,17 @@ class Results:
             outputs = [c.removeprefix(prefix) for c in columns]
             names = target_columns(self.schema("oof.parquet", purpose), self.base_models(purpose))
             truth = self.columns("oof.parquet", purpose, names)
-            proba = self.columns("meta_oof.parquet", purpose, columns).to_numpy(dtype=float)
+            proba = _matrix(self.columns("meta_oof.parquet", purpose, columns))
             self._ensemble = info["task"], outputs, truth, proba
         return self._ensemble
+
+
+def _matrix(frame: pd.DataFrame) -> np.ndarray:
+    """The frame as float64, column-major: the plots take one column at a time."""
+    matrix = np.empty(frame.shape, dtype=float, order="F")
+    for k, name in enumerate(frame.columns):
+        matrix[:, k] = frame[name].to_numpy()
+    return matrix
 
 
 def target_columns(oof: pd.DataFrame | list[str], base_models: list[str]) -> list[str]:
@@ -141,7 +150,7 @@ def _one_hot(task: str, outputs: list[str], truth: pd.DataFrame) -> np.ndarray:
     if task == "multilabel":
         return truth[outputs].to_numpy(dtype=float)
     codes = _label_codes(outputs, truth)
-    matrix = np.zeros((len(codes), len(outputs)))
+    matrix = np.zeros((len(codes), len(outputs)), order="F")  # read column by column
     known = np.flatnonzero(codes >= 0)
     matrix[known, codes[known]] = 1.0
     return matrix
@@ -201,7 +210,7 @@ def plot_correlation(results: Results, out: Path) -> Path:
         "oof.parquet", "correlation.png", [f"{b}__{o}" for o in shared for b in bases]
     )
     corr = np.mean(
-        [np.corrcoef(oof[[f"{b}__{o}" for b in bases]].to_numpy(float).T) for o in shared],
+        [np.corrcoef(np.array([oof[f"{b}__{o}"] for b in bases], dtype=float)) for o in shared],
         axis=0,
     )
     size = 2.5 + 0.6 * len(bases)
@@ -347,14 +356,14 @@ def plot_calibration(results: Results, out: Path) -> Path:
     one line per class (binary: the positive class; multilabel: per label)."""
     task, outputs, truth, proba = results.ensemble_oof("calibration.png")
     _require_classification(task, results, "calibration.png")
-    shown = [1] if task == "binary" else list(range(len(outputs)))
+    shown = slice(1, 2) if task == "binary" else slice(None)  # views, no copy of the rows
     count, mean_p, freq = calibration_bins(
         proba[:, shown], _one_hot(task, outputs, truth)[:, shown]
     )
     fig = Figure(figsize=(6, 5))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
-    for row, k in enumerate(shown):
+    for row, k in enumerate(range(len(outputs))[shown]):
         used = count[row] > 0
         ax.plot(mean_p[row, used], freq[row, used], marker="o", label=str(outputs[k]))
     ax.set_xlim(0, 1)

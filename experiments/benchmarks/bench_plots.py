@@ -77,6 +77,18 @@ def best_of(func, repeat: int) -> float:
     return min(times)
 
 
+def measure(folder: Path, names: list[str], repeat: int) -> tuple[float, dict[str, float]]:
+    """``write_plots`` and each plot alone (each with a fresh :class:`Results`: own reads)."""
+    out = folder / "plots"
+    out.mkdir(exist_ok=True)
+    plots.write_plots(folder)  # warm-up: imports, font cache
+    parts = {}
+    for name in names:
+        plot = getattr(plots, f"plot_{name}")
+        parts[name] = best_of(lambda plot=plot: plot(plots.Results(folder), out), repeat)
+    return best_of(lambda: plots.write_plots(folder), repeat), parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -87,18 +99,9 @@ def main() -> None:
     names += ["residuals"] if args.task == "regression" else ["confusion", "calibration"]
     for rows in args.rows:
         with tempfile.TemporaryDirectory() as tmp:
-            folder = make_folder(Path(tmp), rows, args.task)
-            out = folder / "plots"
-            out.mkdir()
-            plots.write_plots(folder)  # warm-up: imports, font cache
-            parts = {
-                n: best_of(lambda n=n: getattr(plots, f"plot_{n}")(plots.Results(folder), out),
-                           args.repeat)
-                for n in names
-            }
-            total = best_of(lambda: plots.write_plots(folder), args.repeat)
-            detail = ", ".join(f"{n} {t:.3f}" for n, t in parts.items())
-            print(f"rows={rows:>9,} write_plots {total:.3f} s  (each alone, own reads: {detail})")
+            total, parts = measure(make_folder(Path(tmp), rows, args.task), names, args.repeat)
+        detail = ", ".join(f"{n} {t:.3f}" for n, t in parts.items())
+        print(f"rows={rows:>9,} write_plots {total:.3f} s  (each alone, own reads: {detail})")
 
 
 if __name__ == "__main__":

@@ -270,7 +270,9 @@ def plot_weights(results: Results, out: Path) -> Path | None:
     table = rows.assign(label=label).pivot_table(
         index="label", columns="output", values="weight", aggfunc="sum", sort=False
     )
-    fig = Figure(figsize=(max(6.0, 3 + 0.6 * table.shape[1]), max(2.6, 1.5 + 0.3 * table.shape[0])))
+    fig = Figure(
+        figsize=(max(6.0, 3 + 0.6 * table.shape[1]), max(2.6, 1.5 + 0.22 * table.shape[0]))
+    )
     ax = fig.subplots()
     if table.shape[1] == 1:
         ax.barh(np.arange(len(table)), table.iloc[:, 0].to_numpy(float))
@@ -376,8 +378,15 @@ def plot_calibration(results: Results, out: Path) -> Path:
 
 
 # Every row as a dot. Line2D markers, which Agg stamps from one cached marker, draw 1M rows
-# in about 60 % of the time of ``scatter(s=8)`` (a path collection); same size and alpha.
-_DOTS = {"marker": "o", "markersize": 8**0.5, "markeredgewidth": 0, "alpha": 0.6, "linestyle": ""}
+# in about 60 % of the time of ``scatter(s=8)`` (a path collection); same size (edge
+# included: 1.5 pt) and alpha.
+_DOTS = {
+    "marker": "o",
+    "markersize": 8**0.5 + 1.5,
+    "markeredgewidth": 0,
+    "alpha": 0.6,
+    "linestyle": "",
+}
 
 
 def plot_residuals(results: Results, out: Path) -> Path:

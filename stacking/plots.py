@@ -25,16 +25,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from stacking.errors import DataError, DataFileNotFoundError
 
-DPI = 100
+DPI = 80  # 8 pt text stays legible; a fifth fewer pixels to rasterise and compress than 100
 N_BINS = 10
+CHAR_INCHES = 0.6 * 10 / 72  # mean width of one character of the 10 pt default font
 
 
 class Results:
-    """The files of one results folder, read lazily, with the names the plots need."""
+    """The files of one results folder, read lazily, with the names the plots need.
+
+    Parquet files are read column by column as the plots ask (``oof.parquet`` also holds
+    the row ids and passthrough features that no plot needs: at 1M rows reading them costs
+    more than drawing), and every column is read once for all plots.
+    """
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
@@ -44,6 +51,8 @@ class Results:
                 "folder of a finished `stacking run`"
             )
         self._tables: dict[str, pd.DataFrame] = {}  # read once: three plots read oof.parquet
+        self._schemas: dict[str, list[str]] = {}
+        self._ensemble: tuple[str, list[str], pd.DataFrame, np.ndarray] | None = None
 
     def _path(self, name: str, purpose: str) -> Path:
         path = self.directory / name
@@ -58,53 +67,128 @@ class Results:
         return json.loads(self._path("metrics.json", purpose).read_text())
 
     def table(self, name: str, purpose: str) -> pd.DataFrame:
+        """A whole CSV file (small tables: leaderboard, weights)."""
         if name not in self._tables:
-            path = self._path(name, purpose)
-            self._tables[name] = (
-                pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
-            )
+            self._tables[name] = pd.read_csv(self._path(name, purpose))
         return self._tables[name]
+
+    def schema(self, name: str, purpose: str) -> list[str]:
+        """The column names of a parquet file, from its footer (no data read)."""
+        if name not in self._schemas:
+            self._schemas[name] = list(pq.read_schema(self._path(name, purpose)).names)
+        return self._schemas[name]
+
+    def columns(self, name: str, purpose: str, columns: list[str]) -> pd.DataFrame:
+        """Only ``columns`` of a parquet file; each column is read from disk once."""
+        cached = self._tables.get(name)
+        missing = [c for c in columns if cached is None or c not in cached.columns]
+        if missing:
+            table = pq.read_table(self._path(name, purpose), columns=missing)
+            new = table.to_pandas(split_blocks=True)  # one block per column: no 2-D copy
+            cached = new if cached is None else pd.concat([cached, new], axis=1)
+            self._tables[name] = cached
+        return cached[columns]
 
     def base_models(self, purpose: str) -> list[str]:
         board = self.table("leaderboard.csv", purpose)
         return [str(m) for m in board.loc[board.role == "base", "model"]]
 
     def ensemble_oof(self, purpose: str) -> tuple[str, list[str], pd.DataFrame, np.ndarray]:
-        """Task, output names, the truth (target columns of oof.parquet), ensemble OOF."""
-        info = self.metrics(purpose)
-        oof = self.table("oof.parquet", purpose)
-        meta = self.table("meta_oof.parquet", purpose)
-        prefix = f"{info['ensemble']}__"
-        columns = [c for c in meta.columns if c.startswith(prefix)]
-        if not columns:
-            raise DataError(
-                f"{self.directory / 'meta_oof.parquet'} has no {prefix}* columns for the "
-                f"selected ensemble {info['ensemble']!r}; the folder is incomplete, re-run it"
-            )
-        outputs = [c.removeprefix(prefix) for c in columns]
-        truth = oof[target_columns(oof, self.base_models(purpose))]
-        return info["task"], outputs, truth, meta[columns].to_numpy(dtype=float)
+        """Task, output names, the truth (target columns of oof.parquet), ensemble OOF.
+
+        Computed once per :class:`Results` (the confusion and calibration plots share it).
+        """
+        if self._ensemble is None:
+            info = self.metrics(purpose)
+            prefix = f"{info['ensemble']}__"
+            columns = [c for c in self.schema("meta_oof.parquet", purpose) if c.startswith(prefix)]
+            if not columns:
+                raise DataError(
+                    f"{self.directory / 'meta_oof.parquet'} has no {prefix}* columns for the "
+                    f"selected ensemble {info['ensemble']!r}; the folder is incomplete, re-run it"
+                )
+            outputs = [c.removeprefix(prefix) for c in columns]
+            names = target_columns(self.schema("oof.parquet", purpose), self.base_models(purpose))
+            truth = self.columns("oof.parquet", purpose, names)
+            proba = _matrix(self.columns("meta_oof.parquet", purpose, columns))
+            self._ensemble = info["task"], outputs, truth, proba
+        return self._ensemble
 
 
-def target_columns(oof: pd.DataFrame, base_models: list[str]) -> list[str]:
-    """The columns between ``fold`` and the first level-1 column of ``oof.parquet``."""
+def _matrix(frame: pd.DataFrame) -> np.ndarray:
+    """The frame as float64, column-major: the plots take one column at a time."""
+    matrix = np.empty(frame.shape, dtype=float, order="F")
+    for k, name in enumerate(frame.columns):
+        matrix[:, k] = frame[name].to_numpy()
+    return matrix
+
+
+def target_columns(oof: pd.DataFrame | list[str], base_models: list[str]) -> list[str]:
+    """The columns between ``fold`` and the first level-1 column of ``oof.parquet``
+    (given as the frame or as its column names)."""
     prefixes = tuple(f"{m}__" for m in base_models)
-    columns = list(oof.columns)
+    columns = list(oof.columns) if isinstance(oof, pd.DataFrame) else list(oof)
     start = columns.index("fold") + 1
     end = next(i for i, c in enumerate(columns) if c.startswith(prefixes))
     return columns[start:end]
+
+
+def _label_codes(outputs: list[str], truth: pd.DataFrame) -> np.ndarray:
+    """Index in ``outputs`` of each row's label (compared as text), -1 when absent.
+
+    Factorises first so that only the distinct labels are turned into text: the old
+    ``astype(str)`` of every row cost more than the plots at 1M rows.
+    """
+    codes, uniques = pd.factorize(truth.iloc[:, 0])
+    position = {name: i for i, name in enumerate(outputs)}
+    lookup = np.array([position.get(str(u), -1) for u in uniques] + [-1], dtype=np.int64)
+    return lookup[codes]  # pandas' code -1 (missing label) picks the trailing -1
 
 
 def _one_hot(task: str, outputs: list[str], truth: pd.DataFrame) -> np.ndarray:
     """The truth as a 0/1 matrix aligned with the ensemble's output columns."""
     if task == "multilabel":
         return truth[outputs].to_numpy(dtype=float)
-    labels = truth.iloc[:, 0].astype(str).to_numpy()
-    return (labels[:, None] == np.asarray(outputs)[None, :]).astype(float)
+    codes = _label_codes(outputs, truth)
+    matrix = np.zeros((len(codes), len(outputs)), order="F")  # read column by column
+    known = np.flatnonzero(codes >= 0)
+    matrix[known, codes[known]] = 1.0
+    return matrix
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    fig.tight_layout()
+def _room(labels: list[str] | pd.Index, *, rotated: bool = False) -> float:
+    """Inches that tick labels take across their axis (``rotated``: set at 45 degrees)."""
+    longest = max((len(str(label)) for label in labels), default=1) * CHAR_INCHES
+    return 0.25 + ((longest + 0.14) * 0.71 if rotated else longest)  # 0.14: a line's height
+
+
+def _save(
+    fig: Figure,
+    path: Path,
+    *,
+    left: float,
+    bottom: float,
+    top: float = 0.4,
+    right: float = 0.25,
+    wspace: float = 0.0,
+) -> Path:
+    """Place the axes with margins in inches, then write the PNG.
+
+    Margins come from the labels' lengths (:func:`_room`) rather than ``tight_layout``,
+    which measures every tick label of a figure in one more layout pass: a quarter of
+    the plots' time in a warm rerun. ``wspace`` is the gap between side-by-side subplots,
+    in inches (figures with a colorbar have one subplot and no gap).
+    """
+    width, height = fig.get_size_inches()
+    columns = max(1, len(fig.axes))
+    axes_width = max(0.5, (width - left - right - wspace * (columns - 1)) / columns)
+    fig.subplots_adjust(
+        left=left / width,
+        bottom=bottom / height,
+        right=1 - right / width,
+        top=1 - top / height,
+        wspace=wspace / axes_width,
+    )
     fig.savefig(path, dpi=DPI, format="png")
     return path
 
@@ -112,18 +196,21 @@ def _save(fig: Figure, path: Path) -> Path:
 def plot_correlation(results: Results, out: Path) -> Path:
     """Heatmap of the base models' OOF correlation, averaged over their common outputs."""
     bases = results.base_models("correlation.png")
-    oof = results.table("oof.parquet", "correlation.png")
+    names = results.schema("oof.parquet", "correlation.png")
     outputs = sorted(
-        {c.split("__", 1)[1] for c in oof.columns if c.split("__", 1)[0] in bases and "__" in c}
+        {c.split("__", 1)[1] for c in names if c.split("__", 1)[0] in bases and "__" in c}
     )
-    shared = [o for o in outputs if all(f"{b}__{o}" in oof.columns for b in bases)]
+    shared = [o for o in outputs if all(f"{b}__{o}" in names for b in bases)]
     if len(bases) < 2 or not shared:
         raise DataError(
             f"{results.directory / 'oof.parquet'} holds {len(bases)} base model(s) with "
             f"shared outputs {shared}; a correlation needs two base models with the same outputs"
         )
+    oof = results.columns(
+        "oof.parquet", "correlation.png", [f"{b}__{o}" for o in shared for b in bases]
+    )
     corr = np.mean(
-        [np.corrcoef(oof[[f"{b}__{o}" for b in bases]].to_numpy(float).T) for o in shared],
+        [np.corrcoef(np.array([oof[f"{b}__{o}"] for b in bases], dtype=float)) for o in shared],
         axis=0,
     )
     size = 2.5 + 0.6 * len(bases)
@@ -136,7 +223,7 @@ def plot_correlation(results: Results, out: Path) -> Path:
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
     fig.colorbar(image, ax=ax)
     ax.set_title(f"OOF correlation of base models ({len(shared)} output(s) averaged)")
-    return _save(fig, out / "correlation.png")
+    return _save(fig, out / "correlation.png", left=_room(bases), bottom=_room(bases, rotated=True))
 
 
 def plot_leaderboard(results: Results, out: Path) -> Path:
@@ -169,7 +256,7 @@ def plot_leaderboard(results: Results, out: Path) -> Path:
     right.axvline(0.0, color="grey", linewidth=1)
     right.set_xlabel(f"delta_vs_best_base ({metric}) with bootstrap interval")
     right.set_title("difference from the best base model")
-    return _save(fig, out / "leaderboard.png")
+    return _save(fig, out / "leaderboard.png", left=_room(names), bottom=0.55, wspace=0.25)
 
 
 def plot_weights(results: Results, out: Path) -> Path | None:
@@ -183,13 +270,16 @@ def plot_weights(results: Results, out: Path) -> Path | None:
     table = rows.assign(label=label).pivot_table(
         index="label", columns="output", values="weight", aggfunc="sum", sort=False
     )
-    fig = Figure(figsize=(max(6.0, 3 + 0.6 * table.shape[1]), 1.5 + 0.3 * table.shape[0]))
+    fig = Figure(
+        figsize=(max(6.0, 3 + 0.6 * table.shape[1]), max(2.6, 1.5 + 0.22 * table.shape[0]))
+    )
     ax = fig.subplots()
     if table.shape[1] == 1:
         ax.barh(np.arange(len(table)), table.iloc[:, 0].to_numpy(float))
         ax.set_yticks(np.arange(len(table)), table.index)
         ax.invert_yaxis()
         ax.set_xlabel(f"weight (output {table.columns[0]})")
+        bottom = 0.55
     else:
         limit = float(np.nanmax(np.abs(table.to_numpy(float)))) or 1.0
         image = ax.imshow(
@@ -198,40 +288,69 @@ def plot_weights(results: Results, out: Path) -> Path | None:
         ax.set_xticks(range(table.shape[1]), table.columns.astype(str))
         ax.set_yticks(range(table.shape[0]), table.index)
         ax.set_xlabel("output")
+        bottom = 0.3 + _room(table.columns)
         fig.colorbar(image, ax=ax)
     ax.set_title(f"weights of the selected ensemble {ensemble!r}")
-    return _save(fig, out / "weights.png")
+    return _save(fig, out / "weights.png", left=_room(table.index), bottom=bottom)
 
 
 def plot_confusion(results: Results, out: Path) -> Path:
     """Confusion matrix of the ensemble's OOF labels (multilabel: one 2x2 per label)."""
     task, outputs, truth, proba = results.ensemble_oof("confusion.png")
     _require_classification(task, results, "confusion.png")
-    actual = _one_hot(task, outputs, truth)
     if task == "multilabel":
+        actual = truth[outputs].to_numpy(dtype=float)
         matrices = [_counts(actual[:, k], proba[:, k] >= 0.5, 2) for k in range(len(outputs))]
         ticks, titles = ["0", "1"], [f"label {o}" for o in outputs]
     else:
-        matrices = [_counts(actual.argmax(1), proba.argmax(1), len(outputs))]
+        # A label absent from the outputs counts as the first output, as argmax of its
+        # all-zero one-hot row always did.
+        actual = np.maximum(_label_codes(outputs, truth), 0)
+        matrices = [_counts(actual, proba.argmax(1), len(outputs))]
         ticks, titles = outputs, ["OOF confusion matrix"]
     fig = Figure(figsize=(3.2 * len(matrices) + 1, 3.5 + 0.15 * len(ticks)))
     for ax, matrix, title in zip(np.atleast_1d(fig.subplots(1, len(matrices))), matrices, titles):
         ax.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):
-            color = "white" if value > matrix.max() / 2 else "black"
+            # White on the darker half of the colour scale, which spans min..max.
+            color = "white" if value > (matrix.min() + matrix.max()) / 2 else "black"
             ax.text(j, i, str(value), ha="center", va="center", fontsize=8, color=color)
         ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right")
         ax.set_yticks(range(len(ticks)), ticks)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(title)
-    return _save(fig, out / "confusion.png")
+    side = 0.3 + _room(ticks)  # the y label "true" and the tick labels
+    room = {"left": side, "bottom": 0.3 + _room(ticks, rotated=True), "wspace": side}
+    return _save(fig, out / "confusion.png", **room)
 
 
 def _counts(actual: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
-    matrix = np.zeros((n, n), dtype=int)
-    np.add.at(matrix, (actual.astype(int), predicted.astype(int)), 1)
-    return matrix
+    """``n x n`` counts of (actual, predicted) pairs: one ``bincount`` over all rows."""
+    pairs = actual.astype(np.int64) * n + predicted.astype(np.int64)
+    return np.bincount(pairs, minlength=n * n).reshape(n, n)
+
+
+def calibration_bins(
+    proba: np.ndarray, actual: np.ndarray, n_bins: int = N_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column and bin of the predicted probability: row count, mean prediction and
+    observed frequency, each of shape ``(n_columns, n_bins)`` (NaN means where a bin is empty).
+
+    Bins are ``np.digitize`` against ``n_bins`` equal-width edges on [0, 1] (values outside
+    fall in the first/last bin); the sums come from one ``np.bincount`` per column instead
+    of a boolean mask per bin, so the cost is a few passes over the rows whatever ``n_bins``.
+    """
+    inner = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+    shape = (proba.shape[1], n_bins)
+    count, sum_p, sum_y = np.zeros(shape, np.int64), np.zeros(shape), np.zeros(shape)
+    for k in range(proba.shape[1]):
+        bins = np.clip(np.digitize(proba[:, k], inner), 0, n_bins - 1)
+        count[k] = np.bincount(bins, minlength=n_bins)
+        sum_p[k] = np.bincount(bins, weights=proba[:, k], minlength=n_bins)
+        sum_y[k] = np.bincount(bins, weights=actual[:, k], minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return count, sum_p / count, sum_y / count
 
 
 def plot_calibration(results: Results, out: Path) -> Path:
@@ -239,25 +358,35 @@ def plot_calibration(results: Results, out: Path) -> Path:
     one line per class (binary: the positive class; multilabel: per label)."""
     task, outputs, truth, proba = results.ensemble_oof("calibration.png")
     _require_classification(task, results, "calibration.png")
-    actual = _one_hot(task, outputs, truth)
-    shown = range(1, 2) if task == "binary" else range(len(outputs))
+    shown = slice(1, 2) if task == "binary" else slice(None)  # views, no copy of the rows
+    count, mean_p, freq = calibration_bins(
+        proba[:, shown], _one_hot(task, outputs, truth)[:, shown]
+    )
     fig = Figure(figsize=(6, 5))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect")
-    edges = np.linspace(0.0, 1.0, N_BINS + 1)
-    for k in shown:
-        bins = np.clip(np.digitize(proba[:, k], edges[1:-1]), 0, N_BINS - 1)
-        used = [b for b in range(N_BINS) if np.any(bins == b)]
-        mean_p = [proba[bins == b, k].mean() for b in used]
-        freq = [actual[bins == b, k].mean() for b in used]
-        ax.plot(mean_p, freq, marker="o", label=str(outputs[k]))
+    for row, k in enumerate(range(len(outputs))[shown]):
+        used = count[row] > 0
+        ax.plot(mean_p[row, used], freq[row, used], marker="o", label=str(outputs[k]))
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("mean predicted probability")
     ax.set_ylabel("observed frequency")
     ax.set_title("reliability of the ensemble's OOF probabilities")
     ax.legend(fontsize=8)
-    return _save(fig, out / "calibration.png")
+    return _save(fig, out / "calibration.png", left=0.7, bottom=0.55)
+
+
+# Every row as a dot. Line2D markers, which Agg stamps from one cached marker, draw 1M rows
+# in about 60 % of the time of ``scatter(s=8)`` (a path collection); same size (edge
+# included: 1.5 pt) and alpha.
+_DOTS = {
+    "marker": "o",
+    "markersize": 8**0.5 + 1.5,
+    "markeredgewidth": 0,
+    "alpha": 0.6,
+    "linestyle": "",
+}
 
 
 def plot_residuals(results: Results, out: Path) -> Path:
@@ -268,17 +397,17 @@ def plot_residuals(results: Results, out: Path) -> Path:
     y, p = truth.iloc[:, 0].to_numpy(float), pred[:, 0]
     fig = Figure(figsize=(10, 4.5))
     left, right = fig.subplots(1, 2)
-    left.scatter(y, p, s=8, alpha=0.6)
+    left.plot(y, p, **_DOTS)
     bounds = [min(y.min(), p.min()), max(y.max(), p.max())]
     left.plot(bounds, bounds, linestyle="--", color="grey")
     left.set_xlabel("true")
     left.set_ylabel("predicted (OOF)")
-    right.scatter(p, y - p, s=8, alpha=0.6)
+    right.plot(p, y - p, **_DOTS)
     right.axhline(0.0, color="grey", linewidth=1)
     right.set_xlabel("predicted (OOF)")
     right.set_ylabel("residual (true - predicted)")
     fig.suptitle("OOF residuals of the selected ensemble")
-    return _save(fig, out / "residuals.png")
+    return _save(fig, out / "residuals.png", left=0.8, bottom=0.55, top=0.6, wspace=0.9)
 
 
 def _require_classification(task: str, results: Results, name: str) -> None:

@@ -11,7 +11,11 @@ from PIL import Image
 
 from stacking.errors import DataError, DataFileNotFoundError, StackingError
 from stacking.plots import (
+    N_BINS,
     Results,
+    _counts,
+    _one_hot,
+    calibration_bins,
     plot_calibration,
     plot_confusion,
     plot_correlation,
@@ -144,8 +148,6 @@ def test_target_columns_lie_between_fold_and_the_first_base_column(tmp_path):
 def test_confusion_counts_every_row_once(tmp_path):
     """The confusion plot is built from a matrix whose cells sum to the rows (checked
     through the same helper on the real folder's labels)."""
-    from stacking.plots import _counts, _one_hot
-
     task, outputs, truth, proba = Results(make_results(tmp_path, "multiclass")).ensemble_oof("t")
     actual = _one_hot(task, outputs, truth)
     matrix = _counts(actual.argmax(1), proba.argmax(1), len(outputs))
@@ -201,3 +203,53 @@ def test_write_plots_refuses_an_ensemble_absent_from_meta_oof(tmp_path):
     (folder / "metrics.json").write_text(json.dumps({**info, "ensemble": "ghost"}))
     with pytest.raises(DataError, match=r"no ghost__\* columns .*'ghost'"):
         write_plots(folder)
+
+
+def _masked_bins(proba: np.ndarray, actual: np.ndarray, n_bins: int):
+    """The reliability statistics computed directly: one boolean mask per bin and column
+    (the code that ``calibration_bins`` replaced)."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    count, mean_p, freq = (np.full((proba.shape[1], n_bins), np.nan) for _ in range(3))
+    for k in range(proba.shape[1]):
+        bins = np.clip(np.digitize(proba[:, k], edges[1:-1]), 0, n_bins - 1)
+        for b in range(n_bins):
+            rows = bins == b
+            count[k, b] = rows.sum()
+            if rows.any():
+                mean_p[k, b] = proba[rows, k].mean()
+                freq[k, b] = actual[rows, k].mean()
+    return count, mean_p, freq
+
+
+@pytest.mark.parametrize("n_bins", [N_BINS, 7])
+def test_calibration_bins_equal_the_per_bin_masks(n_bins):
+    rng = np.random.default_rng(3)
+    proba = rng.dirichlet(np.ones(4), 5000)
+    proba[:, 3] = rng.uniform(0.0, 0.35, 5000)  # bins above 0.35 stay empty: NaN, count 0
+    proba[:12, 0] = np.linspace(0.0, 1.0, n_bins + 1)[np.arange(12) % (n_bins + 1)]  # on edges
+    actual = rng.random((5000, 4)) < proba
+    count, mean_p, freq = calibration_bins(proba, actual, n_bins)
+    want_count, want_p, want_freq = _masked_bins(proba, actual, n_bins)
+    np.testing.assert_array_equal(count, want_count)
+    assert count.sum() == 4 * 5000 and (count[3, -3:] == 0).all()
+    # Same rows in each bin; only the order of summation differs (bincount vs np.mean).
+    np.testing.assert_allclose(mean_p, want_p, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(freq, want_freq, rtol=1e-12, atol=0)
+    assert np.isnan(mean_p[3, -3:]).all() and not np.isnan(mean_p[:3]).any()
+
+
+def test_one_hot_and_counts_equal_the_direct_computation():
+    """Integer labels against text outputs, an unknown label and a missing one, as the old
+    ``astype(str)`` comparison and ``np.add.at`` counted them."""
+    rng = np.random.default_rng(4)
+    labels = pd.Series(rng.integers(0, 4, 300)).astype(object)
+    labels[:5] = 7  # not an output: an all-zero row
+    labels[5:8] = None
+    outputs = ["0", "1", "2", "3"]
+    truth = pd.DataFrame({"y": labels})
+    want = (labels.astype(str).to_numpy()[:, None] == np.array(outputs)[None, :]).astype(float)
+    np.testing.assert_array_equal(_one_hot("multiclass", outputs, truth), want)
+    predicted = rng.integers(0, 4, 300)
+    expected = np.zeros((4, 4), dtype=int)
+    np.add.at(expected, (want.argmax(1), predicted), 1)
+    np.testing.assert_array_equal(_counts(want.argmax(1), predicted, 4), expected)

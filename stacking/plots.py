@@ -87,6 +87,7 @@ class Results:
             new = table.to_pandas(split_blocks=True)  # one block per column: no 2-D copy
             cached = new if cached is None else pd.concat([cached, new], axis=1)
             self._tables[name] = cached
+        assert cached is not None  # read above when nothing was cached
         return cached[columns]
 
     def base_models(self, purpose: str) -> list[str]:

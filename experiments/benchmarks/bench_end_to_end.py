@@ -8,7 +8,8 @@ Figures, each a ratio inside this one run:
    (``keras.models.load_model`` + ``model.predict`` per fold model, OOF and test), whose
    predictions it must equal;
 2. the inference stage's GFLOP/s against the float32 matmul peak measured just before;
-   the stage is timed for the local and the prefetching executor;
+   the stage is timed for the local and the prefetching executor; and the ceiling of
+   this architecture: one fold model's compiled call on a resident 4096-row batch;
 3. a warm rerun changing only the meta-model (``geometric`` instead of ``mean``) against
    the cold run, cache on;
 4. peak RSS of a run with 2, 8 and 32 external base models, each in its own subprocess,
@@ -130,6 +131,23 @@ def matmul_peak(seconds: float = 3.0) -> float:
         start = time.perf_counter()
         fn().numpy()
         best = max(best, 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
+    return best
+
+
+def model_ceiling(root: Path, batch_size: int = 4096, seconds: float = 2.0) -> float:
+    """Best GFLOP/s of one fold model's compiled call on a resident ``batch_size``-row
+    batch, traced beforehand: what this architecture can reach here (its layers are
+    skinny next to the 2048x2048 matmul), with no loading, tracing or copying around it."""
+    from stacking.base import load_base_model
+
+    model = load_base_model(root / "models/mlp0/fold_0.keras")
+    x = np.random.default_rng(0).normal(size=(batch_size, N_FEATURES)).astype("float32")
+    model.predict([x], batch_size=batch_size)  # traces
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        model.predict([x], batch_size=batch_size)
+        best = max(best, 2 * MACS * batch_size / (time.perf_counter() - start) / 1e9)
     return best
 
 
@@ -341,6 +359,13 @@ def main() -> None:
         )
         report["predict_pct_of_peak"] = (
             100 * report["predict_only_gflops"] / report["matmul_peak_gflops"]
+        )
+        report["model_ceiling_gflops"] = model_ceiling(root)
+        report["model_ceiling_pct_of_peak"] = (
+            100 * report["model_ceiling_gflops"] / report["matmul_peak_gflops"]
+        )
+        report["stage_pct_of_model_ceiling"] = (
+            100 * report["inference_stage_gflops[local]"] / report["model_ceiling_gflops"]
         )
         report["time_per_row_us"] = 1e6 * runs["local"]["wall"] / args.rows
 

@@ -57,8 +57,9 @@ format: install-dev
 	$(BIN)/ruff format stacking tests experiments
 	$(BIN)/ruff check --fix stacking tests experiments
 
-## bench: end to end at 100k rows (ratios to the tutorial loop, matmul peak, cold run; ~10 min),
-## then one compiled call vs model.predict. BENCH_ARGS="--rows 1000000" for the 1M-row run.
+## bench: end to end at 100k rows (ratios to the tutorial loop, matmul peak, warm rerun, RSS;
+## ~2 min on a quiet machine), then one compiled call vs model.predict. For the 1M-row run:
+## BENCH_ARGS="--rows 1000000 --rss-counts 2,8 --repeats 1" (~8 min).
 bench: install-dev
 	$(BIN)/python experiments/benchmarks/bench_end_to_end.py --profile $(BENCH_ARGS)
 	$(BIN)/python experiments/benchmarks/bench_inference.py

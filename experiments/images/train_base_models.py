@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
 import pandas as pd
+
+from stacking.cli import quiet_tensorflow
+
+quiet_tensorflow()  # TensorFlow's C++ load-time notices stay off `make demo`'s output
 
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE.parents[1] / "configs" / "images.yaml"

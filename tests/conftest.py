@@ -39,6 +39,20 @@ def sqlite_store(directory: Path) -> str:
     return f"sqlite:///{path}"
 
 
+def logged_ensemble(uri: str, run_id: str):
+    """``(pyfunc model, model id)`` of the ensemble model logged by run ``run_id`` in the
+    store at ``uri``, loaded as a user would: ``mlflow.pyfunc.load_model("models:/ID")``."""
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id)
+    model_id = run.data.tags["stacking.ensemble_model_id"]
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.pyfunc.load_model(f"models:/{model_id}"), model_id
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _mlflow_store_template(tmp_path_factory):
     import mlflow

@@ -13,12 +13,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import sqlite_store
+from conftest import logged_ensemble, sqlite_store
 
 from stacking import DataError, Experiment, load_config, load_dataset, make_fold_plan
 from stacking.executors import LocalExecutor
@@ -290,14 +289,7 @@ def test_image_cache_follows_file_content_not_paths(image_project, tmp_path):
 @pytest.mark.e2e
 def test_image_pyfunc_model_serves_unlabeled_rows_with_absolute_paths(image_run, image_project):
     result, tmp = image_run
-    uri = load_config(tmp / "images.yaml").tracking.uri
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    model_id = client.get_run(result.run_id).data.tags["stacking.ensemble_model_id"]
-    mlflow.set_tracking_uri(uri)
-    try:
-        model = mlflow.pyfunc.load_model(f"models:/{model_id}")
-    finally:
-        mlflow.set_tracking_uri(None)
+    model, _ = logged_ensemble(load_config(tmp / "images.yaml").tracking.uri, result.run_id)
     test = pd.read_csv(image_project.data / "test.csv")
     test["path"] = [str(image_project.data / p) for p in test["path"]]  # served from anywhere
     got = model.predict(test)

@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import logged_ensemble
 
 from stacking import Experiment
 from stacking.cli import main
@@ -64,14 +65,8 @@ def test_pyfunc_ensemble_model_serves_the_same_predictions(rank_run, multiclass_
     from stacking import load_config
 
     uri = load_config(cfg).tracking.uri
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    model_id = client.get_run(result.run_id).data.tags["stacking.ensemble_model_id"]
-    mlflow.set_tracking_uri(uri)
-    try:
-        model = mlflow.pyfunc.load_model(f"models:/{model_id}")
-    finally:
-        mlflow.set_tracking_uri(None)
-    assert client.get_logged_model(model_id).name == "ensemble"
+    model, model_id = logged_ensemble(uri, result.run_id)
+    assert mlflow.MlflowClient(tracking_uri=uri).get_logged_model(model_id).name == "ensemble"
     test = pd.read_parquet(multiclass_project.root / "test.parquet")
     got = model.predict(test)
     np.testing.assert_allclose(
@@ -146,17 +141,7 @@ def test_pyfunc_signature_lists_only_view_columns_and_serves_unlabeled_rows(
     result, _tmp, cfg = rank_run
     from stacking import load_config
 
-    uri = load_config(cfg).tracking.uri
-    model_id = (
-        mlflow.MlflowClient(tracking_uri=uri)
-        .get_run(result.run_id)
-        .data.tags["stacking.ensemble_model_id"]
-    )
-    mlflow.set_tracking_uri(uri)
-    try:
-        model = mlflow.pyfunc.load_model(f"models:/{model_id}")
-    finally:
-        mlflow.set_tracking_uri(None)
+    model, _ = logged_ensemble(load_config(cfg).tracking.uri, result.run_id)
     inputs = {c.name: c.required for c in model.metadata.get_input_schema().inputs}
     # No target, no weight column: only the id (optional) and what the views read.
     assert inputs == {"id": False, **{f"f_{i}": True for i in range(6)}}

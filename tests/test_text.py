@@ -12,12 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import sqlite_store
+from conftest import logged_ensemble, sqlite_store
 
 from stacking import Experiment, load_config, load_dataset, make_fold_plan
 from stacking.predictor import load_predictor
@@ -178,14 +177,7 @@ def test_text_predictor_serves_unlabeled_rows_like_test_predictions(text_run, te
 @pytest.mark.e2e
 def test_text_pyfunc_model_serves_unlabeled_rows(text_run, text_project):
     result, tmp = text_run
-    uri = load_config(tmp / "text.yaml").tracking.uri
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    model_id = client.get_run(result.run_id).data.tags["stacking.ensemble_model_id"]
-    mlflow.set_tracking_uri(uri)
-    try:
-        model = mlflow.pyfunc.load_model(f"models:/{model_id}")
-    finally:
-        mlflow.set_tracking_uri(None)
+    model, _ = logged_ensemble(load_config(tmp / "text.yaml").tracking.uri, result.run_id)
     test = pd.read_csv(text_project.root / "test.csv")
     got = model.predict(test[["f_1", "text", "id", "f_0"]])  # no label, columns reordered
     columns = ["ensemble__neg", "ensemble__pos"]

@@ -118,6 +118,16 @@ def write_config(root: Path, raw: dict, name: str, **changes) -> Path:
     return path
 
 
+def best_gflops(call, flops: float, seconds: float) -> float:
+    """Best GFLOP/s of ``call()`` (``flops`` each) over ``seconds`` of repeated calls."""
+    best, end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        call()
+        best = max(best, flops / (time.perf_counter() - start) / 1e9)
+    return best
+
+
 def matmul_peak(seconds: float = 3.0) -> float:
     """Best float32 GFLOP/s of a 2048x2048 matmul on this machine, now."""
     import tensorflow as tf
@@ -126,12 +136,7 @@ def matmul_peak(seconds: float = 3.0) -> float:
     b = tf.random.normal((2048, 2048))
     fn = tf.function(lambda: tf.reduce_sum(tf.linalg.matmul(a, b)))
     fn()
-    best, end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        start = time.perf_counter()
-        fn().numpy()
-        best = max(best, 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
-    return best
+    return best_gflops(lambda: fn().numpy(), 2 * 2048**3, seconds)
 
 
 def model_ceiling(root: Path, batch_size: int = 4096, seconds: float = 2.0) -> float:
@@ -143,12 +148,9 @@ def model_ceiling(root: Path, batch_size: int = 4096, seconds: float = 2.0) -> f
     model = load_base_model(root / "models/mlp0/fold_0.keras")
     x = np.random.default_rng(0).normal(size=(batch_size, N_FEATURES)).astype("float32")
     model.predict([x], batch_size=batch_size)  # traces
-    best, end = 0.0, time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        start = time.perf_counter()
-        model.predict([x], batch_size=batch_size)
-        best = max(best, 2 * MACS * batch_size / (time.perf_counter() - start) / 1e9)
-    return best
+    return best_gflops(
+        lambda: model.predict([x], batch_size=batch_size), 2 * MACS * batch_size, seconds
+    )
 
 
 def tutorial_loop(root: Path, raw: dict) -> tuple[float, dict[str, np.ndarray]]:
@@ -282,17 +284,23 @@ def peak_rss_child(config: str) -> None:
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
+def external_models(root: Path, n: int) -> dict:
+    """``base_models`` entries for ``n`` external models: copies of ``models/external.keras``
+    (made once), so that each is loaded, predicted and held like a distinct model."""
+    models = {}
+    for m in range(n):
+        path = root / f"models/external_{m}.keras"
+        if not path.exists():
+            shutil.copy(root / "models/external.keras", path)
+        models[f"ext{m}"] = {"path": str(path), "input": "x", "trained_on": "external"}
+    return models
+
+
 def peak_rss(root: Path, raw: dict, counts: list[int], changes: dict) -> dict[int, float]:
     """Peak RSS of a run with ``n`` external base models (copies of one file), per ``n``."""
     peaks = {}
     for n in counts:
-        models = {}
-        for m in range(n):
-            path = root / f"models/external_{m}.keras"
-            if not path.exists():
-                shutil.copy(root / "models/external.keras", path)
-            models[f"ext{m}"] = {"path": str(path), "input": "x", "trained_on": "external"}
-        config = write_config(root, raw, f"rss{n}", base_models=models, **changes)
+        config = write_config(root, raw, f"rss{n}", base_models=external_models(root, n), **changes)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         done = subprocess.run(
             [sys.executable, __file__, "--rss-child", str(config)],

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from stacking.cli import quiet_tensorflow
 quiet_tensorflow()
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_end_to_end import make_workload, write_config  # noqa: E402
+from bench_end_to_end import external_models, make_workload, write_config  # noqa: E402
 
 STAGES = ["_predict_bases", "_fit", "_select", "_predict_test", "_leaderboard"]
 
@@ -41,14 +40,8 @@ def child(root: Path, n: int) -> None:
     import stacking.experiment as experiment
     from stacking import Experiment
 
-    models = {}
-    for m in range(n):
-        path = root / f"models/external_{m}.keras"
-        if not path.exists():
-            shutil.copy(root / "models/external.keras", path)
-        models[f"ext{m}"] = {"path": str(path), "input": "x", "trained_on": "external"}
     raw = json.loads((root / "raw.json").read_text())
-    config = write_config(root, raw, f"mem{n}", base_models=models)
+    config = write_config(root, raw, f"mem{n}", base_models=external_models(root, n))
     highest: dict = {"mb": 0.0, "snapshot": None, "stage": None}
 
     def watched(name: str):

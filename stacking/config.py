@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from stacking.errors import ConfigError, DataFileNotFoundError
+from stacking.errors import ConfigError, DataFileNotFoundError, first_line
 
 Task = Literal["auto", "binary", "multiclass", "multilabel", "regression"]
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -593,6 +593,6 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {first_line(exc)}") from exc
     raw.setdefault("name", safe_name(path.stem)) if isinstance(raw, dict) else None
     return parse_config(raw, root=path.parent.resolve(), source=str(path), overrides=overrides)

@@ -58,3 +58,10 @@ class TrackingError(StackingError, RuntimeError):
 
 class OutputError(StackingError, OSError):
     """The results folder cannot be written: read-only, full disk, file-size limit."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, or its type name when the message is empty: a
+    library's multi-line message quoted inside one of ours, which must stay one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

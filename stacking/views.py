@@ -37,7 +37,7 @@ import pandas as pd
 
 from stacking.config import ViewConfig, split_array_location
 from stacking.data import resolve_columns, view_array
-from stacking.errors import DataError, DataFileNotFoundError
+from stacking.errors import DataError, DataFileNotFoundError, first_line
 
 
 class ViewData(abc.ABC):
@@ -150,7 +150,7 @@ class ImageData(ViewData):
         except Exception as exc:  # PIL's own error types vary by format
             raise DataError(
                 f"cannot read image {self.paths[i]!r} (row id {self.ids[i]!r}): "
-                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; fix or "
+                f"{first_line(exc)}; fix or "
                 "remove the file, or drop the row"
             ) from exc
         return keras.utils.img_to_array(image, dtype="float32")

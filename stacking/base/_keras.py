@@ -28,7 +28,7 @@ from stacking.base._base import (
     placeholder,
     register_loader,
 )
-from stacking.errors import BaseModelError
+from stacking.errors import BaseModelError, first_line
 
 
 class _DropRetracingNotice(logging.Filter):
@@ -176,7 +176,7 @@ class KerasModel(FrozenModel):
 
 
 def _load_error(path: Path, exc: Exception) -> BaseModelError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     hint = ""
     if "locate class" in first or "Unknown" in first:
         hint = (
@@ -243,7 +243,7 @@ class KerasLoader(ModelLoader):
         except ValueError as exc:  # e.g. a layer inside a nested sub-model
             raise BaseModelError(
                 f"model {str(path)!r}: layer {layer!r} is not reachable from the model's "
-                f"inputs ({str(exc).splitlines()[0]}); name a top-level layer"
+                f"inputs ({first_line(exc)}); name a top-level layer"
             ) from exc
 
 

@@ -29,7 +29,7 @@ from stacking.base._base import (
     natural_key,
     register_loader,
 )
-from stacking.errors import BaseModelError
+from stacking.errors import BaseModelError, first_line
 
 
 def _positional_order(loaded, specs: dict) -> list[str] | None:
@@ -145,7 +145,7 @@ class SavedModelLoader(ModelLoader):
             loaded = tf.saved_model.load(str(path))
         except Exception as exc:
             raise BaseModelError(
-                f"cannot load SavedModel {str(path)!r}: {str(exc).splitlines()[0]}"
+                f"cannot load SavedModel {str(path)!r}: {first_line(exc)}"
             ) from exc
         return SavedModel(loaded, path, output)
 

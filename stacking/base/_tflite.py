@@ -23,7 +23,7 @@ from stacking.base._base import (
     natural_key,
     register_loader,
 )
-from stacking.errors import BaseModelError
+from stacking.errors import BaseModelError, first_line
 
 
 def _interpreter_class():
@@ -53,7 +53,7 @@ class TFLiteModel(FrozenModel):
             self._it = _interpreter_class()(model_path=str(path))
         except (ValueError, RuntimeError) as exc:
             raise BaseModelError(
-                f"cannot load LiteRT model {str(path)!r}: {str(exc).splitlines()[0]}"
+                f"cannot load LiteRT model {str(path)!r}: {first_line(exc)}"
             ) from exc
         signatures = self._it.get_signature_list()
         ins = outs = None

@@ -180,19 +180,13 @@ def progress_bar(jobs: list[Job], progress: bool) -> Any:
     return tqdm(jobs, desc="inference", unit="model", disable=not progress or not jobs)
 
 
-def check_inputs(
-    frozen: FrozenModel | list[tuple], inputs: list[np.ndarray], *, model: str, path: Path
-) -> None:
-    """Refuse input arrays whose shapes or dtypes differ from the model's, naming both.
-
-    ``frozen`` is the loaded :class:`~stacking.base.FrozenModel` (or, as before, the list
-    of its input shapes: then only shapes are checked). ``inputs`` are in its declared
-    order.
-    """
+def check_inputs(frozen: FrozenModel, inputs: list[np.ndarray], *, model: str, path: Path) -> None:
+    """Refuse input arrays whose shapes or dtypes differ from the loaded model's, naming
+    both. ``inputs`` are in the model's declared order."""
     from stacking.base import check_input_dtypes
     from stacking.errors import BaseModelError
 
-    expected = frozen if isinstance(frozen, list) else frozen.input_shapes
+    expected = frozen.input_shapes
     got = [tuple(a.shape[1:]) for a in inputs]
     fits = len(expected) == len(got) and all(
         len(e) == len(g) and all(d is None or d == h for d, h in zip(e, g))
@@ -200,11 +194,9 @@ def check_inputs(
     )
     if not fits:
         shown = [tuple(d for d in e) for e in expected]
-        names = "" if isinstance(frozen, list) else f" {frozen.input_names}"
         raise BaseModelError(
-            f"base model {model!r} ({path.name}) expects input shape(s) {shown}{names} "
-            f"but its input view gives {got}; set the view's `shape:` (e.g. [8, 8, 1]) or "
-            f"`columns:` to match the model"
+            f"base model {model!r} ({path.name}) expects input shape(s) {shown} "
+            f"{frozen.input_names} but its input view gives {got}; set the view's `shape:` "
+            "(e.g. [8, 8, 1]) or `columns:` to match the model"
         )
-    if not isinstance(frozen, list):
-        check_input_dtypes(frozen, inputs, model_name=model)
+    check_input_dtypes(frozen, inputs, model_name=model)

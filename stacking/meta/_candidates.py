@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.utils.validation import has_fit_parameter
 
 from stacking.config import CandidateConfig
-from stacking.errors import ConfigError, StackingError
+from stacking.errors import ConfigError, StackingError, first_line
 from stacking.meta._registry import get_meta_learner, reads_blocks, short_names
 
 _API = ("fit", "get_params")
@@ -149,7 +149,7 @@ def _fit(estimator, X, y, sample_weight, name, rows: str):
     except StackingError:
         raise
     except ValueError as exc:  # includes scikit-learn's InvalidParameterError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise ConfigError(
             f"meta-model {name!r} cannot be fitted on {rows}: {first}; check its params "
             "or choose another candidate"

@@ -19,7 +19,7 @@ import pandas as pd
 import yaml
 
 from stacking import results
-from stacking.errors import DataError, DataFileNotFoundError
+from stacking.errors import DataError, DataFileNotFoundError, first_line
 from stacking.tracking._base import ChildRecord, DatasetRecord, RunRecord, Tracker
 
 _NEEDED = ("metrics.json", "config.resolved.yaml")
@@ -51,7 +51,7 @@ def _read(folder: Path) -> tuple[dict, dict]:
     except (ValueError, yaml.YAMLError) as exc:
         raise DataError(
             f"{str(folder)!r} holds an unreadable metrics.json or config.resolved.yaml: "
-            f"{str(exc).splitlines()[0]}; re-run the experiment"
+            f"{first_line(exc)}; re-run the experiment"
         ) from exc
     return metrics, config
 

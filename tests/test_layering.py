@@ -35,6 +35,7 @@ ORDER = [
     "tracking",
     "experiment",
     "cli",
+    "_docgen",  # writes docs/configuration.md from config's models; nothing imports it
 ]
 
 

@@ -1,4 +1,4 @@
-"""Imports point one way, down DESIGN.md's data flow; heavy libraries stay in their stage."""
+"""Imports point down the data flow of docs/architecture.md; heavy libraries stay put."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Base models: find, check and load frozen TensorFlow models of any supported format.
 
-The three honest ways of DESIGN.md are resolved here:
+The three honest ways of docs/architecture.md are resolved here:
 
 1. a fold-model directory (``fold_0.keras`` … ``fold_{K-1}.keras`` + ``stacking.json``)
    whose manifest's fold-plan digest equals the experiment's;

@@ -123,6 +123,12 @@ class DataConfig(_Strict):
         description="target column, or a list of 0/1 columns (multilabel)"
     )
     task: Task = Field("auto", description="auto: inferred from the target's values")
+    classes: list[str | int | float | bool] | None = Field(
+        None,
+        description="classification: every class of the target in the order models output "
+        "them (column j is classes[j]; binary: the second is the positive class); "
+        "default: sorted",
+    )
     weight: str | None = Field(
         None, description="sample-weight column, used in meta fitting and in every metric"
     )

@@ -170,7 +170,8 @@ def resolve_base_model(
     if manifest.get("classes") and manifest["classes"] != expected:
         raise BaseModelError(
             f"base model {name!r} predicts classes {manifest['classes']} but the data's "
-            f"target has {expected}; its output columns would be misread"
+            f"target has {expected}; its output columns would be misread. If the models "
+            f"output the classes in that order, declare it: data.classes: {manifest['classes']}"
         )
     fold_paths = []
     for k in range(n_splits):

@@ -436,3 +436,27 @@ def test_docs_architecture_table_names_every_registered_module(tmp_path):
     for row in table.values():  # and every file the table names exists
         for named in re.findall(r"`([\w/.]+\.py)`", row):
             assert (ROOT / named).is_file(), f"docs/architecture.md names {named}"
+
+
+# --- the bad-input table follows its tests ---------------------------------------------------
+
+
+def test_docs_bad_input_table_has_every_tested_row_with_a_matching_message():
+    """Each row of ``tests/test_bad_inputs.py`` is in docs/bad-input.md, and the message
+    shown there still matches the pattern the test checks the CLI's line against (print
+    the table again with ``python tests/test_bad_inputs.py`` when a message changes)."""
+    from test_bad_inputs import ROWS
+
+    table = {}
+    for line in (ROOT / "docs/bad-input.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        if len(cells) == 4 and cells[2].startswith("``"):
+            table[(cells[0], cells[1])] = (cells[2].strip("` ").replace("\\|", "|"), cells[3])
+    for key, row in ROWS.items():
+        assert (row.area, row.what) in table, f"docs/bad-input.md has no row for {key}"
+        shown, raises = table[(row.area, row.what)]
+        # The table shows paths and digests as "…"; any word stands for them here.
+        assert re.search(row.match, shown.replace("…", "a0")), f"docs/bad-input.md, {key}"
+        api = row.error.__name__ if row.argv is None or row.api else "(CLI only)"
+        assert raises == f"`{api}`", f"docs/bad-input.md, {key}: {raises}"
+    assert len(table) == len(ROWS), "docs/bad-input.md has rows that no test checks"

@@ -193,9 +193,27 @@ def _metrics_section() -> str:
     return _METRICS.format(defaults=defaults, table="\n".join(rows))
 
 
+def _reachable(model: type[BaseModel], seen: set[type[BaseModel]]) -> set[type[BaseModel]]:
+    """Every config section that a key under ``model`` can hold."""
+    seen.add(model)
+    for field in model.model_fields.values():
+        for sub in _models_in(field.annotation):
+            if sub not in seen:
+                _reachable(sub, seen)
+    return seen
+
+
 def render() -> str:
-    """The whole of ``docs/configuration.md``."""
+    """The whole of ``docs/configuration.md``.
+
+    A config model that no section documents is an error here, so a new section of the
+    config cannot be left out of the reference.
+    """
     sections = [*_SECTIONS, *_executor_sections()]
+    undocumented = _reachable(config.Config, set()) - {model for model, _, _ in sections}
+    if undocumented:
+        names = sorted(m.__name__ for m in undocumented)
+        raise RuntimeError(f"add {names} to _SECTIONS in {__name__} (with the key they sit at)")
     _SECTION_NAMES.clear()
     _SECTION_LINKS.clear()
     for model, key, note in sections:

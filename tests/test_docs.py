@@ -359,6 +359,14 @@ def test_docs_configuration_reference_is_what_the_generator_writes():
     )
 
 
+def test_docs_configuration_reference_refuses_an_undocumented_section(monkeypatch):
+    from stacking import _docgen
+
+    monkeypatch.setattr(_docgen, "_SECTIONS", [s for s in _docgen._SECTIONS if s[1] != "cache"])
+    with pytest.raises(RuntimeError, match=r"add \['CacheConfig'\] to _SECTIONS"):
+        _docgen.render()
+
+
 def test_docs_configuration_reference_names_every_config_key():
     from stacking._docgen import render
     from stacking.config import Config

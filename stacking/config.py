@@ -73,11 +73,15 @@ class ViewConfig(_Strict):
     )
     image: str | None = Field(None, description="a column of image paths")
     size: list[int] | None = Field(None, description="image: [height, width]")
-    channels: Literal[1, 3] = 3
-    text: str | None = Field(None, description="a column of strings")
-    array: ArrayConfig | None = None
+    channels: Literal[1, 3] = Field(3, description="image: 1 (grayscale) or 3 (RGB)")
+    text: str | None = Field(
+        None, description="a column of strings, fed as tf.string, shape (n, 1)"
+    )
+    array: ArrayConfig | None = Field(None, description="row-aligned arrays from .npy/.npz files")
     shape: list[int] | None = Field(None, description="per-row shape, e.g. [8, 8, 1]")
-    dtype: Literal["float16", "float32", "float64", "int32", "int64"] = "float32"
+    dtype: Literal["float16", "float32", "float64", "int32", "int64"] = Field(
+        "float32", description="columns: the dtype the values are read as"
+    )
 
     @field_validator("shape", "size")
     @classmethod
@@ -110,22 +114,38 @@ class ViewConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    train: Path
-    test: Path | None = None
-    id: str | None = Field(None, description="id column; default: the row number")
-    target: str | list[str]
-    task: Task = "auto"
-    weight: str | None = Field(None, description="sample-weight column")
-    views: dict[str, ViewConfig] = Field(default_factory=dict)
+    """The tables: training rows, optional rows to predict, and the views models read."""
+
+    train: Path = Field(description="CSV or Parquet training table")
+    test: Path | None = Field(None, description="CSV or Parquet rows to predict")
+    id: str | None = Field(None, description="id column; default: the row number (row_id)")
+    target: str | list[str] = Field(
+        description="target column, or a list of 0/1 columns (multilabel)"
+    )
+    task: Task = Field("auto", description="auto: inferred from the target's values")
+    classes: list[str | int | float | bool] | None = Field(
+        None,
+        description="classification: every class of the target in the order models output "
+        "them (column j is classes[j]; binary: the second is the positive class); "
+        "default: sorted",
+    )
+    weight: str | None = Field(
+        None, description="sample-weight column, used in meta fitting and in every metric"
+    )
+    views: dict[str, ViewConfig] = Field(
+        default_factory=dict, description="named views that base models read (see below)"
+    )
 
 
 class FoldsConfig(_Strict):
+    """The fold plan: which rows each fold model never saw."""
+
     kind: Literal["auto", "kfold", "stratified", "group"] = Field(
         "auto", description="auto: stratified for classes, kfold for regression"
     )
-    n_splits: int = Field(5, ge=2)
-    seed: int = 0
-    shuffle: bool = True
+    n_splits: int = Field(5, ge=2, description="number of folds K")
+    seed: int = Field(0, description="seed of the shuffled splitters")
+    shuffle: bool = Field(True, description="shuffle rows before splitting")
     column: str | None = Field(None, description="take each row's fold from this column")
     group: str | None = Field(None, description="group column, for kind: group")
 
@@ -137,9 +157,16 @@ class FoldsConfig(_Strict):
 
 
 class CandidateConfig(_Strict):
-    name: str | None = None
-    estimator: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    """A meta-model written as a mapping (a candidate may also be a short name or an import
+    path given as a plain string)."""
+
+    name: str | None = Field(None, description="leaderboard name; default: the short name")
+    estimator: str = Field(
+        description="a short name (see meta-learners.md) or an import path of an estimator class"
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the estimator"
+    )
 
     @field_validator("name")
     @classmethod
@@ -153,7 +180,9 @@ class CandidateConfig(_Strict):
 
 
 class BaseModelConfig(_Strict):
-    path: Path
+    """One frozen base model: where it is, what it reads, how it was trained."""
+
+    path: Path = Field(description="a fold-model directory, or one model file or SavedModel")
     input: str | ViewConfig | list[str | ViewConfig] | dict[str, str | ViewConfig] = Field(
         description="a view name from data.views, an inline view, a list (one per model input, "
         "in the model's declared order) or a mapping {model_input_name: view} (by name)"
@@ -170,8 +199,12 @@ class BaseModelConfig(_Strict):
     head: str | CandidateConfig | None = Field(
         None, description="backbone: the estimator cross-fitted on the embeddings"
     )
-    outputs_are: Literal["auto", "proba", "logits"] = "auto"
-    test_with: Literal["mean", "full"] = "mean"
+    outputs_are: Literal["auto", "proba", "logits"] = Field(
+        "auto", description="auto: values outside [0, 1] are read as logits"
+    )
+    test_with: Literal["mean", "full"] = Field(
+        "mean", description="test rows: the mean of the fold models, or the full model"
+    )
 
     @field_validator("input", mode="before")
     @classmethod
@@ -221,10 +254,23 @@ class BaseModelConfig(_Strict):
 
 
 class FeaturesConfig(_Strict):
-    kind: Literal["proba", "logit", "rank"] = "proba"
-    drop_redundant: bool = True
-    passthrough: list[str] = Field(default_factory=list)
-    fwls: list[str] = Field(default_factory=list)
+    """The level-1 features learned meta-models read (``meta.features: logit`` is short for
+    ``{kind: logit}``)."""
+
+    kind: Literal["proba", "logit", "rank"] = Field(
+        "proba", description="each base model's probabilities, their logits, or their ranks"
+    )
+    drop_redundant: bool = Field(
+        True, description="binary tasks keep only the positive-class column"
+    )
+    passthrough: list[str] = Field(
+        default_factory=list,
+        description="original columns (names or globs) appended to the level-1 features",
+    )
+    fwls: list[str] = Field(
+        default_factory=list,
+        description="meta-feature columns: adds every level-1 column times each (FWLS)",
+    )
 
 
 def candidate_name(spec: str | CandidateConfig) -> str:
@@ -238,7 +284,9 @@ def candidate_name(spec: str | CandidateConfig) -> str:
 
 
 class LevelConfig(_Strict):
-    candidates: list[str | CandidateConfig]
+    """A further level, reading the previous level's out-of-fold predictions."""
+
+    candidates: list[str | CandidateConfig] = Field(description="meta-models of this level")
 
 
 def _default_candidates() -> list[str | CandidateConfig]:
@@ -246,13 +294,18 @@ def _default_candidates() -> list[str | CandidateConfig]:
 
 
 class MetaConfig(_Strict):
+    """The meta-models compared on the experiment's folds; the best is the ensemble."""
+
     features: FeaturesConfig | Literal["proba", "logit", "rank"] = Field(
-        default_factory=FeaturesConfig
+        default_factory=FeaturesConfig, description="a kind, or the mapping below"
     )
-    candidates: list[str | CandidateConfig] = Field(default_factory=_default_candidates)
-    levels: list[LevelConfig] = Field(default_factory=list)
+    candidates: list[str | CandidateConfig] = Field(
+        default_factory=_default_candidates,
+        description="short names, import paths or mappings; the best is the ensemble",
+    )
+    levels: list[LevelConfig] = Field(default_factory=list, description="further levels")
     bootstrap: int = Field(1000, ge=0, description="paired bootstrap resamples; 0 turns off")
-    seed: int = 0
+    seed: int = Field(0, description="seed of the bootstrap and of seedable meta-models")
 
     @field_validator("features", mode="after")
     @classmethod
@@ -266,11 +319,13 @@ class TrackingConfig(_Strict):
     ``enabled: false`` is the older spelling of ``kind: none`` and still works.
     """
 
-    kind: Literal["mlflow", "none"] = "mlflow"
-    enabled: bool = True
+    kind: Literal["mlflow", "none"] = Field(
+        "mlflow", description="mlflow records the run; none records nothing"
+    )
+    enabled: bool = Field(True, description="false is the same as kind: none")
     uri: str | None = Field(None, description="default: MLflow's own default store")
-    experiment: str = "tf-stacking"
-    run_name: str | None = None
+    experiment: str = Field("tf-stacking", description="MLflow experiment name")
+    run_name: str | None = Field(None, description="parent run name; default: the config's name")
     register_as: str | None = Field(
         None, description="register the ensemble model under this name (a new version)"
     )
@@ -283,7 +338,9 @@ class TrackingConfig(_Strict):
 
 
 class CacheConfig(_Strict):
-    enabled: bool = True
+    """The prediction cache: checksummed entries keyed by content digests."""
+
+    enabled: bool = Field(True, description="false computes every prediction again")
     kind: str = Field("local", description="a store of stacking.cache.STORES: local, memory")
     dir: Path = Field(Path(".stacking_cache"), description="relative to the working folder")
 
@@ -329,15 +386,29 @@ ExecutorConfig = Annotated[
 
 
 class Config(_Strict):
-    name: str = "experiment"
-    data: DataConfig
-    folds: FoldsConfig = Field(default_factory=FoldsConfig)
-    base_models: dict[str, BaseModelConfig]
-    meta: MetaConfig = Field(default_factory=MetaConfig)
-    metrics: list[str] = Field(default_factory=list, description="first is primary")
-    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    cache: CacheConfig = Field(default_factory=CacheConfig)
-    executor: ExecutorConfig = Field(default_factory=LocalExecutorConfig)
+    """One stacking experiment."""
+
+    name: str = Field(
+        "experiment",
+        description="results folder and MLflow run name; default: the YAML file's stem",
+    )
+    data: DataConfig = Field(description="the tables and views")
+    folds: FoldsConfig = Field(default_factory=FoldsConfig, description="the fold plan")
+    base_models: dict[str, BaseModelConfig] = Field(
+        description="the frozen models to stack, by name (at least one)"
+    )
+    meta: MetaConfig = Field(default_factory=MetaConfig, description="the meta-models")
+    metrics: list[str] = Field(
+        default_factory=list,
+        description="scikit-learn scorer names; the first is primary; default: by task",
+    )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="where the run is recorded"
+    )
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="the prediction cache")
+    executor: ExecutorConfig = Field(
+        default_factory=LocalExecutorConfig, description="where base models predict"
+    )
     plots: bool = Field(True, description="PNG plots in the results folder and the run")
 
     @field_validator("name")

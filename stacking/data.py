@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -160,6 +161,11 @@ def _encode_target(frame: pd.DataFrame, cfg: DataConfig, source: str):
     if raw.isna().to_numpy().any():
         raise DataError(f"target {cfg.target!r} in {source} has missing values; drop those rows")
     task = infer_task(raw) if cfg.task == "auto" else cfg.task
+    if task == "multilabel" and cfg.classes is not None:
+        raise DataError(
+            f"data.classes orders the classes of a binary or multiclass target; "
+            f"{cfg.target!r} in {source} is a multilabel target. Remove data.classes"
+        )
     if task == "multilabel":
         values = raw.to_numpy() if isinstance(raw, pd.DataFrame) else None
         if values is None or not np.isin(values, [0, 1]).all():
@@ -169,11 +175,16 @@ def _encode_target(frame: pd.DataFrame, cfg: DataConfig, source: str):
         return values.astype(int), task, list(targets)
     if isinstance(raw, pd.DataFrame):
         raise DataError(f"task {task!r} takes one target column. Received: {cfg.target!r}")
+    if cfg.classes is not None and task == "regression":
+        raise DataError(
+            f"data.classes orders the classes of a binary or multiclass target; "
+            f"{cfg.target!r} in {source} is a {task} target. Remove data.classes"
+        )
     if task == "regression":
         if not pd.api.types.is_numeric_dtype(raw):
             raise DataError(f"regression target {cfg.target!r} in {source} is not numeric")
         return raw.to_numpy(dtype=float), task, []
-    classes = sorted(raw.unique().tolist())
+    classes = class_order(raw.unique().tolist(), cfg.classes, target=cfg.target, source=source)
     if task == "binary" and len(classes) != 2:
         raise DataError(
             f"task binary needs 2 classes in {cfg.target!r}; {source} has {len(classes)}: "
@@ -295,3 +306,37 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         test_y=test_y,
         source=sources,
     )
+
+
+def class_order(found: list, declared: list | None, *, target: Any, source: str) -> list:
+    """The classes of a target in model-output order: ``declared`` (``data.classes``) when
+    given, else sorted.
+
+    Declared classes are matched to the target's values by their text, so ``[1, 2]`` in
+    YAML orders a target read as integers or as strings alike; the values returned are
+    the target's own. Every class must be declared exactly once: a model's output column
+    *j* is class *j*, so a missing or extra class would shift every column after it.
+    """
+    if declared is None:
+        return sorted(found)
+    by_text = {str(value): value for value in found}
+    names = [str(value) for value in declared]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    missing = sorted(set(by_text) - set(names))
+    extra = [n for n in names if n not in by_text]
+    if repeated or missing or extra:
+        problems = [
+            f"{what} {values}"
+            for what, values in (
+                ("misses", missing),
+                ("names classes the target does not have:", extra),
+                ("repeats", repeated),
+            )
+            if values
+        ]
+        raise DataError(
+            f"data.classes {names} {'; '.join(problems)} (target {target!r} in {source} has "
+            f"{sorted(by_text)}); list every class of the target once, in the models' output "
+            "order"
+        )
+    return [by_text[n] for n in names]

@@ -4,7 +4,7 @@
 >>> result.leaderboard.head()
 >>> result.oof, result.test_predictions, result.run_id
 
-``run`` goes down the data flow of DESIGN.md: data → fold plan → base models (checked
+``run`` goes down the data flow of docs/architecture.md: data → fold plan → base models (checked
 against the fold plan) → cached OOF/test predictions → level-1 matrix → meta candidates
 cross-fitted on the same folds, level after level → leaderboard with bootstrap intervals
 → results directory → tracker. The results directory appears whole or not at all.

@@ -1,6 +1,6 @@
 """Pictures of a finished results folder: what a researcher looks at first.
 
-:func:`write_plots` reads the files of DESIGN.md's results directory (``oof.parquet``,
+:func:`write_plots` reads a results folder's files (``oof.parquet``,
 ``meta_oof.parquet``, ``leaderboard.csv``, ``weights.csv``, ``metrics.json``) and writes
 PNGs into ``<results>/plots/``:
 

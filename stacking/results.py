@@ -1,4 +1,4 @@
-"""The results directory: the files of DESIGN.md, written whole or not at all.
+"""The results directory: the files of docs/architecture.md, written whole or not at all.
 
 ``write_partial`` writes everything into ``.<name>.partial`` beside the target folder
 (with a ``.writer`` file naming this host and process) and :func:`move_into_place` renames
@@ -263,7 +263,7 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _write_files(tmp, config, data, plan, oof, test_frame, board, weights, metrics, entries):
-    """The tables and files of DESIGN.md's results directory."""
+    """The tables and files of the results directory of docs/architecture.md."""
     write_table(oof, tmp / "oof.parquet")
     meta = pd.DataFrame({data.id_column: data.ids, "fold": plan.folds})
     for e in entries:

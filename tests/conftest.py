@@ -257,6 +257,7 @@ _LONG_FILES = (
     "test_experiment.py",
     "test_stack.py",
     "test_images.py",
+    "test_docs.py",  # ~30 s: docs/training.md trains six tiny fold models and stacks them
     "test_bad_inputs.py",
     "test_base_formats.py",
     "test_ray_cluster.py",

@@ -1,4 +1,4 @@
-"""The README's bad-input table, row by row: what a user who gets something wrong sees.
+"""The bad-input table of docs/bad-input.md, row by row: what a user who gets something wrong sees.
 
 Every row is one mistake on an otherwise good project (the control test runs that
 project). Through the CLI (``stacking.cli.main`` in-process) it must give exit code 2,
@@ -8,7 +8,7 @@ Through the Python API the same mistake raises the named ``StackingError`` subcl
 
 The project is tiny (30 rows, untrained 4→3 Keras models saved once per session), and
 most rows fail before any model loads. ``python tests/test_bad_inputs.py`` prints the
-table in Markdown with the messages the CLI really prints (how the README's was made).
+table in Markdown with the messages the CLI really prints (how docs/bad-input.md's was made).
 """
 
 from __future__ import annotations
@@ -214,7 +214,7 @@ def _corrupt_cache(raw, tmp, root):
 
 @dataclass
 class Row:
-    """One README row: ``what`` the user did, the ``error`` class, the line's pattern."""
+    """One table row: ``what`` the user did, the ``error`` class, the line's pattern."""
 
     area: str
     what: str
@@ -774,7 +774,7 @@ def test_bad_inputs_table_has_at_least_35_rows():
 
 
 def _markdown(root: Path, tmp: Path) -> str:
-    """The README table, with the line the CLI prints for each row."""
+    """The docs/bad-input.md table, with the line the CLI prints for each row."""
     import contextlib
     import io
 
@@ -797,7 +797,7 @@ def _markdown(root: Path, tmp: Path) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # print the README table
+if __name__ == "__main__":  # print the docs/bad-input.md table
     import tempfile
 
     with tempfile.TemporaryDirectory() as t:

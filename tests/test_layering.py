@@ -1,4 +1,4 @@
-"""Imports point one way, down DESIGN.md's data flow; heavy libraries stay in their stage."""
+"""Imports point down the data flow of docs/architecture.md; heavy libraries stay put."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ ORDER = [
     "tracking",
     "experiment",
     "cli",
+    "_docgen",  # writes docs/configuration.md from config's models; nothing imports it
 ]
 
 

@@ -1,6 +1,6 @@
 """Base models: find, check and load frozen TensorFlow models of any supported format.
 
-The three honest ways of DESIGN.md are resolved here:
+The three honest ways of docs/architecture.md are resolved here:
 
 1. a fold-model directory (``fold_0.keras`` … ``fold_{K-1}.keras`` + ``stacking.json``)
    whose manifest's fold-plan digest equals the experiment's;
@@ -170,7 +170,8 @@ def resolve_base_model(
     if manifest.get("classes") and manifest["classes"] != expected:
         raise BaseModelError(
             f"base model {name!r} predicts classes {manifest['classes']} but the data's "
-            f"target has {expected}; its output columns would be misread"
+            f"target has {expected}; its output columns would be misread. If the models "
+            f"output the classes in that order, declare it: data.classes: {manifest['classes']}"
         )
     fold_paths = []
     for k in range(n_splits):

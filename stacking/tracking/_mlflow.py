@@ -1,6 +1,6 @@
 """MLflow: one parent run per experiment, nested runs per base model and meta candidate.
 
-Metric names follow DESIGN.md: ``cv_<metric>`` for the chosen ensemble and
+Metric names follow docs/architecture.md: ``cv_<metric>`` for the chosen ensemble and
 ``base.<model>.cv_<metric>`` for each base model on the parent; each nested run has its
 own ``cv_<metric>`` and per-fold ``fold_<metric>`` (step = fold). When the caller already
 has an active run, the experiment is recorded into it instead of a competing one.

@@ -238,7 +238,13 @@ class Experiment:
                     )
                 return read[key]
 
-            return {r.name: [view(v) for v in r.views] for r in recipes}
+            return {r.name: given(r, which) or [view(v) for v in r.views] for r in recipes}
+
+        def given(recipe, which: str) -> list | None:
+            """A prediction-file member's input: its checked predictions of these rows."""
+            if recipe.predictions is None:
+                return None
+            return [recipe.predictions.oof if which == "train" else recipe.predictions.test]
 
         train = TrainRows(inputs(data.train, "train"), plan, data.y, data.sample_weight)
         return predict_base_models(

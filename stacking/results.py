@@ -223,6 +223,16 @@ def metrics_json(data: Dataset, plan: FoldPlan, entries, ensemble, metric_names,
     }
 
 
+def prediction_digests(recipes) -> dict[str, dict[str, str]]:
+    """The sha256 of every prediction-file member's files, by member and file role
+    (``oof``, ``test``): recorded with the run and checked again by ``reproduce``."""
+    return {
+        r.name: dict(r.predictions.digests)
+        for r in recipes
+        if getattr(r, "predictions", None) is not None
+    }
+
+
 def write_partial(
     out: Path,
     *,

@@ -85,10 +85,32 @@ class FittedStack:
     ) -> dict[str, list[ViewData]]:
         """Each base model's inputs for ``frame``, through its views (read in batches)."""
         ids = frame[self.id_column] if self.id_column in frame.columns else None
+        self.check_given_columns(frame, source=source)
         return {
             r.name: [read_view(frame, v, source=source, root=root, ids=ids) for v in r.views]
             for r in self.base_models
         }
+
+    def given_columns(self) -> dict[str, list[str]]:
+        """The columns rows to serve carry for each prediction-file member (it has no
+        model): its predictions, named as its level-1 features."""
+        return {
+            r.name: list(r.views[0].columns or [])
+            for r in self.base_models
+            if r.kind == "predictions"
+        }
+
+    def check_given_columns(self, frame: pd.DataFrame, *, source: str) -> None:
+        """Refuse rows that lack a prediction-file member's columns, naming them."""
+        for name, columns in self.given_columns().items():
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise DataError(
+                    f"{source} lacks column(s) {missing} of base model {name!r}: it is given "
+                    f"by prediction files and has no model, so rows to serve carry its "
+                    f"predictions in columns {columns}; add them (the model's predictions "
+                    "of these rows)"
+                )
 
     def level1(self, preds: dict[str, np.ndarray], frame: pd.DataFrame, *, source: str) -> Level1:
         """Level-1 features and blocks of new rows from each base model's prediction."""

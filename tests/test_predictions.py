@@ -277,3 +277,87 @@ def test_misconfigured_prediction_files_are_refused(
 
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists()
+
+
+def _lgbm_member(project, folder: Path, plan_csv: Path) -> dict:
+    """OOF/test files of a LightGBM model trained per fold of ``project``'s exported plan."""
+    plan = pd.read_csv(plan_csv, dtype={"id": str})
+    train = pd.read_csv(project.root / "train.csv").set_index("id").loc[plan["id"]]
+    test = pd.read_parquet(project.root / "test.parquet")
+    features = [c for c in train.columns if c.startswith("f_")]
+    lgbm = lambda: lgb.LGBMClassifier(n_estimators=15, num_leaves=5, verbose=-1)  # noqa: E731
+    folds = plan["fold"].to_numpy()
+    oof, tst = train_on_plan(
+        lgbm, train[features].to_numpy(), train["y"].to_numpy(), folds, test[features].to_numpy()
+    )
+    (folder / "preds").mkdir(parents=True, exist_ok=True)
+    write_predictions(folder, plan["id"], folds, test["id"], oof, tst, "lgbm", "parquet", "csv")
+    return {
+        "oof": str(folder / "preds/lgbm_oof.parquet"),
+        "test": str(folder / "preds/lgbm_test.csv"),
+    }
+
+
+def test_keras_and_prediction_files_record_reproduce_and_serve(
+    multiclass_project, tmp_path, capsys
+):
+    """A stack of Keras fold models, an external Keras model and LightGBM prediction files:
+    recorded in MLflow with the files' digests, reproduced exactly, served from columns;
+    a changed prediction file is refused at reproduce."""
+    from conftest import logged_ensemble
+
+    from stacking.base import path_digest
+    from stacking.predictor import load_predictor
+
+    base = multiclass_project.config(tmp_path / "plan")
+    assert main(["folds", str(base), "--output", str(tmp_path / "folds.csv")]) == 0
+    files = _lgbm_member(multiclass_project, tmp_path, tmp_path / "folds.csv")
+    config = multiclass_project.config(
+        tmp_path, **{"base_models.lgbm": {"predictions": files}, "meta.candidates": ["default"]}
+    )
+    assert main(["run", str(config), "--output", str(tmp_path / "out"), "--quiet"]) == 0
+    uri = load_config(config).tracking.uri
+    import mlflow
+
+    run_id = next(
+        line.split()[-1] for line in capsys.readouterr().out.splitlines() if "mlflow run" in line
+    )
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(run_id)
+    assert run.data.tags["stacking.predictions.lgbm.oof_digest"] == path_digest(Path(files["oof"]))
+    assert run.data.tags["stacking.predictions.lgbm.test_digest"] == path_digest(
+        Path(files["test"])
+    )
+
+    # Served rows carry the member's columns; CLI predict and the pyfunc model give the
+    # run's test predictions.
+    expected = pd.read_parquet(tmp_path / "out/test_predictions.parquet")
+    rows = pd.read_parquet(multiclass_project.root / "test.parquet")
+    given = pd.read_csv(files["test"]).set_index("id").loc[rows["id"]]
+    for c in CLASSES:
+        rows[f"lgbm__{c}"] = given[c].to_numpy()
+    rows.to_parquet(tmp_path / "rows.parquet", index=False)
+    argv = ["predict", str(tmp_path / "out"), str(tmp_path / "rows.parquet")]
+    assert main([*argv, "--output", str(tmp_path / "served.parquet")]) == 0
+    served = pd.read_parquet(tmp_path / "served.parquet")
+    ensemble = [c for c in expected.columns if c.startswith("ensemble__")]
+    np.testing.assert_allclose(served[ensemble], expected[ensemble], rtol=0, atol=1e-12)
+    assert served["prediction"].tolist() == expected["prediction"].tolist()
+    model, _ = logged_ensemble(uri, run_id)
+    inputs = [c.name for c in model.metadata.get_input_schema().inputs]
+    assert {f"lgbm__{c}" for c in CLASSES} <= set(inputs)
+    got = model.predict(rows)
+    np.testing.assert_allclose(got[ensemble], expected[ensemble], rtol=0, atol=1e-12)
+    with pytest.raises(DataError, match=r"lacks column\(s\) \['lgbm__bee'\] of base model 'lgbm'"):
+        load_predictor(tmp_path / "out").predict(rows.drop(columns="lgbm__bee"))
+    capsys.readouterr()
+
+    # Reproduced exactly, then refused once the test file changed.
+    again = ["reproduce", run_id, "--tracking-uri", uri, "--output", str(tmp_path / "re")]
+    assert main(again) == 0
+    assert "reproduced: every recorded cv_ metric is equal" in capsys.readouterr().out
+    _edit(Path(files["test"]), lambda f: f.assign(ant=f.ant.round(3)))
+    again[-1] = str(tmp_path / "re2")
+    assert main(again) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "'lgbm'" in err and "changed since that run" in err
+    assert not (tmp_path / "re2").exists()

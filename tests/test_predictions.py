@@ -361,3 +361,93 @@ def test_keras_and_prediction_files_record_reproduce_and_serve(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'lgbm'" in err and "changed since that run" in err
     assert not (tmp_path / "re2").exists()
+
+
+def _task_frame(task: str):
+    """A small table of ``task`` and its target column(s), ids not in row order."""
+    from sklearn.datasets import make_multilabel_classification, make_regression
+
+    if task == "regression":
+        X, y = make_regression(160, 4, noise=5.0, random_state=0)
+        frame = pd.DataFrame(X, columns=FEATURES[:4]).assign(y=y)
+        return frame, ["y"]
+    if task == "multilabel":
+        X, Y = make_multilabel_classification(160, 4, n_classes=3, random_state=0)
+        frame = pd.DataFrame(X, columns=FEATURES[:4])
+        return frame.assign(a=Y[:, 0], b=Y[:, 1], c=Y[:, 2]), ["a", "b", "c"]
+    X, y = make_classification(160, 4, n_informative=3, n_redundant=0, random_state=0)
+    return pd.DataFrame(X, columns=FEATURES[:4]).assign(y=np.array(["no", "yes"])[y]), ["y"]
+
+
+def _fit_predict(task, X, y, X_new):
+    from sklearn.linear_model import Ridge
+    from sklearn.multioutput import MultiOutputClassifier
+
+    if task == "regression":
+        return Ridge().fit(X, y[:, 0]).predict(X_new)[:, None], ["prediction"]
+    if task == "multilabel":
+        model = MultiOutputClassifier(LogisticRegression()).fit(X, y)
+        return np.column_stack([p[:, 1] for p in model.predict_proba(X_new)]), ["a", "b", "c"]
+    model = LogisticRegression().fit(X, y[:, 0])
+    return model.predict_proba(X_new), [str(c) for c in model.classes_]
+
+
+@pytest.mark.parametrize("task", ["binary", "multilabel", "regression"])
+def test_every_task_stacks_files_and_serves_them_from_columns(tmp_path, task):
+    """OOF columns equal the files; rows served with the member's level-1 columns give the
+    run's test predictions (binary: the positive class's column only)."""
+    from stacking.predictor import load_predictor
+
+    frame, target = _task_frame(task)
+    frame.insert(0, "id", [f"q{(i * 37) % 1000:03d}" for i in range(len(frame))])
+    frame.iloc[:120].to_csv(tmp_path / "train.csv", index=False)
+    frame.iloc[120:].drop(columns=target).to_csv(tmp_path / "test.csv", index=False)
+    raw = {
+        "data": {
+            "train": "train.csv",
+            "test": "test.csv",
+            "id": "id",
+            "target": target if task == "multilabel" else target[0],
+            "task": task,
+        },
+        "folds": {"kind": "kfold", "n_splits": 3},
+        "base_models": {"sk": {"predictions": {"oof": "oof.csv", "test": "test_preds.parquet"}}},
+        "meta": {"candidates": ["mean"], "bootstrap": 0},
+        "tracking": {"kind": "none"},
+        "plots": False,
+        "cache": {"dir": str(tmp_path / "cache")},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    assert main(["folds", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "f.csv")]) == 0
+    plan = pd.read_csv(tmp_path / "f.csv", dtype={"id": str})
+    train = frame.iloc[:120].set_index("id").loc[plan["id"]]
+    X, Y = train[FEATURES[:4]].to_numpy(), train[target].to_numpy()
+    oof = None
+    for k in range(3):
+        fold = plan["fold"].to_numpy() == k
+        part, columns = _fit_predict(task, X[~fold], Y[~fold], X[fold])
+        oof = np.zeros((len(X), part.shape[1])) if oof is None else oof
+        oof[fold] = part
+    new = frame.iloc[120:]
+    test, columns = _fit_predict(task, X, Y, new[FEATURES[:4]].to_numpy())
+    pd.DataFrame(oof, columns=columns).assign(id=plan["id"], fold=plan["fold"]).to_csv(
+        tmp_path / "oof.csv", index=False
+    )
+    pd.DataFrame(test, columns=columns).assign(id=new["id"].to_numpy()).to_parquet(
+        tmp_path / "test_preds.parquet", index=False
+    )
+    result = Experiment.from_yaml(
+        tmp_path / "c.yaml", output_dir=tmp_path / "o", progress=False
+    ).run()
+    level1 = {"binary": ["yes"], "regression": ["pred"]}.get(task, columns)
+    file_columns = {"binary": ["yes"]}.get(task, columns)
+    for name, col in zip(level1, file_columns):
+        by_id = result.oof.set_index("id")[f"sk__{name}"].loc[plan["id"]]
+        np.testing.assert_array_equal(by_id.to_numpy(), oof[:, columns.index(col)])
+    rows = new.drop(columns=target).reset_index(drop=True)
+    for name, col in zip(level1, file_columns):
+        rows[f"sk__{name}"] = test[:, columns.index(col)]
+    served = load_predictor(tmp_path / "o").predict(rows)
+    expected = result.test_predictions
+    out = [c for c in expected.columns if c.startswith("ensemble__") or c == "prediction"]
+    pd.testing.assert_frame_equal(served[out], expected[out], check_exact=True)

@@ -349,6 +349,8 @@ def test_keras_and_prediction_files_record_reproduce_and_serve(
     np.testing.assert_allclose(got[ensemble], expected[ensemble], rtol=0, atol=1e-12)
     with pytest.raises(DataError, match=r"lacks column\(s\) \['lgbm__bee'\] of base model 'lgbm'"):
         load_predictor(tmp_path / "out").predict(rows.drop(columns="lgbm__bee"))
+    with pytest.raises(Exception, match="lgbm__bee"):  # MLflow's signature check
+        model.predict(rows.drop(columns="lgbm__bee"))
     capsys.readouterr()
 
     # Reproduced exactly, then refused once the test file changed.

@@ -453,3 +453,26 @@ def test_every_task_stacks_files_and_serves_them_from_columns(tmp_path, task):
     expected = result.test_predictions
     out = [c for c in expected.columns if c.startswith("ensemble__") or c == "prediction"]
     pd.testing.assert_frame_equal(served[out], expected[out], check_exact=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda f: f[f.id != "r0005"],
+            r"does not hold exactly the training rows \(lacking e.g. \['r0005'\]",
+        ),
+        (lambda f: pd.concat([f, f.head(1)]), r"repeats id\(s\) \['r"),
+        (lambda f: f.assign(fold=f.fold.astype(float) + 0.5), "`fold` must hold integers"),
+    ],
+)
+def test_a_folds_file_that_is_not_the_datas_plan_is_refused(
+    prediction_project, tmp_path, capsys, change, message
+):
+    plan = pd.read_csv(prediction_project.root / "folds.csv", dtype={"id": str})
+    change(plan).to_csv(tmp_path / "folds.csv", index=False)
+    config = prediction_project.config(tmp_path, folds={"file": "folds.csv"})
+    assert main(["run", str(config), "--output", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "out").exists()

@@ -365,7 +365,7 @@ class Experiment:
         with stage("data") as info:
             data, plan = self._load()
             metric_names, levels = self._metrics(data.task), self._levels(data.task)
-            recipes = resolve_recipes(self.config, data, plan)
+            recipes = resolve_recipes(self.config, data, plan, cache=self.cache)
             info["detail"] = (
                 f"{len(data.ids)} rows ({data.task}), {plan.n_splits} folds, "
                 f"{len(recipes)} base models checked"

@@ -179,6 +179,32 @@ def test_oof_columns_equal_the_files_exactly(prediction_project, tmp_path):
     assert set(result.leaderboard.model) >= {"lgbm", "logreg", "base_mean", "mean"}
 
 
+def test_checked_files_are_cached_by_content_and_rechecked_when_changed(
+    prediction_project, tmp_path
+):
+    """A warm rerun takes the checked arrays from the cache (no entry rewritten); a changed
+    file has another key, so it is read and checked again and its values used."""
+    config = prediction_project.config(tmp_path)
+
+    def run(out: str):
+        return Experiment.from_yaml(config, output_dir=tmp_path / out, progress=False).run()
+
+    def entries() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")}
+
+    first = run("one")
+    cached = entries()
+    assert len(cached) == 4  # two members, an OOF and a test entry each
+    second = run("two")
+    assert entries() == cached
+    pd.testing.assert_frame_equal(first.oof, second.oof)
+    swapped = lambda f: f.rename(columns={"ant": "bee", "bee": "ant"})  # noqa: E731
+    _edit(tmp_path / "preds/logreg_oof.csv", swapped)
+    third = run("three")
+    assert len(entries()) == 5 and set(cached) < set(entries())
+    np.testing.assert_array_equal(third.oof["logreg__ant"], first.oof["logreg__bee"])
+
+
 def _edit(path: Path, change) -> None:
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     frame = change(frame)
@@ -234,7 +260,7 @@ def test_a_bad_prediction_file_is_refused_with_nothing_written(
 
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists()
-    assert not any((tmp_path / "cache").rglob("*.npy*")) if (tmp_path / "cache").exists() else True
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert not list(tmp_path.glob(".out*"))
 
 

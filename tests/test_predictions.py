@@ -502,3 +502,11 @@ def test_a_folds_file_that_is_not_the_datas_plan_is_refused(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
     assert not (tmp_path / "out").exists()
+
+
+def test_folds_command_refuses_a_non_csv_output(prediction_project, tmp_path, capsys):
+    config = prediction_project.config(tmp_path)
+    assert main(["folds", str(config), "--output", str(tmp_path / "folds.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "end it in .csv" in err
+    assert not list(tmp_path.glob("*folds.txt*"))

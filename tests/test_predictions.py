@@ -427,7 +427,8 @@ def test_every_task_stacks_files_and_serves_them_from_columns(tmp_path, task):
     from stacking.predictor import load_predictor
 
     frame, target = _task_frame(task)
-    frame.insert(0, "id", [f"q{(i * 37) % 1000:03d}" for i in range(len(frame))])
+    ids = [(i * 37) % 1000 for i in range(len(frame))]  # integer ids for regression
+    frame.insert(0, "id", ids if task == "regression" else [f"q{i:03d}" for i in ids])
     frame.iloc[:120].to_csv(tmp_path / "train.csv", index=False)
     frame.iloc[120:].drop(columns=target).to_csv(tmp_path / "test.csv", index=False)
     raw = {
@@ -447,7 +448,7 @@ def test_every_task_stacks_files_and_serves_them_from_columns(tmp_path, task):
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     assert main(["folds", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "f.csv")]) == 0
-    plan = pd.read_csv(tmp_path / "f.csv", dtype={"id": str})
+    plan = pd.read_csv(tmp_path / "f.csv")
     train = frame.iloc[:120].set_index("id").loc[plan["id"]]
     X, Y = train[FEATURES[:4]].to_numpy(), train[target].to_numpy()
     oof = None

@@ -511,3 +511,80 @@ def test_folds_command_refuses_a_non_csv_output(prediction_project, tmp_path, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "end it in .csv" in err
     assert not list(tmp_path.glob("*folds.txt*"))
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_rows_carrying_the_members_columns(
+    prediction_project, tmp_path
+):
+    """`mlflow models serve` of an ensemble of prediction-file members: rows that carry the
+    members' level-1 columns are answered with the run's test predictions over HTTP."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import mlflow
+    from conftest import sqlite_store
+
+    uri = sqlite_store(tmp_path)
+    config = prediction_project.config(tmp_path, tracking={"uri": uri, "experiment": "serve"})
+    result = Experiment.from_yaml(config, output_dir=tmp_path / "out", progress=False).run()
+    model_id = (
+        mlflow.MlflowClient(uri).get_run(result.run_id).data.tags["stacking.ensemble_model_id"]
+    )
+    rows = pd.read_csv(tmp_path / "test.csv")
+    for stem, ext in (("lgbm", "csv"), ("logreg", "parquet")):
+        path = tmp_path / f"preds/{stem}_test.{ext}"
+        given = (pd.read_csv(path) if ext == "csv" else pd.read_parquet(path)).set_index("id")
+        for c in CLASSES:
+            rows[f"{stem}__{c}"] = given.loc[rows["id"], c].to_numpy()
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from the venv
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "models", "serve"]
+    cmd += ["-m", f"models:/{model_id}", "--env-manager", "local"]
+    cmd += ["-h", "127.0.0.1", "-p", str(port)]
+    server = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow models serve did not start"
+                time.sleep(1)
+
+        def ask(frame: pd.DataFrame):
+            split = json.loads(frame.to_json(orient="split", double_precision=15))
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=json.dumps({"dataframe_split": split}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            return urllib.request.urlopen(request, timeout=120)
+
+        answer = json.loads(ask(rows).read())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            ask(rows.drop(columns="lgbm__bee"))
+        assert "lgbm__bee" in refused.value.read().decode()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        server.stderr.close()
+    served = pd.DataFrame(answer["predictions"])
+    ensemble = [c for c in result.test_predictions.columns if c.startswith("ensemble__")]
+    np.testing.assert_allclose(
+        served[ensemble].to_numpy(), result.test_predictions[ensemble].to_numpy(), atol=1e-9
+    )

@@ -353,6 +353,12 @@ def test_keras_and_prediction_files_record_reproduce_and_serve(
     assert run.data.tags["stacking.predictions.lgbm.test_digest"] == path_digest(
         Path(files["test"])
     )
+    children = mlflow.MlflowClient(tracking_uri=uri).search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    lgbm_run = next(c for c in children if c.data.tags.get("mlflow.runName") == "lgbm")
+    assert lgbm_run.data.params["predictions.oof"] == files["oof"]
+    assert lgbm_run.data.params["predictions.oof_sha256"] == path_digest(Path(files["oof"]))
 
     # Served rows carry the member's columns; CLI predict and the pyfunc model give the
     # run's test predictions.

@@ -225,3 +225,32 @@ def read_prediction_files(
         test = _values(frame, rows, test_ids, what=what, task=task, columns=columns)
         digests["test"] = path_digest(cfg.test)
     return PredictionFiles(name=name, oof=oof, test=test, digests=digests)
+
+
+def digest_tag(name: str, role: str) -> str:
+    """The MLflow tag holding the sha256 of member ``name``'s ``role`` (oof, test) file."""
+    return f"stacking.predictions.{name}.{role}_digest"
+
+
+def check_recorded_files(
+    run_id: str, name: str, cfg: PredictionFilesConfig, tags: dict[str, str]
+) -> None:
+    """Refuse to reproduce run ``run_id`` when a prediction file changed since it was
+    recorded, as a changed fold-model file is refused: the same config would stack other
+    numbers."""
+    for role, path in (("oof", cfg.oof), ("test", cfg.test)):
+        recorded = tags.get(digest_tag(name, role))
+        if path is None or recorded is None:
+            continue
+        if not path.is_file():
+            raise DataFileNotFoundError(
+                f"run {run_id}: base model {name!r}'s {role} file {str(path)!r} no longer "
+                "exists; restore it to reproduce the run"
+            )
+        now = path_digest(path)
+        if now != recorded:
+            raise DataError(
+                f"run {run_id}: base model {name!r}'s {role} file {str(path)!r} has sha256 "
+                f"{now[:16]}… but the run recorded {recorded[:16]}…; the file changed since "
+                "that run. Restore it, or start a new run with `stacking run`"
+            )

@@ -115,6 +115,7 @@ _SECTIONS: list[tuple[type[BaseModel], str, str]] = [
     (config.ArrayConfig, "data.views.NAME.array", ""),
     (config.FoldsConfig, "folds", ""),
     (config.BaseModelConfig, "base_models.NAME", ""),
+    (config.PredictionFilesConfig, "base_models.NAME.predictions", ""),
     (config.MetaConfig, "meta", ""),
     (config.FeaturesConfig, "meta.features", ""),
     (config.CandidateConfig, "meta.candidates[]", "also a backbone's `head`"),

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from stacking import results
+from stacking.base import check_recorded_files
 from stacking.cache import CacheStore, open_cache
 from stacking.config import Config, FeaturesConfig, load_config, parse_config
 from stacking.data import Dataset, load_dataset
@@ -177,6 +178,9 @@ class Experiment:
                     f"run {run_id} used {what} with digest {recorded}, but "
                     f"{config.data.train} now gives {now}; the {what} changed since that run"
                 )
+        for name, model in config.base_models.items():
+            if model.predictions is not None:  # changed since the run: refused, as a model
+                check_recorded_files(run_id, name, model.predictions, tags)
         experiment = cls(config, **kwargs)
         experiment.reproduces = Reproduction(
             run_id=run_id,
@@ -238,7 +242,13 @@ class Experiment:
                     )
                 return read[key]
 
-            return {r.name: [view(v) for v in r.views] for r in recipes}
+            return {r.name: given(r, which) or [view(v) for v in r.views] for r in recipes}
+
+        def given(recipe, which: str) -> list | None:
+            """A prediction-file member's input: its checked predictions of these rows."""
+            if recipe.predictions is None:
+                return None
+            return [recipe.predictions.oof if which == "train" else recipe.predictions.test]
 
         train = TrainRows(inputs(data.train, "train"), plan, data.y, data.sample_weight)
         return predict_base_models(
@@ -332,7 +342,7 @@ class Experiment:
         with stage("data") as info:
             data, plan = self._load()
             metric_names, levels = self._metrics(data.task), self._levels(data.task)
-            recipes = resolve_recipes(self.config, data, plan)
+            recipes = resolve_recipes(self.config, data, plan, cache=self.cache)
             info["detail"] = (
                 f"{len(data.ids)} rows ({data.task}), {plan.n_splits} folds, "
                 f"{len(recipes)} base models checked"
@@ -363,6 +373,8 @@ class Experiment:
             output_dir=out,
             run_id=None,
         )
+        if digests := results.prediction_digests(recipes):
+            result.metrics["prediction_files"] = digests
         result.run_id = self._write_and_record(out, data, plan, entries, result)
         self.progress.summary(preds)
         return result

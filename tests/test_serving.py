@@ -49,6 +49,39 @@ def test_predictor_reproduces_test_predictions(rank_run, multiclass_project):
     np.testing.assert_allclose(_ensemble_columns(alone), _ensemble_columns(got)[[5]], atol=1e-10)
 
 
+def test_cli_predict_serves_a_row_alone_as_in_its_batch_when_rank_is_selected(
+    rank_run, multiclass_project, tmp_path
+):
+    """`stacking predict` on one row of a run that selected the rank combiner gives that
+    row's answer in the whole table (ranking within the batch gave a lone row 1/3 each)."""
+    _, tmp, _ = rank_run
+    cfg = multiclass_project.config(
+        tmp_path,
+        **{
+            "meta.candidates": ["rank"],
+            "meta.bootstrap": 0,
+            "tracking.enabled": False,
+            "cache.dir": str(tmp / "cache"),  # the base models' predictions of rank_run
+        },
+    )
+    result = Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
+    assert result.ensemble == "rank"
+    test = pd.read_parquet(multiclass_project.root / "test.parquet")
+    test.iloc[[7]].to_parquet(tmp_path / "one.parquet")
+    sources = {"one": tmp_path / "one.parquet", "all": multiclass_project.root / "test.parquet"}
+    for rows, source in sources.items():
+        args = ["predict", str(tmp_path / "out"), str(source)]
+        assert main([*args, "--output", str(tmp_path / f"{rows}.csv")]) == 0
+    alone, batch = pd.read_csv(tmp_path / "one.csv"), pd.read_csv(tmp_path / "all.csv")
+    np.testing.assert_allclose(
+        _ensemble_columns(alone), _ensemble_columns(batch)[[7]], rtol=0, atol=1e-12
+    )
+    assert np.ptp(_ensemble_columns(alone)) > 0.05  # not the uniform answer
+    np.testing.assert_allclose(
+        _ensemble_columns(batch), _ensemble_columns(result.test_predictions), atol=1e-12
+    )
+
+
 def test_predictor_matches_columns_by_name_not_position(rank_run, multiclass_project):
     """A table with its columns in another order gives identical predictions."""
     result, tmp, _ = rank_run

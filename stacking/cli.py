@@ -50,26 +50,25 @@ def _reproduce(args) -> int:
     print(result.summary())
     assert experiment.reproduces is not None  # set by from_run
     old_id = experiment.reproduces.run_id
-    recorded, old_ensemble = experiment.reproduces.cv_metrics, experiment.reproduces.ensemble
+    old_ensemble = experiment.reproduces.ensemble
     differ = []
     if old_ensemble != result.ensemble:
         print(f"the selected ensemble changed: recorded {old_ensemble}, now {result.ensemble}")
         differ.append("ensemble")
-    entry = result.metrics["entries"].get(old_ensemble, {"scores": {}})
-    for name, old in sorted(recorded.items()):
-        new = entry["scores"].get(name.removeprefix("cv_"))
-        same = new is not None and abs(new - old) <= 1e-9 * max(1.0, abs(old))
-        shown = "missing" if new is None else f"{new:.6f}"
+    checks = experiment.reproduces.compare(result.metrics)  # one per recorded metric, >= 1
+    for check in checks:
+        shown = "missing" if check.reproduced is None else f"{check.reproduced:.6f}"
         print(
-            f"{name} of {old_ensemble}: recorded {old:.6f}  reproduced {shown}  "
-            f"{'same' if same else 'DIFFERS'}"
+            f"{check.name} of {old_ensemble}: recorded {check.recorded:.6f}  reproduced "
+            f"{shown}  {'same' if check.equal else 'DIFFERS'}"
         )
-        differ += [] if same else [name]
+        differ += [] if check.equal else [check.name]
     print(f"new run: {result.run_id} (tag stacking.reproduces={old_id})")
+    count = f"{sum(c.equal for c in checks)} of {len(checks)} recorded cv_ metrics equal"
     if differ:
-        print(f"not reproduced: {', '.join(differ)} differ", file=sys.stderr)
+        print(f"not reproduced: {', '.join(differ)} differ ({count})", file=sys.stderr)
         return 3
-    print("reproduced: every recorded cv_ metric is equal")
+    print(f"reproduced: {count}")
     return 0
 
 

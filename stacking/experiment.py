@@ -109,13 +109,54 @@ class Progress:
         self.line("done", total, f"cache: {cached} hits, {computed} computed; {stages}")
 
 
+@dataclass(frozen=True)
+class MetricCheck:
+    """One recorded ``cv_`` metric of a run against the re-run's (``None``: not computed)."""
+
+    name: str
+    recorded: float
+    reproduced: float | None
+
+    @property
+    def equal(self) -> bool:
+        """Equal to 1e-9 (relative above 1): a re-run on the same data, folds and models
+        gives the same numbers up to summation order; NaN (undefined) equals NaN."""
+        new, old = self.reproduced, self.recorded
+        if new is None:
+            return False
+        if np.isnan(old) or np.isnan(new):
+            return bool(np.isnan(old) and np.isnan(new))
+        return abs(new - old) <= 1e-9 * max(1.0, abs(old))
+
+
 @dataclass
 class Reproduction:
-    """The recorded run an experiment re-runs (:meth:`Experiment.from_run`)."""
+    """The recorded run an experiment re-runs (:meth:`Experiment.from_run`).
+
+    A run that recorded no ``cv_`` metric is refused here: a re-run of it would compare
+    nothing, and "nothing differed" is not a reproduction.
+    """
 
     run_id: str
     cv_metrics: dict[str, float]
     ensemble: str | None
+
+    def __post_init__(self) -> None:
+        if not self.cv_metrics:
+            raise DataError(
+                f"run {self.run_id} recorded no cv_ metric of its ensemble, so a re-run would "
+                "have nothing to be compared with; reproduce a run that finished "
+                "(`stacking runs` lists them with their scores)"
+            )
+
+    def compare(self, metrics: dict) -> list[MetricCheck]:
+        """Every recorded ``cv_`` metric against the re-run's score of the recorded ensemble
+        (``metrics`` is the re-run's ``metrics.json``), in name order."""
+        entry = metrics["entries"].get(self.ensemble, {"scores": {}})
+        return [
+            MetricCheck(name, old, entry["scores"].get(name.removeprefix("cv_")))
+            for name, old in sorted(self.cv_metrics.items())
+        ]
 
 
 class Experiment:
@@ -166,6 +207,11 @@ class Experiment:
                 f"run {run_id} has no config.resolved.yaml artifact, so it cannot be "
                 "reproduced; was it recorded by tf-stacking?"
             )
+        reproduction = Reproduction(
+            run_id=run_id,
+            cv_metrics={k: v for k, v in metrics.items() if k.startswith("cv_")},
+            ensemble=tags.get("stacking.ensemble"),
+        )
         raw.setdefault("tracking", {})["uri"] = tracking_uri or raw["tracking"].get("uri")
         source = f"run {run_id}'s config"
         config = parse_config(raw, root=Path.cwd(), source=source, trusted_imports=trust_imports)
@@ -182,11 +228,7 @@ class Experiment:
             if model.predictions is not None:  # changed since the run: refused, as a model
                 check_recorded_files(run_id, name, model.predictions, tags)
         experiment = cls(config, **kwargs)
-        experiment.reproduces = Reproduction(
-            run_id=run_id,
-            cv_metrics={k: v for k, v in metrics.items() if k.startswith("cv_")},
-            ensemble=tags.get("stacking.ensemble"),
-        )
+        experiment.reproduces = reproduction
         return experiment
 
     # -- stages ---------------------------------------------------------------------------

@@ -29,7 +29,7 @@ import pandas as pd
 from stacking.config import FeaturesConfig
 from stacking.data import Dataset, resolve_columns
 from stacking.errors import DataError, LeakageError
-from stacking.numeric import EPS_LOGIT, clip_proba, logit
+from stacking.numeric import EPS_LOGIT, clip_proba, logit, rank_against, rank_reference
 
 
 @dataclass
@@ -76,13 +76,9 @@ def _transform(values: np.ndarray, kind: str, task: str, reference: np.ndarray) 
         if task == "multiclass":
             return np.log(clip_proba(values, EPS_LOGIT))
         return logit(values, EPS_LOGIT)
-    # rank: each column's rank among the training OOF values, scaled to (0, 1]; new rows
-    # are placed in the same training distribution so train and test ranks agree.
-    ranked = np.empty_like(values, dtype=float)
-    for j in range(values.shape[1]):
-        ordered = np.sort(reference[:, j])
-        ranked[:, j] = np.searchsorted(ordered, values[:, j], side="right") / len(ordered)
-    return ranked
+    # rank: each column's rank among the training OOF values, in (0, 1] for training rows;
+    # new rows are placed in the same training distribution so train and test ranks agree.
+    return rank_against(values, *rank_reference(reference))
 
 
 def _original(frame: pd.DataFrame, columns: list[str], source: str) -> pd.DataFrame:

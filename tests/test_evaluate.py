@@ -10,7 +10,6 @@ from sklearn import metrics as skm
 from stacking import evaluate
 from stacking.evaluate import (
     Entry,
-    best_of,
     format_leaderboard,
     leaderboard,
     paired_bootstrap,
@@ -21,25 +20,33 @@ from stacking.metrics import get_metric
 
 
 def _probas(y, n_classes, strength, seed):
+    """Softmax of ``strength`` on the true class plus unit noise: right only sometimes."""
     rng = np.random.default_rng(seed)
-    p = rng.dirichlet(np.ones(n_classes), size=len(y)) + strength * np.eye(n_classes)[y]
+    z = strength * np.eye(n_classes)[y] + rng.normal(0, 1, (len(y), n_classes))
+    p = np.exp(z)
     return p / p.sum(axis=1, keepdims=True)
 
 
 def _problem(task, n=120, seed=0):
-    """Targets and two predictions, ``a`` better than ``b``."""
+    """Targets of imbalanced classes (labels) and two noisy predictions, ``a`` better than
+    ``b``; neither is right on every row, so no label metric is 1.0 (see
+    test_problem_gives_label_metrics_values_that_can_be_wrong)."""
     rng = np.random.default_rng(seed)
     if task == "regression":
         y = rng.normal(size=n)
         return y, y + rng.normal(0, 0.3, n), y + rng.normal(0, 0.6, n)
     if task == "multilabel":
-        y = rng.integers(0, 2, size=(n, 3))
-        a = np.clip(0.5 * y + 0.5 * rng.uniform(size=y.shape), 0.01, 0.99)
-        b = np.clip(0.3 * y + 0.7 * rng.uniform(size=y.shape), 0.01, 0.99)
-        return y, a, b
+        y = (rng.uniform(size=(n, 3)) < np.array([0.2, 0.45, 0.7])).astype(int)
+
+        def noisy(strength):
+            z = strength * (2 * y - 1) + rng.normal(0, 1, y.shape)
+            return np.clip(1 / (1 + np.exp(-z)), 0.01, 0.99)
+
+        return y, noisy(1.5), noisy(0.6)
     c = 2 if task == "binary" else 3
-    y = rng.integers(0, c, size=n)
-    return y, _probas(y, c, 1.0, seed + 1), _probas(y, c, 0.3, seed + 2)
+    prior = np.linspace(3, 1, c)
+    y = rng.choice(c, size=n, p=prior / prior.sum())
+    return y, _probas(y, c, 1.2, seed + 1), _probas(y, c, 0.5, seed + 2)
 
 
 def _reference_score(name, y, p, w, task):
@@ -49,9 +56,6 @@ def _reference_score(name, y, p, w, task):
             w = None if w is None else np.repeat(w, y.shape[1])
             return skm.log_loss(y.ravel(), p.ravel(), labels=[0, 1], sample_weight=w)
         return skm.log_loss(y, p, labels=np.arange(p.shape[1]), sample_weight=w)
-    if name == "accuracy":
-        labels = (p >= 0.5).astype(int) if task == "multilabel" else p.argmax(axis=1)
-        return skm.accuracy_score(y, labels, sample_weight=w)
     if name == "rmse":
         return np.sqrt(skm.mean_squared_error(y, p, sample_weight=w))
     if name == "mae":
@@ -67,10 +71,18 @@ def _reference_score(name, y, p, w, task):
             return skm.roc_auc_score(y, p, average="macro", sample_weight=w)
         labels = np.arange(p.shape[1])
         return skm.roc_auc_score(y, p, multi_class="ovr", labels=labels, sample_weight=w)
-    if name == "f1_macro":
-        return skm.f1_score(y, p.argmax(axis=1), average="macro", sample_weight=w)
     if name == "r2":
         return skm.r2_score(y, p, sample_weight=w)
+    labels = (p >= 0.5).astype(int) if task == "multilabel" else p.argmax(axis=1)
+    if name == "accuracy":
+        return skm.accuracy_score(y, labels, sample_weight=w)
+    if name.startswith("f1_"):
+        average = name.removeprefix("f1_")
+        return skm.f1_score(y, labels, average=average, sample_weight=w)
+    if name == "balanced_accuracy":
+        return skm.balanced_accuracy_score(y, labels, sample_weight=w)
+    if name == "matthews_corrcoef":
+        return skm.matthews_corrcoef(y, labels, sample_weight=w)
     raise AssertionError(name)
 
 
@@ -88,6 +100,32 @@ def _reference_bootstrap(name, y, a, b, task, n_resamples, seed, w=None):
     delta = _reference_score(name, y, a, w, task) - _reference_score(name, y, b, w, task)
     low, high = np.percentile(diffs, [2.5, 97.5])
     return delta, low, high
+
+
+LABEL_METRICS = ["accuracy", "f1_macro", "f1_micro", "f1_weighted"]
+SINGLE_LABEL_METRICS = ["balanced_accuracy", "matthews_corrcoef"]
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_problem_gives_label_metrics_values_that_can_be_wrong(task):
+    """Where a prediction is right on every row, a metric that returns 1.0 passes; where
+    two averages agree, one computed as the other does. Neither holds here."""
+    y, a, b = _problem(task)
+    w = np.random.default_rng(5).uniform(0.2, 2.0, len(y))
+    names = LABEL_METRICS + (SINGLE_LABEL_METRICS if task != "multilabel" else [])
+    for pred in (a, b):
+        plain = {m: _reference_score(m, y, pred, None, task) for m in names}
+        weighted = {m: _reference_score(m, y, pred, w, task) for m in names}
+        for m in names:
+            assert 0.05 < plain[m] < 0.95 and 0.05 < weighted[m] < 0.95, (m, plain[m])
+            assert abs(plain[m] - weighted[m]) > 1e-4, m
+        pairs = [("f1_macro", "f1_micro"), ("f1_macro", "f1_weighted"), ("f1_micro", "f1_weighted")]
+        pairs += [("balanced_accuracy", "accuracy")] if task != "multilabel" else []
+        for m1, m2 in pairs:
+            assert abs(plain[m1] - plain[m2]) > 1e-4, (m1, m2, plain[m1])
+    assert _reference_score("accuracy", y, a, None, task) > _reference_score(
+        "accuracy", y, b, None, task
+    )
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -108,6 +146,10 @@ def _reference_bootstrap(name, y, a, b, task, n_resamples, seed, w=None):
         ("roc_auc", "multiclass"),
         ("roc_auc", "multilabel"),
         ("f1_macro", "multiclass"),
+        ("f1_micro", "multilabel"),
+        ("f1_weighted", "multiclass"),
+        ("balanced_accuracy", "binary"),
+        ("matthews_corrcoef", "multiclass"),
         ("r2", "regression"),
     ],
 )
@@ -280,9 +322,7 @@ def test_leaderboard_compares_non_base_entries_with_the_best_base():
     board = leaderboard(
         entries, y, task="binary", metrics=["log_loss"], selected="stack", n_resamples=80, seed=2
     ).set_index("model")
-    expected = paired_bootstrap(
-        get_metric("log_loss"), y, stack, strong, task="binary", n_resamples=80, seed=2
-    )
+    expected = _reference_bootstrap("log_loss", y, stack, strong, "binary", 80, seed=2)
     got = tuple(board.loc["stack", ["delta_vs_best_base", "ci_low", "ci_high"]])
     assert_allclose(got, expected)
     assert board.loc["stack", "delta_vs_best_base"] < 0  # a loss: negative is better
@@ -328,44 +368,77 @@ def test_paired_bootstrap_in_blocks_draws_the_same_resamples(monkeypatch, name, 
     assert_allclose(blocks, expected, rtol=1e-9)
 
 
+# Metrics whose higher value is better, written out here rather than read from the package.
+GREATER = {"accuracy", "balanced_accuracy", "f1_macro", "f1_micro", "f1_weighted", "roc_auc"}
+GREATER |= {"matthews_corrcoef", "r2"}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize(
-    ("primary", "task"),
-    [("log_loss", "multiclass"), ("roc_auc", "multiclass"), ("mae", "regression")],
+    ("task", "metrics"),
+    [
+        ("binary", ["balanced_accuracy", "log_loss", "f1_micro", "roc_auc"]),
+        ("multiclass", ["f1_weighted", "accuracy", "f1_macro", "matthews_corrcoef"]),
+        ("multiclass", ["log_loss", "brier_score", "f1_micro"]),
+        ("multilabel", ["f1_micro", "log_loss", "f1_weighted"]),
+        ("regression", ["mae", "r2", "rmse"]),
+    ],
 )
-def test_leaderboard_intervals_equal_paired_bootstrap_for_every_entry(primary, task):
-    n = 120
+def test_leaderboard_equals_an_independent_recomputation(task, metrics, weighted):
+    """Every score, fold spread, best base, interval and the order, recomputed here with
+    scikit-learn and a loop over the bootstrap's resamples."""
+    n, n_resamples, seed = 90, 30, 5
     y, strong, weak = _problem(task, n=n, seed=3)
     _, other_a, other_b = _problem(task, n=n, seed=4)
-    meta_a, meta_b = (strong + other_a) / 2, (weak + other_b) / 2
     specs = [
         ("strong", "base", strong),
         ("weak", "base", weak),
-        ("stack_a", "meta", meta_a),
-        ("stack_b", "meta", meta_b),
+        ("mean", "base_mean", (strong + weak) / 2),
+        ("stack_a", "meta", (strong + other_a) / 2),
+        ("stack_b", "meta", (weak + other_b) / 2),
     ]
-    w = np.linspace(0.5, 1.5, n)
-    entries = _entries(y, task, _plan(n), [primary], specs)
+    w = np.random.default_rng(6).uniform(0.2, 2.0, n) if weighted else None
+    plan = _plan(n)
+    entries = [Entry(name, role, 2 if role == "meta" else 1, oof) for name, role, oof in specs]
+    for entry in entries:
+        score_entry(entry, y, plan, task=task, metrics=metrics, sample_weight=w)
     board = leaderboard(
         entries,
         y,
         task=task,
-        metrics=[primary],
+        metrics=metrics,
         selected="stack_a",
-        n_resamples=30,
-        seed=5,
+        n_resamples=n_resamples,
+        seed=seed,
         sample_weight=w,
-    ).set_index("model")
-    best_oof = best_of(entries[:2], get_metric(primary)).oof
-    for name, oof in [("stack_a", meta_a), ("stack_b", meta_b)]:
-        expected = paired_bootstrap(
-            get_metric(primary),
-            y,
-            oof,
-            best_oof,
-            task=task,
-            n_resamples=30,
-            seed=5,
-            sample_weight=w,
-        )
-        got = tuple(board.loc[name, ["delta_vs_best_base", "ci_low", "ci_high"]])
-        assert_allclose(got, expected, rtol=1e-12)
+    )
+
+    primary = metrics[0]
+    sign = -1 if primary in GREATER else 1  # sort key: best first
+
+    def on(rows, oof, name):
+        return _reference_score(name, y[rows], oof[rows], None if w is None else w[rows], task)
+
+    everything = np.arange(n)
+    folds = [np.flatnonzero(plan.folds == k) for k in range(3)]
+    scores = {name: {m: on(everything, oof, m) for m in metrics} for name, _, oof in specs}
+    bases = [(name, oof) for name, role, oof in specs if role == "base"]
+    best_name, best_oof = min(bases, key=lambda b: sign * scores[b[0]][primary])
+    assert best_name == "strong"  # the fixture's better base model
+    expected_order = sorted(scores, key=lambda name: sign * scores[name][primary])
+    assert list(board["model"]) == expected_order
+    board = board.set_index("model")
+    for name, role, oof in specs:
+        row = board.loc[name]
+        for m in metrics:
+            assert_allclose(row[f"cv_{m}"], scores[name][m], rtol=1e-10, err_msg=(name, m))
+        spread = np.std([on(rows, oof, primary) for rows in folds])
+        assert_allclose(row[f"cv_{primary}_std"], spread, rtol=1e-9, atol=1e-15)
+        interval = row[["delta_vs_best_base", "ci_low", "ci_high"]].to_numpy(dtype=float)
+        if role == "base":
+            assert np.isnan(interval).all(), name
+        else:
+            expected = _reference_bootstrap(primary, y, oof, best_oof, task, n_resamples, seed, w)
+            assert_allclose(interval, expected, rtol=1e-9, atol=1e-12, err_msg=name)
+        assert row["selected"] == (name == "stack_a")
+        assert row["level"] == (2 if role == "meta" else 1) and row["role"] == role

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.base import is_classifier
+from sklearn.base import clone, is_classifier
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -40,8 +40,8 @@ Y_MC = np.array([0, 1, 2])
         ("geometric", [0.786061, 0.289898, 0.444994], [1, 0, 0]),
         # votes: row 0 both 1; row 1 both 0; row 2 one each -> tie broken by the mean .45 < .5
         ("vote", [1.0, 0.0, 0.5], [1, 0, 0]),
-        # ranks over rows: a [3, 1, 2], b [3, 2, 1]; mean [3, 1.5, 1.5]; (r - 1) / 2
-        ("rank", [1.0, 0.25, 0.25], [1, 0, 0]),
+        # ranks among the 3 training rows (share <= each): a [1, 1/3, 2/3], b [1, 2/3, 1/3]
+        ("rank", [1.0, 0.5, 0.5], [1, 0, 0]),
     ],
 )
 def test_combiner_classifier_binary_hand_computed(method, expected_p1, expected_pred):
@@ -90,16 +90,13 @@ def test_combiner_classifier_weighted_hand_computed(X, y, weights, expected):
         ),
         # row 0: a says 0, b says 1, the mean prefers 0; row 1: 1 vs 2, the mean prefers 2
         ("vote", [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5], [0.0, 0.0, 1.0]], [0, 2, 2]),
-        # mean ranks per class over rows: c0 [2.25, 2.25, 1.5], c1 [2.5, 2.25, 1.25],
-        # c2 [1, 2, 3]; (r - 1) / 2 then per-row normalisation, row 0: [.625, .75, 0] / 1.375
+        # ranks among the training rows, per model and class, averaged over the models:
+        # c0 a [1, 2/3, 2/3] b [2/3, 1, 2/3] -> [5/6, 5/6, 2/3]; c1 -> [5/6, 5/6, 1/2];
+        # c2 -> [1/3, 2/3, 1]; then per-row normalisation, row 0: [5, 5, 2] / 12
         (
             "rank",
-            [
-                [0.454545, 0.545455, 0.0],
-                [0.357143, 0.357143, 0.285714],
-                [0.181818, 0.090909, 0.727273],
-            ],
-            [1, 0, 2],
+            [[5 / 12, 5 / 12, 2 / 12], [5 / 14, 5 / 14, 4 / 14], [4 / 13, 3 / 13, 6 / 13]],
+            [0, 0, 2],
         ),
     ],
 )
@@ -108,6 +105,35 @@ def test_combiner_classifier_multiclass_hand_computed(method, expected, expected
     assert_allclose(clf.predict_proba(X_MC), expected, atol=1e-6)
     assert_array_equal(clf.predict(X_MC), expected_pred)
     assert (clf.n_models_, clf.columns_per_model_) == (2, 3)
+
+
+def test_combiner_classifier_rank_places_new_rows_among_the_training_rows():
+    # model a's training scores [.9, .2, .6], b's [.6, .4, .3]: a new row's rank is the share
+    # of training scores <= its own, whatever else is predicted with it.
+    clf = CombinerClassifier("rank").fit(X_BIN, Y_BIN)
+    new = np.array([[0.5, 0.5], [0.1, 0.95], [0.95, 0.1]])
+    expected = [(1 / 3 + 2 / 3) / 2, (0 + 1) / 2, (1 + 0) / 2]
+    assert_allclose(clf.predict_proba(new)[:, 1], expected)
+    for i, row in enumerate(new):
+        assert_allclose(clf.predict_proba(row[None, :])[:, 1], [expected[i]])
+
+
+def test_combiner_classifier_rank_sample_weight_counts_training_rows():
+    # A weight of 2 ranks like the row given twice; a weight of 0 like the row left out.
+    w = np.array([2.0, 0.0, 1.0])
+    rank = CombinerClassifier("rank", columns_per_model=3)  # class 1 absent from repeated y
+    weighted = clone(rank).fit(X_MC, Y_MC, sample_weight=w)
+    repeated = clone(rank).fit(X_MC[[0, 0, 2]], Y_MC[[0, 0, 2]])
+    assert_allclose(weighted.predict_proba(X_MC), repeated.predict_proba(X_MC))
+    unweighted = CombinerClassifier("rank").fit(X_MC, Y_MC)
+    assert not np.allclose(weighted.predict_proba(X_MC), unweighted.predict_proba(X_MC))
+
+
+def test_combiner_classifier_rank_without_reference_is_refused():
+    clf = CombinerClassifier("rank").fit(X_BIN, Y_BIN)
+    del clf.rank_reference_  # as unpickled from a version that ranked within the batch
+    with pytest.raises(ConfigError, match=r"without a training reference.*re-run the experiment"):
+        clf.predict_proba(X_BIN)
 
 
 def test_combiner_classifier_string_labels_follow_classes_order():
@@ -239,14 +265,7 @@ def test_combiner_errors(estimator, X, y, error, match):
 
 
 def _expected_failed_checks(estimator):
-    if not is_classifier(estimator):
-        return {}
-    failures = dict(LAYOUT_REFUSED_CHECKS)
-    if getattr(estimator, "method", None) == "rank":
-        failures["check_methods_subset_invariance"] = (
-            "rank mean ranks scores over the rows predicted, so a row depends on its batch"
-        )
-    return failures
+    return dict(LAYOUT_REFUSED_CHECKS) if is_classifier(estimator) else {}
 
 
 # method="weighted" is covered above: its weights fix the number of base models, which

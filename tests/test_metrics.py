@@ -13,14 +13,19 @@ from stacking.metrics import available_metrics, default_metrics, get_metric
 
 
 def _classification(task, n=200, n_classes=3, seed=0):
+    """Noisy predictions of imbalanced classes (labels): every label metric lands well
+    inside (0, 1), and macro, micro and weighted averages, balanced and plain accuracy
+    differ (see test_fixtures_give_every_label_metric_a_value_that_can_be_wrong)."""
     rng = np.random.default_rng(seed)
-    if task == "multilabel":
-        y = rng.integers(0, 2, size=(n, n_classes))
-        p = np.clip(0.6 * y + 0.4 * rng.uniform(size=(n, n_classes)), 0.01, 0.99)
-        return y, p
+    if task == "multilabel":  # label prevalences .2 .. .7, the rarer labels the clearer
+        y = (rng.uniform(size=(n, n_classes)) < np.linspace(0.2, 0.7, n_classes)).astype(int)
+        z = np.linspace(1.6, 0.6, n_classes) * (2 * y - 1) + rng.normal(0, 1.2, y.shape)
+        return y, np.clip(1 / (1 + np.exp(-z)), 0.01, 0.99)
     c = 2 if task == "binary" else n_classes
-    y = rng.integers(0, c, size=n)
-    p = rng.dirichlet(np.ones(c), size=n) + 1.5 * np.eye(c)[y]
+    prior = np.linspace(3, 1, c)  # class 0 the most frequent, and the clearest
+    y = rng.choice(c, size=n, p=prior / prior.sum())
+    z = np.linspace(1.5, 0.5, c)[y, None] * np.eye(c)[y] + rng.normal(0, 1, (n, c))
+    p = np.exp(z)
     return y, p / p.sum(axis=1, keepdims=True)
 
 
@@ -107,6 +112,10 @@ def test_binary_f1_equals_scikit_learn(weighted):
         ("accuracy", lambda y, p, w: skm.accuracy_score(y, p >= 0.5, sample_weight=w)),
         ("f1_macro", lambda y, p, w: skm.f1_score(y, p >= 0.5, average="macro", sample_weight=w)),
         ("f1_micro", lambda y, p, w: skm.f1_score(y, p >= 0.5, average="micro", sample_weight=w)),
+        (
+            "f1_weighted",
+            lambda y, p, w: skm.f1_score(y, p >= 0.5, average="weighted", sample_weight=w),
+        ),
         (  # the mean over labels, row by row: every (row, label) cell weighs the row's weight
             "log_loss",
             lambda y, p, w: skm.log_loss(
@@ -120,6 +129,39 @@ def test_multilabel_metric_equals_scikit_learn(name, reference, weighted):
     w = _weights(len(y)) if weighted else None
     got = get_metric(name)(y, p, task="multilabel", sample_weight=w)
     assert_allclose(got, reference(y, p, w), rtol=1e-12)
+
+
+LABEL_AVERAGES = {"f1_macro": "macro", "f1_micro": "micro", "f1_weighted": "weighted"}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("fixture", ["noisy", "tied"])
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel"])
+def test_fixtures_give_every_label_metric_a_value_that_can_be_wrong(task, fixture, seed):
+    """On predictions where a label metric is 1.0, or two averages agree, a metric that
+    returns 1.0 or the other average passes; these fixtures rule both out (scikit-learn)."""
+    y, p = _classification(task, seed=seed) if fixture == "noisy" else _tied(task, 150, seed)
+    labels = (p >= 0.5).astype(int) if task == "multilabel" else p.argmax(axis=1)
+    w = _weights(len(y), seed + 10)
+    scores = {
+        name: [skm.f1_score(y, labels, average=a, sample_weight=sw) for sw in (None, w)]
+        for name, a in LABEL_AVERAGES.items()
+    }
+    scores["accuracy"] = [skm.accuracy_score(y, labels, sample_weight=sw) for sw in (None, w)]
+    if task != "multilabel":
+        scores["balanced_accuracy"] = [
+            skm.balanced_accuracy_score(y, labels, sample_weight=sw) for sw in (None, w)
+        ]
+        scores["matthews_corrcoef"] = [
+            skm.matthews_corrcoef(y, labels, sample_weight=sw) for sw in (None, w)
+        ]
+    for name, (plain, weighted) in scores.items():
+        assert 0.05 < plain < 0.95 and 0.05 < weighted < 0.95, (name, plain, weighted)
+        assert abs(plain - weighted) > 1e-4, (name, plain, weighted)
+    pairs = [("f1_macro", "f1_micro"), ("f1_macro", "f1_weighted"), ("f1_micro", "f1_weighted")]
+    pairs += [("balanced_accuracy", "accuracy")] if task != "multilabel" else []
+    for a, b in pairs:
+        assert abs(scores[a][0] - scores[b][0]) > 1e-4, (a, b, scores[a][0])
 
 
 @pytest.mark.parametrize("weighted", [False, True])
@@ -284,26 +326,35 @@ def _sk(name, task, y, p, w):
     predicted = (p >= 0.5).astype(int) if task == "multilabel" else p.argmax(axis=1)
     if name == "accuracy":
         return skm.accuracy_score(y, predicted, sample_weight=w)
-    if name == "f1_macro":
-        return skm.f1_score(y, predicted, average="macro", sample_weight=w)
+    if name in LABEL_AVERAGES:
+        return skm.f1_score(y, predicted, average=LABEL_AVERAGES[name], sample_weight=w)
+    if name == "balanced_accuracy":
+        return skm.balanced_accuracy_score(y, predicted, sample_weight=w)
     if name == "matthews_corrcoef":
         return skm.matthews_corrcoef(y, predicted, sample_weight=w)
     raise AssertionError(name)
 
 
 def _tied(task, n, seed):
-    """Targets and predictions drawn from a few distinct rows: many exactly tied scores."""
+    """Targets and predictions drawn from a few distinct rows: many exactly tied scores
+    (and, like :func:`_classification`, label metrics well inside (0, 1))."""
     rng = np.random.default_rng(seed)
     if task == "regression":
         y = rng.normal(3.0, 2.0, size=n)
         return y, np.round(y + rng.normal(0, 0.7, size=n), 1)
-    if task == "multilabel":
-        y = rng.integers(0, 2, size=(n, 3))
-        return y, np.round(np.clip(0.5 * y + 0.5 * rng.uniform(size=y.shape), 0.01, 0.99), 1)
+    if task == "multilabel":  # prevalences .2 .. .7; a * y + (1 - a) * U, a = .4 .. .2
+        y = (rng.uniform(size=(n, 3)) < np.linspace(0.2, 0.7, 3)).astype(int)
+        a = np.linspace(0.4, 0.2, 3)
+        p = np.clip(a * y + (1 - a) * rng.uniform(size=y.shape), 0.01, 0.99)
+        return y, np.round(p, 1)
     c = 2 if task == "binary" else 4
-    y = rng.integers(0, c, size=n)
-    pool = rng.dirichlet(np.ones(c), size=6)
-    return y, pool[(y + rng.integers(0, 3, size=n)) % 6]
+    prior = np.linspace(3, 1, c)
+    y = rng.choice(c, size=n, p=prior / prior.sum())
+    # 2 rows per class, row k leaning to class k % c; a row of y's class 70 % of the time
+    pool = rng.dirichlet(np.ones(c), size=2 * c) + np.eye(c)[np.arange(2 * c) % c]
+    pool /= pool.sum(axis=1, keepdims=True)
+    leaning = np.where(rng.uniform(size=n) < 0.7, y, rng.integers(0, c, size=n))
+    return y, pool[leaning + c * rng.integers(0, 2, size=n)]
 
 
 def _fold_rows(folds, k):
@@ -314,6 +365,9 @@ _CLASSIFICATION = ["log_loss", "roc_auc", "brier_score", "accuracy", "f1_macro"]
 SHARED = [
     *[(m, t) for m in _CLASSIFICATION for t in ["binary", "multiclass", "multilabel"]],
     ("matthews_corrcoef", "multiclass"),
+    *[("f1_micro", t) for t in ["multiclass", "multilabel"]],
+    *[("f1_weighted", t) for t in ["multiclass", "multilabel"]],
+    *[("balanced_accuracy", t) for t in ["binary", "multiclass"]],
     *[(m, "regression") for m in ["rmse", "mse", "mae", "mape", "r2"]],
 ]
 

@@ -164,7 +164,7 @@ def test_reproduce_from_the_server(remote_run, server, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "reproduced: every recorded cv_ metric is equal" in out
+    assert "reproduced: 3 of 3 recorded cv_ metrics equal" in out
     new_id = out.split("new run: ")[1].split()[0]
     tags = mlflow.MlflowClient(tracking_uri=url).get_run(new_id).data.tags
     assert tags["stacking.reproduces"] == result.run_id

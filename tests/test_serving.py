@@ -49,6 +49,39 @@ def test_predictor_reproduces_test_predictions(rank_run, multiclass_project):
     np.testing.assert_allclose(_ensemble_columns(alone), _ensemble_columns(got)[[5]], atol=1e-10)
 
 
+def test_cli_predict_serves_a_row_alone_as_in_its_batch_when_rank_is_selected(
+    rank_run, multiclass_project, tmp_path
+):
+    """`stacking predict` on one row of a run that selected the rank combiner gives that
+    row's answer in the whole table (ranking within the batch gave a lone row 1/3 each)."""
+    _, tmp, _ = rank_run
+    cfg = multiclass_project.config(
+        tmp_path,
+        **{
+            "meta.candidates": ["rank"],
+            "meta.bootstrap": 0,
+            "tracking.enabled": False,
+            "cache.dir": str(tmp / "cache"),  # the base models' predictions of rank_run
+        },
+    )
+    result = Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
+    assert result.ensemble == "rank"
+    test = pd.read_parquet(multiclass_project.root / "test.parquet")
+    test.iloc[[7]].to_parquet(tmp_path / "one.parquet")
+    sources = {"one": tmp_path / "one.parquet", "all": multiclass_project.root / "test.parquet"}
+    for rows, source in sources.items():
+        args = ["predict", str(tmp_path / "out"), str(source)]
+        assert main([*args, "--output", str(tmp_path / f"{rows}.csv")]) == 0
+    alone, batch = pd.read_csv(tmp_path / "one.csv"), pd.read_csv(tmp_path / "all.csv")
+    np.testing.assert_allclose(
+        _ensemble_columns(alone), _ensemble_columns(batch)[[7]], rtol=0, atol=1e-12
+    )
+    assert np.ptp(_ensemble_columns(alone)) > 0.05  # not the uniform answer
+    np.testing.assert_allclose(
+        _ensemble_columns(batch), _ensemble_columns(result.test_predictions), atol=1e-12
+    )
+
+
 def test_predictor_matches_columns_by_name_not_position(rank_run, multiclass_project):
     """A table with its columns in another order gives identical predictions."""
     result, tmp, _ = rank_run
@@ -122,10 +155,76 @@ def test_cli_reproduce_reruns_and_compares(rank_run, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "reproduced: every recorded cv_ metric is equal" in out
+    # the run's three default metrics (log_loss, accuracy, roc_auc), each compared
+    recorded = mlflow.MlflowClient(tracking_uri=uri).get_run(result.run_id).data.metrics
+    assert sorted(k for k in recorded if k.startswith("cv_")) == [
+        "cv_accuracy",
+        "cv_log_loss",
+        "cv_roc_auc",
+    ]
+    assert out.count(" same\n") == 3
+    assert out.rstrip().endswith("reproduced: 3 of 3 recorded cv_ metrics equal")
     new_id = out.split("new run: ")[1].split()[0]
     tags = mlflow.MlflowClient(tracking_uri=uri).get_run(new_id).data.tags
     assert tags["stacking.reproduces"] == result.run_id
+
+
+def _recorded_copy(uri: str, run_id: str, metrics: dict[str, float], tmp_path) -> str:
+    """A new run in the store at ``uri`` recording what run ``run_id`` recorded (its tags
+    and config), but ``metrics`` as its metrics: a record that a re-run must not match."""
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    run = client.get_run(run_id)
+    tags = {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")}
+    copy = client.create_run(run.info.experiment_id, tags=tags).info.run_id
+    for name, value in metrics.items():
+        client.log_metric(copy, name, value)
+    config = client.download_artifacts(run_id, "config.resolved.yaml", str(tmp_path))
+    client.log_artifact(copy, config)
+    client.set_terminated(copy)
+    return copy
+
+
+def test_cli_reproduce_of_a_differing_record_exits_3_naming_the_metric(rank_run, tmp_path, capsys):
+    result, _tmp, cfg = rank_run
+    from stacking import load_config
+
+    uri = load_config(cfg).tracking.uri
+    recorded = mlflow.MlflowClient(tracking_uri=uri).get_run(result.run_id).data.metrics
+    metrics = {k: v for k, v in recorded.items() if k.startswith("cv_")}
+    metrics["cv_accuracy"] += 0.01  # what the ensemble scored is not what a re-run scores
+    copy = _recorded_copy(uri, result.run_id, metrics, tmp_path)
+
+    code = main(["reproduce", copy, "--tracking-uri", uri, "--output", str(tmp_path / "again")])
+    captured = capsys.readouterr()
+    assert code == 3, captured
+    ensemble = result.ensemble
+    assert f"cv_accuracy of {ensemble}: recorded {metrics['cv_accuracy']:.6f}" in captured.out
+    assert [
+        line.split()[-1] for line in captured.out.splitlines() if " of " + ensemble + ":" in line
+    ] == ["DIFFERS", "same", "same"]
+    assert captured.err == (
+        "not reproduced: cv_accuracy differ (2 of 3 recorded cv_ metrics equal)\n"
+    )
+    assert "reproduced:" not in captured.out
+
+
+def test_cli_reproduce_of_a_run_without_cv_metrics_is_a_user_error(rank_run, tmp_path, capsys):
+    """Comparing nothing is not a reproduction: refused before anything is re-run."""
+    result, _tmp, cfg = rank_run
+    from stacking import load_config
+
+    uri = load_config(cfg).tracking.uri
+    copy = _recorded_copy(uri, result.run_id, {"base.wide.cv_log_loss": 0.5}, tmp_path)
+    out = tmp_path / "again"
+    code = main(["reproduce", copy, "--tracking-uri", uri, "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        f"error: run {copy} recorded no cv_ metric of its ensemble, so a re-run would have "
+        "nothing to be compared with; reproduce a run that finished (`stacking runs` lists "
+        "them with their scores)\n"
+    )
+    assert not out.exists()
 
 
 def test_cli_reproduce_unknown_run_exits_2(tmp_path, capsys):

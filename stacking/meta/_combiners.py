@@ -22,7 +22,6 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
-from scipy.stats import rankdata
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
@@ -36,6 +35,7 @@ from sklearn.utils.validation import (
 from stacking.errors import ConfigError, DataError
 from stacking.meta._layout import split_blocks
 from stacking.meta._registry import register_meta_learner
+from stacking.numeric import rank_against, rank_reference
 
 _EPS = 1e-15
 _VOTE_TIEBREAK = 1e-9
@@ -213,12 +213,14 @@ class CombinerClassifier(_BlockClassifier):
         ``weights``. ``vote``: majority vote of each model's argmax class;
         ``predict_proba`` is the vote fraction (plus ``1e-9`` times the mean probability,
         renormalised, so that ties are broken by the mean probability and ``predict`` is
-        its argmax); not defined for multilabel targets. ``rank``: each model's scores
-        are ranked over the rows predicted, per class, ranks averaged over models and
-        rescaled to ``[0, 1]``, then (multiclass) normalised per row; a row's output depends
-        on the other rows of the batch, and it is meant for ranking metrics such as
-        ``roc_auc``, not calibrated. ``geometric``: geometric mean of the probabilities,
-        renormalised per row (per label for multilabel).
+        its argmax); not defined for multilabel targets. ``rank``: each model's score
+        for each class (label; binary: the positive class) is ranked among that model's
+        scores on the rows ``fit`` saw (the share of them, weighted by ``sample_weight``,
+        that are ``<=`` it, in ``[0, 1]``), ranks averaged over models, then
+        (multiclass) normalised per row; a row's output depends only on the row and the
+        training rows, never on the rows predicted with it. It is meant for ranking
+        metrics such as ``roc_auc``, not calibrated. ``geometric``: geometric mean of the
+        probabilities, renormalised per row (per label for multilabel).
     weights : array-like of shape (n_models,), default=None
         One non-negative weight per base model, normalised to sum 1; required by, and
         only accepted with, ``method="weighted"``.
@@ -229,8 +231,12 @@ class CombinerClassifier(_BlockClassifier):
     ----------
     classes_, n_features_in_, n_models_, columns_per_model_ : the fitted layout.
     weights_ : ndarray of shape (n_models,), the weights applied (equal unless weighted).
+    rank_reference_ : tuple (``method="rank"`` only), each ranked column's training
+        scores sorted and their cumulative weight shares (``None`` without
+        ``sample_weight``), from :func:`stacking.numeric.rank_reference`.
 
-    ``sample_weight`` is validated and otherwise unused: nothing is learned from rows.
+    ``sample_weight`` weighs the training scores ``rank`` ranks against; the other methods
+    validate it and learn nothing from rows.
 
     >>> import numpy as np
     >>> X = np.array([[0.9, 0.6], [0.2, 0.4]])  # binary: two models, P(class 1) each
@@ -258,13 +264,16 @@ class CombinerClassifier(_BlockClassifier):
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None) -> CombinerClassifier:
         """Validate the layout of ``X`` against ``y`` and set the fitted attributes."""
-        self._fit_blocks(X, y, sample_weight)
+        _, _, sample_weight = self._fit_blocks(X, y, sample_weight)
         if self.method == "vote" and self._task == "multilabel":
             raise ConfigError(
                 "method='vote' is not defined for multilabel targets (no argmax class). "
                 "Received: method='vote'; use 'mean', 'geometric' or 'rank'."
             )
         self.weights_ = _resolve_weights(self.method, self.weights, self.n_models_)
+        if self.method == "rank":
+            scores = self._rank_scores(self._predict_blocks(X, clip=False))
+            self.rank_reference_ = rank_reference(scores, sample_weight)
         return self
 
     def predict_proba(self, X) -> np.ndarray:
@@ -285,17 +294,27 @@ class CombinerClassifier(_BlockClassifier):
             return _normalise_rows(np.exp(log_p - log_p.max(axis=1, keepdims=True)))
         return self._as_probabilities(mean)
 
-    def _rank_mean(self, scores: np.ndarray) -> np.ndarray:
+    def _rank_scores(self, blocks: np.ndarray) -> np.ndarray:
+        """The ranked columns, ``(n, n_models * K)``: a binary block's positive class only."""
         if self._task == "binary":
-            scores = scores[:, :, 1:]
-        mean_rank = np.einsum("nmk,m->nk", rankdata(scores, axis=0), self.weights_)
-        n = scores.shape[0]
-        scaled = (mean_rank - 1.0) / (n - 1) if n > 1 else np.full_like(mean_rank, 0.5)
+            blocks = blocks[:, :, 1:]
+        return blocks.reshape(len(blocks), -1)
+
+    def _rank_mean(self, blocks: np.ndarray) -> np.ndarray:
+        if not hasattr(self, "rank_reference_"):
+            raise ConfigError(
+                "this rank combiner was fitted without a training reference (saved by an "
+                "older tf-stacking that ranked within each batch); re-run the experiment "
+                "to refit it"
+            )
+        ranks = rank_against(self._rank_scores(blocks), *self.rank_reference_)
+        ranks = ranks.reshape(len(blocks), self.n_models_, -1)
+        mean_rank = np.einsum("nmk,m->nk", ranks, self.weights_)
         if self._task == "binary":
-            return np.column_stack([1.0 - scaled[:, 0], scaled[:, 0]])
+            return np.column_stack([1.0 - mean_rank[:, 0], mean_rank[:, 0]])
         if self._task == "multiclass":
-            return _normalise_rows(scaled)
-        return scaled
+            return _normalise_rows(mean_rank)
+        return mean_rank
 
 
 class _BlockRegressor(RegressorMixin, BaseEstimator):

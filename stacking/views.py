@@ -262,9 +262,9 @@ class ImageData(ViewData):
             if access.private:
                 reason = _NO_IMAGE_AT_PATH if isinstance(item, str) else _why_not_image(exc)
                 _log.info("refused %s (%r): %s", self._where(i), item[:200], exc)
-                raise DataError(f"{self._where(i)}: {reason}") from None
+                raise RowDataError(f"{self._where(i)}: {reason}") from None
             what = "the image in" if isinstance(item, bytes) else f"image {item!r}"
-            raise DataError(
+            raise RowDataError(
                 f"cannot read {what} (row id {self.ids[i]!r}): {first_line(exc)}; fix or "
                 "remove the file, or drop the row"
             ) from exc
@@ -306,6 +306,13 @@ class ImageData(ViewData):
         return h.hexdigest()
 
 
+class RowDataError(DataError):
+    """A row's own data cannot be read (its image): the message names the row, and no
+    base model, since every model that reads the view would fail the same way (and for
+    a served model, an error that differed by where it was raised would tell a client
+    which of its paths name files)."""
+
+
 class _ImageRefused(ValueError):
     """Why one image is not decoded (a limit or a format); quoted in a DataError."""
 
@@ -342,9 +349,9 @@ def _check_header(data: bytes, access: ImageAccess) -> None:
     try:
         with Image.open(io.BytesIO(data), formats=access.formats) as image:
             width, height = image.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _ImageRefused(
-            f"the image has more pixels than the limit of {access.max_pixels} ({exc})"
+            f"the image has more pixels than the limit of {access.max_pixels}"
         ) from None
     if access.max_pixels is not None and width * height > access.max_pixels:
         raise _ImageRefused(
@@ -540,7 +547,9 @@ def read_view(
     """The view of ``frame``'s rows; ``which`` is ``train``, ``test`` or ``rows`` (new
     rows to serve). Image views read paths as ``access`` allows (default: trusted, from
     ``root``, the folder relative image paths start from)."""
-    ids = list(ids) if ids is not None else list(range(len(frame)))
+    # Plain Python values: an id is quoted in messages as the user wrote it (1750, not
+    # np.int64(1750)).
+    ids = list(np.asarray(ids).tolist()) if ids is not None else list(range(len(frame)))
     if spec.image is not None:
         access = access or ImageAccess.trusted(_base_folder(root))
         return _images(frame, spec, source, access, ids)

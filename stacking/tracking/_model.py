@@ -14,6 +14,9 @@ from typing import Any
 
 from stacking.tracking._base import DatasetRecord, flatten
 
+# The pyfunc model's settings (keys of its model_config), kept beside it for logging.
+SERVING_SETTINGS = ("image_root", "max_rows", "max_image_bytes", "max_image_pixels")
+
 _MAX_PARAM = 6000
 _PYFUNC_CODE = Path(__file__).with_name("_pyfunc_model.py")
 _RUNTIME = [
@@ -73,6 +76,22 @@ def _signature(mlflow, example, id_column: str | None):
     return signature
 
 
+def request_shape(predictor) -> dict[str, Any] | None:
+    """What each image column of a request holds, for the logged model's metadata (the
+    signature can only say ``string``): the image itself, never a server path."""
+    images = {}
+    for recipe in predictor.stack.base_models:
+        for view in recipe.views:
+            spec = view if isinstance(view, dict) else view.model_dump()
+            if isinstance(spec.get("image"), str):
+                height, width = spec["size"]
+                images[spec["image"]] = (
+                    "an image as 'data:image/png;base64,<base64 bytes>' (PNG, JPEG, GIF, BMP "
+                    f"or WebP), resized to {height}x{width}, {spec['channels']} channel(s)"
+                )
+    return {"stacking.image_columns": images} if images else None
+
+
 def log_ensemble_model(mlflow, model_dir: Path, example=None, register_as: str | None = None):
     """Log the predictor folder, base models copied in, as the pyfunc model ``ensemble``.
 
@@ -96,6 +115,9 @@ def log_ensemble_model(mlflow, model_dir: Path, example=None, register_as: str |
             code_paths=[str(Path(__file__).resolve().parents[1])],
             pip_requirements=_requirements(),
             signature=_signature(mlflow, example, predictor.id_column),
+            metadata=request_shape(predictor),
+            # The operator's serving settings (image_root, limits), set when loading.
+            model_config=dict.fromkeys(SERVING_SETTINGS),
             registered_model_name=register_as,
         )
     mlflow.set_tag("stacking.ensemble_model_id", info.model_id)

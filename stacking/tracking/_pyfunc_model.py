@@ -57,14 +57,11 @@ class RequestError(MlflowException, DataError):
 
 
 def serving_settings(model_config: dict[str, Any] | None) -> dict[str, Any]:
-    """The operator's settings: ``model_config``, else the environment, else defaults."""
-    config = dict(model_config or {})
-    unknown = sorted(set(config) - set(SETTINGS))
-    if unknown:
-        raise ConfigError(
-            f"unknown model_config key(s) {unknown} for the stacking ensemble; known: "
-            f"{sorted(SETTINGS)}"
-        )
+    """The operator's settings: ``model_config``, else the environment, else defaults.
+
+    The model is logged with every key set to ``None`` (MLflow passes on only the keys a
+    model was logged with), so an unset key falls through to the environment."""
+    config = {k: v for k, v in (model_config or {}).items() if v is not None}
     settings: dict[str, Any] = {}
     for key, (variable, default) in SETTINGS.items():
         value = config.get(key, os.environ.get(variable) or default)

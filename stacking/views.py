@@ -451,7 +451,12 @@ def _image_item(value: Any, access: ImageAccess, where: str) -> str | bytes:
         if access.confined:
             return _confined_path(text, access)
     except _ImageRefused as exc:
-        raise DataError(f"{where}: {exc}") from None
+        if access.private or access.root is None:
+            raise DataError(f"{where}: {exc}") from None
+        raise DataError(
+            f"{where}: {exc}; paths are relative to {str(access.root)!r} (choose another "
+            "folder with --image-root, or root= in Python)"
+        ) from None
     except FileNotFoundError as exc:
         if access.private:
             raise DataError(f"{where}: {_NO_IMAGE_AT_PATH}") from None

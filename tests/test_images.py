@@ -340,6 +340,36 @@ def test_image_pyfunc_model_takes_images_in_rows_and_paths_only_under_its_root(
         rooted.predict(outside)
 
 
+@pytest.mark.e2e
+def test_cli_predict_keeps_image_paths_inside_the_table_folder(
+    image_run, image_project, tmp_path, capsys
+):
+    import os
+
+    from stacking.cli import main
+
+    result, tmp = image_run
+    test = pd.read_csv(image_project.data / "test.csv")
+    # A table outside the data folder whose paths climb out of its own folder to reach it.
+    climbing = test.assign(
+        path=[os.path.relpath(image_project.data / p, tmp_path) for p in test["path"]]
+    )
+    climbing.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "p.csv"
+    code = main(["predict", str(tmp / "out"), str(tmp_path / "new.csv"), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"row id {test['id'].tolist()[0]!r}, column 'path'" in err
+    assert "paths with '..' are refused" in err and "--image-root" in err
+    assert not out.exists()
+    # The same rows with paths relative to the data folder, named with --image-root.
+    test.to_csv(tmp_path / "new.csv", index=False)
+    args = ["--output", str(out), "--image-root", str(image_project.data)]
+    assert main(["predict", str(tmp / "out"), str(tmp_path / "new.csv"), *args]) == 0
+    got = pd.read_csv(out)
+    np.testing.assert_allclose(_ensemble(got), _ensemble(result.test_predictions), atol=1e-10)
+
+
 @pytest.fixture(scope="module")
 def served(image_run, image_project, tmp_path_factory):
     """Two ``mlflow models serve`` of the run's logged model, started together: the

@@ -151,3 +151,45 @@ def test_pyfunc_signature_lists_only_view_columns_and_serves_unlabeled_rows(
     np.testing.assert_allclose(
         _ensemble_columns(got), _ensemble_columns(result.test_predictions), atol=1e-10
     )
+
+
+def test_serving_settings_come_from_model_config_then_environment(monkeypatch, tmp_path):
+    from stacking import ConfigError
+    from stacking.tracking._model import SERVING_SETTINGS
+    from stacking.tracking._pyfunc_model import SETTINGS, serving_settings
+
+    assert tuple(SETTINGS) == SERVING_SETTINGS  # the keys logged are the keys read
+    unset = dict.fromkeys(SERVING_SETTINGS)  # as the logged model_config holds them
+    defaults = {
+        "image_root": None,
+        "max_rows": 1000,
+        "max_image_bytes": 10 * 2**20,
+        "max_image_pixels": 25_000_000,
+    }
+    assert serving_settings(unset) == serving_settings(None) == defaults
+    monkeypatch.setenv("STACKING_IMAGE_ROOT", str(tmp_path))
+    monkeypatch.setenv("STACKING_MAX_ROWS", "50")
+    got = serving_settings({**unset, "max_rows": 7})
+    assert got == {**defaults, "image_root": tmp_path, "max_rows": 7}
+    assert serving_settings(unset)["max_rows"] == 50
+    bad = [
+        (
+            {"max_rows": "ten"},
+            "model_config['max_rows'] must be a positive whole number. Received: 'ten'",
+        ),
+        ({"max_image_pixels": 0}, "model_config['max_image_pixels'] must be a positive"),
+        ({"max_image_bytes": 1.5}, "model_config['max_image_bytes'] must be a positive"),
+        (
+            {"image_root": "images"},
+            "model_config['image_root'] must be an existing folder "
+            "given as an absolute path. Received: 'images'",
+        ),
+        ({"image_root": str(tmp_path / "nosuch")}, "model_config['image_root'] must be an"),
+    ]
+    for config, message in bad:
+        with pytest.raises(ConfigError) as info:
+            serving_settings({**unset, **config})
+        assert str(info.value).startswith(message)
+    monkeypatch.setenv("STACKING_MAX_IMAGE_BYTES", "1e6")
+    with pytest.raises(ConfigError, match=r"^STACKING_MAX_IMAGE_BYTES must be a positive"):
+        serving_settings(unset)

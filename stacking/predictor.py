@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stacking.images import ImageAccess
 from stacking.level1 import output_columns
 from stacking.stack import FittedStack, load_stack
-from stacking.views import ImageAccess
 
 
 def prediction_frame(

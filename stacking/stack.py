@@ -42,9 +42,10 @@ from stacking.errors import DataError, DataFileNotFoundError
 from stacking.evaluate import Entry
 from stacking.executors import Executor, LocalExecutor
 from stacking.folds import FoldPlan
+from stacking.images import ImageAccess
 from stacking.level1 import Level1, block_names, level1_features, pre_features, to_block
 from stacking.meta import Candidate, cross_fit, predict_output, refit
-from stacking.views import ImageAccess, ViewData, fix_columns, read_view
+from stacking.views import ViewData, fix_columns, read_view
 
 FORMAT_VERSION = 3  # 3: one FittedStack for training and serving
 

@@ -242,13 +242,13 @@ def test_image_predictor_serves_unlabeled_rows_like_test_predictions(image_run, 
 def test_unreadable_image_is_a_data_error_naming_file_and_row_id(image_project, tmp_path):
     data = image_project.copy_data(tmp_path)
     train = pd.read_csv(data / "train.csv")
-    bad_id, bad_path = train["id"][7], train["path"][7]
+    bad_id, bad_path = train["id"].tolist()[7], train["path"][7]
     (data / bad_path).write_bytes(b"this is not a PNG file")
     with pytest.raises(DataError) as info:
         Experiment.from_yaml(image_project.config(tmp_path, data), progress=False).run()
     message = str(info.value)
     assert str(data / bad_path) in message
-    assert f"row id {bad_id!r}" in message
+    assert f"row id {bad_id!r}): not an image file PIL can read" in message
     assert "\n" not in message
 
 

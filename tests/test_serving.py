@@ -208,7 +208,7 @@ def onehot_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("onehot")
     rng = np.random.default_rng(0)
     colour = rng.choice(["red", "green", "blue"], 120)
-    frame = pd.get_dummies(pd.Series(colour, name="c"), dtype=int)
+    frame = pd.get_dummies(pd.DataFrame({"c": colour}), dtype=int)
     frame.insert(0, "id", [f"r{i}" for i in range(120)])
     frame["y"] = np.where(colour == "red", "yes", "no")
     frame.iloc[:90].to_csv(tmp / "train.csv", index=False)
@@ -245,7 +245,7 @@ def test_signature_types_follow_the_views_so_float_one_hot_rows_are_served(oneho
     model, model_id = logged_ensemble(uri, result.run_id)
     types = {c.name: c.type.name for c in model.metadata.get_input_schema().inputs}
     assert types == {"id": "string", "c_blue": "double", "c_green": "double", "c_red": "double"}
-    floats = pd.get_dummies(pd.Series(colours, name="c"), dtype=float)  # as a user makes them
+    floats = pd.get_dummies(pd.DataFrame({"c": colours}), dtype=float)  # as a user makes them
     floats.insert(0, "id", test["id"])
     assert (floats.dtypes[1:] == np.float64).all()
     expected = _ensemble_columns(result.test_predictions)

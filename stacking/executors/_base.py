@@ -139,7 +139,7 @@ def naming_model(job: Job) -> Iterator[None]:
     config's base model; the user fixes the entry they wrote, so the error names both.
     """
     from stacking.errors import StackingError
-    from stacking.views import RowDataError
+    from stacking.images import RowDataError
 
     try:
         yield

@@ -92,8 +92,8 @@ def _image_root(value: Any, name: str) -> Path | None:
 
 class EnsembleModel(PythonModel):
     def load_context(self, context):
+        from stacking.images import ImageAccess
         from stacking.predictor import EnsemblePredictor
-        from stacking.views import ImageAccess
 
         self.settings = serving_settings(getattr(context, "model_config", None))
         self.access = ImageAccess.serving(

@@ -239,6 +239,8 @@ def onehot_run(tmp_path_factory):
     return result, raw["tracking"]["uri"], pd.read_csv(tmp / "test.csv"), colour[90:]
 
 
+@pytest.mark.e2e
+@pytest.mark.slow
 def test_signature_types_follow_the_views_so_float_one_hot_rows_are_served(onehot_run):
     result, uri, test, colours = onehot_run
     assert test["c_red"].dtype == np.int64  # as the run read them

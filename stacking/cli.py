@@ -90,7 +90,12 @@ def _predict(args) -> int:
         raise ConfigError("--proba and --target-column shape the --submission file; add one")
     predictor = load_predictor(model)
     rows = Path(args.data)  # relative image paths start from the rows file's folder
-    result = predictor.predict(read_table(rows), root=rows.parent, source=str(rows))
+    root = Path(args.image_root) if args.image_root else rows.parent
+    if not root.is_dir():
+        raise ConfigError(
+            f"--image-root {str(root)!r} is not a folder; name the folder images are in"
+        )
+    result = predictor.predict(read_table(rows), root=root, source=str(rows))
     frames = [(out, result)]
     if args.submission:
         target = args.target_column or _target_name(Path(model))
@@ -326,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("data", help="CSV or Parquet rows with the base models' input columns")
     predict.add_argument("--output", required=True, help="predictions file (.csv or .parquet)")
     predict.add_argument("--tracking-uri", help="MLflow store of a model URI (default: MLflow's)")
+    predict.add_argument(
+        "--image-root",
+        metavar="DIR",
+        help="folder that image paths in the rows are relative to and may not leave "
+        "(default: the rows file's folder)",
+    )
 
     predict.add_argument(
         "--submission",

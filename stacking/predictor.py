@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from stacking.images import ImageAccess
 from stacking.level1 import output_columns
 from stacking.stack import FittedStack, load_stack
 
@@ -58,26 +59,36 @@ class EnsemblePredictor:
         return self.stack.id_column
 
     def predict_proba(
-        self, frame: pd.DataFrame, *, root: str | Path | None = None, source: str | None = None
+        self,
+        frame: pd.DataFrame,
+        *,
+        root: str | Path | None = None,
+        source: str | None = None,
+        access: ImageAccess | None = None,
     ) -> np.ndarray:
         """The ensemble's probabilities ``(n, C)`` (``(n, L)`` multilabel, ``(n,)`` values).
 
-        ``root`` is the folder relative image paths start from (default: the working
-        folder); ``source`` names the rows in errors (e.g. their file).
+        Image columns hold the images themselves (``bytes``, ``data:image/…;base64,…``)
+        or paths relative to ``root`` (default: the working folder) that may not leave it;
+        ``access`` replaces that rule (e.g. :meth:`ImageAccess.serving`). ``source``
+        names the rows in errors (e.g. their file).
         """
-        return self.stack.predict_proba(
-            frame,
-            root=Path(root) if root is not None else None,
-            source=source or "the input table",
-        )
+        if access is None:
+            access = ImageAccess.local(Path(root) if root is not None else None)
+        return self.stack.predict_proba(frame, source=source or "the input table", access=access)
 
     def predict(
-        self, frame: pd.DataFrame, *, root: str | Path | None = None, source: str | None = None
+        self,
+        frame: pd.DataFrame,
+        *,
+        root: str | Path | None = None,
+        source: str | None = None,
+        access: ImageAccess | None = None,
     ) -> pd.DataFrame:
         """``id`` (when present), ``ensemble__<output>`` columns and ``prediction``."""
         ids = frame[self.id_column].to_numpy() if self.id_column in frame.columns else None
         return prediction_frame(
-            self.predict_proba(frame, root=root, source=source),
+            self.predict_proba(frame, root=root, source=source, access=access),
             task=self.stack.task,
             classes=self.stack.classes,
             output_names=self.stack.output_names,

@@ -54,6 +54,7 @@ from stacking.errors import DataError, DataFileNotFoundError
 from stacking.evaluate import Entry
 from stacking.executors import Executor, LocalExecutor
 from stacking.folds import FoldPlan
+from stacking.images import ImageAccess
 from stacking.level1 import Level1, block_names, level1_features, pre_features, to_block
 from stacking.meta import Candidate, cross_fit, predict_output, refit
 from stacking.views import ViewData, fix_columns, read_view
@@ -93,13 +94,22 @@ class FittedStack:
 
     # -- prediction ---------------------------------------------------------------------
     def read_inputs(
-        self, frame: pd.DataFrame, *, source: str, root: Path | None = None
+        self,
+        frame: pd.DataFrame,
+        *,
+        source: str,
+        root: Path | None = None,
+        access: ImageAccess | None = None,
     ) -> dict[str, list[ViewData]]:
-        """Each base model's inputs for ``frame``, through its views (read in batches)."""
+        """Each base model's inputs for ``frame``, through its views (read in batches);
+        image views read paths as ``access`` allows (see :class:`ImageAccess`)."""
         ids = frame[self.id_column] if self.id_column in frame.columns else None
         self.check_given_columns(frame, source=source)
         return {
-            r.name: [read_view(frame, v, source=source, root=root, ids=ids) for v in r.views]
+            r.name: [
+                read_view(frame, v, source=source, root=root, ids=ids, access=access)
+                for v in r.views
+            ]
             for r in self.base_models
         }
 
@@ -170,11 +180,12 @@ class FittedStack:
         cache: CacheStore | None = None,
         source: str = "the input table",
         root: Path | None = None,
+        access: ImageAccess | None = None,
     ) -> np.ndarray:
         """The ensemble's probabilities ``(n, C)`` (``(n, L)`` multilabel, ``(n,)`` values).
 
         ``root`` is the folder relative image paths start from (default: the working
-        folder).
+        folder); ``access``, when given, says which paths image views may read instead.
         """
         if len(frame) == 0:
             raise DataError(f"{source} has no rows to predict")
@@ -185,7 +196,7 @@ class FittedStack:
             n_outputs=self.n_outputs,
             executor=executor or LocalExecutor(progress=False),
             cache=cache or NullCacheStore(),
-            rows=self.read_inputs(frame, source=source, root=root),
+            rows=self.read_inputs(frame, source=source, root=root, access=access),
             batch_size=self.batch_size,
         )
         level1 = self.level1({m: _test_of(p) for m, p in preds.items()}, frame, source=source)

@@ -7,11 +7,14 @@ this module only, so they cannot disagree:
 * ``{columns: [...] | "glob*", shape, dtype}``: numeric columns. A glob is resolved once,
   against the training table, and new tables are matched **by name** (columns in another
   order give the same array; a missing column is an error naming the table and column).
-* ``{image: COLUMN, size: [H, W], channels: 1|3}``: a column of image file paths (relative
-  to the table's folder). Pixels reach the model as float32 0-255, exactly as
+* ``{image: COLUMN, size: [H, W], channels: 1|3}``: a column of images, each an image
+  file path (relative to the table's folder) or the image itself: ``bytes`` or a
+  ``data:image/png;base64,…`` string. Pixels reach the model as float32 0-255, exactly as
   ``keras.utils.img_to_array(keras.utils.load_img(path, target_size=size))`` gives them;
-  files are decoded batch by batch in a ``tf.data`` pipeline that overlaps with inference,
-  so memory is bounded by the batch, never by the number of images.
+  images are decoded batch by batch in a ``tf.data`` pipeline that overlaps with inference,
+  so memory is bounded by the batch, never by the number of images. An
+  :class:`~stacking.images.ImageAccess` says which paths may be read and how much one
+  image may cost: a training config is trusted, rows sent to a served model are not.
 * ``{text: COLUMN}``: strings, shape ``(n, 1)``, for models that hold their own
   preprocessing (``TextVectorization``, ``StringLookup``).
 * ``{array: {train: PATH, test: PATH}}``: a ``.npy`` file (memory-mapped) or
@@ -27,6 +30,8 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import io
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +43,17 @@ import pandas as pd
 from stacking.config import ViewConfig, split_array_location
 from stacking.data import resolve_columns, view_array
 from stacking.errors import DataError, DataFileNotFoundError, first_line
+from stacking.images import (
+    NO_IMAGE_AT_PATH,
+    ImageAccess,
+    RowDataError,
+    check_header,
+    image_item,
+    read_image_bytes,
+    refusal_reason,
+)
+
+_log = logging.getLogger("stacking.serving")
 
 
 class ViewData(abc.ABC):
@@ -120,37 +136,74 @@ def file_digest(path: Path) -> str:
     return _file_digests[key]
 
 
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 class ImageData(ViewData):
-    """Image files decoded and resized batch by batch, as ``keras.utils.load_img`` does."""
+    """Images decoded and resized batch by batch, as ``keras.utils.load_img`` does.
+
+    Each item is a resolved file path (``str``) or the image's bytes.
+    """
 
     dtype = "float32"
 
     def __init__(
-        self, paths: list[str], ids: list[Any], size: tuple[int, int], channels: int
+        self,
+        items: list[str | bytes],
+        ids: list[Any],
+        size: tuple[int, int],
+        channels: int,
+        *,
+        access: ImageAccess | None = None,
+        column: str = "image",
+        rows: list[int] | None = None,
     ) -> None:
-        self.paths, self.ids = list(paths), list(ids)
+        self.items, self.ids = list(items), list(ids)
         self.size, self.channels = (int(size[0]), int(size[1])), int(channels)
+        self.access = access or ImageAccess.trusted()
+        self.column = column
+        self.rows = list(rows) if rows is not None else list(range(len(self.items)))
 
     @property
     def shape(self) -> tuple[int, ...]:
-        return (len(self.paths), *self.size, self.channels)
+        return (len(self.items), *self.size, self.channels)
 
     def take(self, rows: np.ndarray) -> ImageData:
         rows = np.asarray(rows)
         return ImageData(
-            [self.paths[i] for i in rows], [self.ids[i] for i in rows], self.size, self.channels
+            [self.items[i] for i in rows],
+            [self.ids[i] for i in rows],
+            self.size,
+            self.channels,
+            access=self.access,
+            column=self.column,
+            rows=[self.rows[i] for i in rows],
         )
+
+    def _where(self, i: int) -> str:
+        return f"row {self.rows[i]} (id {self.ids[i]!r}), column {self.column!r}"
 
     def _load(self, i: int) -> np.ndarray:
         import keras
 
-        mode = "grayscale" if self.channels == 1 else "rgb"
+        item, access = self.items[i], self.access
         try:
-            image = keras.utils.load_img(self.paths[i], color_mode=mode, target_size=self.size)
+            data = item if isinstance(item, bytes) else read_image_bytes(item, access.max_bytes)
+            check_header(data, access)
+            mode = "grayscale" if self.channels == 1 else "rgb"
+            image = keras.utils.load_img(io.BytesIO(data), color_mode=mode, target_size=self.size)
         except Exception as exc:  # PIL's own error types vary by format
-            raise DataError(
-                f"cannot read image {self.paths[i]!r} (row id {self.ids[i]!r}): "
-                f"{first_line(exc)}; fix or "
+            if access.private:
+                reason = NO_IMAGE_AT_PATH if isinstance(item, str) else refusal_reason(exc)
+                _log.info("refused %s (%r): %s", self._where(i), item[:200], exc)
+                raise RowDataError(f"{self._where(i)}: {reason}") from None
+            what = "the image in" if isinstance(item, bytes) else f"image {item!r}"
+            # PIL names the in-memory buffer it read ("<_io.BytesIO object at 0x…>").
+            unknown = type(exc).__name__ == "UnidentifiedImageError"
+            detail = "not an image file PIL can read" if unknown else first_line(exc)
+            raise RowDataError(
+                f"cannot read {what} (row id {self.ids[i]!r}): {detail}; fix or "
                 "remove the file, or drop the row"
             ) from exc
         return keras.utils.img_to_array(image, dtype="float32")
@@ -167,7 +220,7 @@ class ImageData(ViewData):
                 errors.append(exc)
                 return np.zeros((*self.size, self.channels), dtype=np.float32)
 
-        n = len(self.paths)
+        n = len(self.items)
         dataset = (
             tf.data.Dataset.range(n)
             .map(
@@ -185,8 +238,9 @@ class ImageData(ViewData):
 
     def digest(self) -> str:
         h = hashlib.sha256(f"image{self.size}{self.channels}".encode())
-        for path in self.paths:
-            h.update(file_digest(Path(path)).encode())
+        for item in self.items:
+            digest = file_digest(Path(item)) if isinstance(item, str) else _sha256(item)
+            h.update(digest.encode())
         return h.hexdigest()
 
 
@@ -209,21 +263,20 @@ def _column(frame: pd.DataFrame, name: str, what: str, source: str) -> pd.Series
     return values
 
 
-def _images(frame, spec: ViewConfig, source: str, root: Path | None, ids) -> ImageData:
+def _images(frame, spec: ViewConfig, source: str, access: ImageAccess, ids) -> ImageData:
     assert spec.image is not None and spec.size is not None
-    folder = _base_folder(root)
-    paths = []
+    items = []
     for i, value in enumerate(_column(frame, spec.image, "image", source)):
-        path = Path(str(value))
-        path = path if path.is_absolute() else folder / path
-        if not path.is_file():
-            raise DataFileNotFoundError(
-                f"image {str(path)!r} (row id {ids[i]!r}, column {spec.image!r} of {source}) "
-                "does not exist; paths are relative to the table's folder"
-            )
-        paths.append(str(path))
+        where = (
+            f"row {i} (id {ids[i]!r}), column {spec.image!r}"
+            if access.private
+            else f"row id {ids[i]!r}, column {spec.image!r} of {source}"
+        )
+        items.append(image_item(value, access, where))
     height, width = spec.size  # ViewConfig checks that an image view has [height, width]
-    return ImageData(paths, list(ids), (height, width), spec.channels)
+    return ImageData(
+        items, list(ids), (height, width), spec.channels, access=access, column=spec.image
+    )
 
 
 def _text(frame, spec: ViewConfig, source: str) -> ArrayData:
@@ -282,12 +335,17 @@ def read_view(
     source: str = "the input rows",
     root: Path | None = None,
     ids: Any = None,
+    access: ImageAccess | None = None,
 ) -> ViewData:
     """The view of ``frame``'s rows; ``which`` is ``train``, ``test`` or ``rows`` (new
-    rows to serve), ``root`` the folder relative image paths start from."""
-    ids = list(ids) if ids is not None else list(range(len(frame)))
+    rows to serve). Image views read paths as ``access`` allows (default: trusted, from
+    ``root``, the folder relative image paths start from)."""
+    # Plain Python values: an id is quoted in messages as the user wrote it (1750, not
+    # np.int64(1750)).
+    ids = list(np.asarray(ids).tolist()) if ids is not None else list(range(len(frame)))
     if spec.image is not None:
-        return _images(frame, spec, source, root, ids)
+        access = access or ImageAccess.trusted(_base_folder(root))
+        return _images(frame, spec, source, access, ids)
     if spec.text is not None:
         return _text(frame, spec, source)
     if spec.array is not None:

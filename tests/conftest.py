@@ -53,6 +53,86 @@ def logged_ensemble(uri: str, run_id: str):
         mlflow.set_tracking_uri(None)
 
 
+class ModelServer:
+    """``mlflow models serve`` of a logged model on 127.0.0.1, as an HTTP client meets it.
+
+    Starting one costs seconds (a Python with TensorFlow and the model): start the ones a
+    module needs, then :meth:`wait` for each, so that they load in parallel::
+
+        with ModelServer(f"models:/{model_id}", uri, cwd=tmp_path) as server:
+            status, answer = server.wait().post(rows)
+    """
+
+    def __init__(self, model_uri: str, tracking_uri: str, *, cwd: Path, env=None) -> None:
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from the venv
+        environ = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, **(env or {})}
+        environ["PATH"] = f"{bin_dir}:{os.environ['PATH']}"
+        cmd = [str(Path(sys.executable).with_name("mlflow")), "models", "serve"]
+        cmd += ["-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(self.port)]
+        self.process = subprocess.Popen(
+            cmd,
+            cwd=cwd,
+            env=environ,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+
+    def wait(self, timeout: float = 180) -> ModelServer:
+        """Return once the server answers ``/ping``."""
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/ping", timeout=2)
+                return self
+            except OSError:
+                assert self.process.poll() is None, self.process.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow models serve did not start"
+                time.sleep(0.5)
+
+    def post(self, rows: pd.DataFrame) -> tuple[int, dict]:
+        """``(HTTP status, JSON answer)`` of ``/invocations`` for ``rows``."""
+        import json
+        import urllib.error
+        import urllib.request
+
+        body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split"))})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/invocations",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def close(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+        self.process.stderr.close()
+
+    def __enter__(self) -> ModelServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _mlflow_store_template(tmp_path_factory):
     import mlflow

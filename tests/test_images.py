@@ -8,6 +8,7 @@ Tests that change files work on their own copy of the data folder.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import shutil
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import logged_ensemble, sqlite_store
+from conftest import ModelServer, logged_ensemble, sqlite_store
 
 from stacking import DataError, Experiment, load_config, load_dataset, make_fold_plan
 from stacking.executors import LocalExecutor
@@ -241,13 +242,13 @@ def test_image_predictor_serves_unlabeled_rows_like_test_predictions(image_run, 
 def test_unreadable_image_is_a_data_error_naming_file_and_row_id(image_project, tmp_path):
     data = image_project.copy_data(tmp_path)
     train = pd.read_csv(data / "train.csv")
-    bad_id, bad_path = train["id"][7], train["path"][7]
+    bad_id, bad_path = train["id"].tolist()[7], train["path"][7]
     (data / bad_path).write_bytes(b"this is not a PNG file")
     with pytest.raises(DataError) as info:
         Experiment.from_yaml(image_project.config(tmp_path, data), progress=False).run()
     message = str(info.value)
     assert str(data / bad_path) in message
-    assert f"row id {bad_id!r}" in message
+    assert f"row id {bad_id!r}): not an image file PIL can read" in message
     assert "\n" not in message
 
 
@@ -286,16 +287,210 @@ def test_image_cache_follows_file_content_not_paths(image_project, tmp_path):
     pd.testing.assert_frame_equal(third.oof, second.oof)
 
 
+def _data_uris(folder: Path, paths) -> list[str]:
+    """Each image file as the cell a client sends: ``data:image/png;base64,…``."""
+    return [
+        "data:image/png;base64," + base64.b64encode((folder / p).read_bytes()).decode()
+        for p in paths
+    ]
+
+
+def _ensemble(frame: pd.DataFrame) -> np.ndarray:
+    return frame[[f"ensemble__{c}" for c in CLASSES]].to_numpy()
+
+
 @pytest.mark.e2e
-def test_image_pyfunc_model_serves_unlabeled_rows_with_absolute_paths(image_run, image_project):
+def test_image_pyfunc_model_takes_images_in_rows_and_paths_only_under_its_root(
+    image_run, image_project
+):
+    from stacking.errors import DataError
+
     result, tmp = image_run
-    model, _ = logged_ensemble(load_config(tmp / "images.yaml").tracking.uri, result.run_id)
+    uri = load_config(tmp / "images.yaml").tracking.uri
     test = pd.read_csv(image_project.data / "test.csv")
-    test["path"] = [str(image_project.data / p) for p in test["path"]]  # served from anywhere
-    got = model.predict(test)
-    columns = [f"ensemble__{c}" for c in CLASSES]
+    model, model_id = logged_ensemble(uri, result.run_id)
+    shape = model.metadata.metadata["stacking.image_columns"]
+    assert list(shape) == ["path"] and shape["path"].startswith("an image as 'data:image/png")
+    sent = test.assign(path=_data_uris(image_project.data, test["path"]))
     np.testing.assert_allclose(
-        got[columns].to_numpy(), result.test_predictions[columns].to_numpy(), atol=1e-10
+        _ensemble(model.predict(sent)), _ensemble(result.test_predictions), atol=1e-10
+    )
+    with pytest.raises(DataError, match=r"row 0 .*: this model reads no files on the server"):
+        model.predict(test)  # the default logged model reads no path
+
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        rooted = mlflow.pyfunc.load_model(
+            f"models:/{model_id}",
+            model_config={"image_root": str(image_project.data), "max_rows": 29},
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+    np.testing.assert_allclose(
+        _ensemble(rooted.predict(test.head(29))),
+        _ensemble(result.test_predictions.head(29)),
+        atol=1e-10,
+    )
+    with pytest.raises(DataError, match="the request has 30 rows; this model answers at most 29"):
+        rooted.predict(test)
+    outside = test.head(1).assign(path=str(image_project.data / test["path"][0]))
+    with pytest.raises(DataError, match="absolute paths are refused"):
+        rooted.predict(outside)
+
+
+@pytest.mark.e2e
+def test_cli_predict_keeps_image_paths_inside_the_table_folder(
+    image_run, image_project, tmp_path, capsys
+):
+    import os
+
+    from stacking.cli import main
+
+    result, tmp = image_run
+    test = pd.read_csv(image_project.data / "test.csv")
+    # A table outside the data folder whose paths climb out of its own folder to reach it.
+    climbing = test.assign(
+        path=[os.path.relpath(image_project.data / p, tmp_path) for p in test["path"]]
+    )
+    climbing.to_csv(tmp_path / "new.csv", index=False)
+    out = tmp_path / "p.csv"
+    code = main(["predict", str(tmp / "out"), str(tmp_path / "new.csv"), "--output", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"row id {test['id'].tolist()[0]!r}, column 'path'" in err
+    assert "paths with '..' are refused" in err and "--image-root" in err
+    assert not out.exists()
+    # The same rows with paths relative to the data folder, named with --image-root.
+    test.to_csv(tmp_path / "new.csv", index=False)
+    args = ["--output", str(out), "--image-root", str(image_project.data)]
+    assert main(["predict", str(tmp / "out"), str(tmp_path / "new.csv"), *args]) == 0
+    got = pd.read_csv(out)
+    np.testing.assert_allclose(_ensemble(got), _ensemble(result.test_predictions), atol=1e-10)
+
+
+@pytest.fixture(scope="module")
+def served(image_run, image_project, tmp_path_factory):
+    """Two ``mlflow models serve`` of the run's logged model, started together: the
+    default one (in the data folder, whose relative paths it must not read) and one an
+    operator gave an image folder (STACKING_IMAGE_ROOT), with a symlink out of it."""
+    import os
+
+    import mlflow
+
+    result, tmp = image_run
+    uri = load_config(tmp / "images.yaml").tracking.uri
+    model_id = (
+        mlflow.MlflowClient(uri).get_run(result.run_id).data.tags["stacking.ensemble_model_id"]
+    )
+    base = tmp_path_factory.mktemp("served")
+    root = Path(shutil.copytree(image_project.data, base / "images"))
+    secret = base / "secret.png"
+    shutil.copy(image_project.data / pd.read_csv(root / "test.csv")["path"][0], secret)
+    os.symlink(secret, root / "escape.png")
+    default = ModelServer(f"models:/{model_id}", uri, cwd=image_project.data)
+    rooted = ModelServer(
+        f"models:/{model_id}", uri, cwd=base, env={"STACKING_IMAGE_ROOT": str(root)}
+    )
+    with default, rooted:
+        yield default.wait(), rooted.wait(), root, result
+
+
+def _refusal(answer: dict) -> str:
+    """The model's own message in an MLflow error answer (MLflow puts the request's
+    rows before it)."""
+    return answer["message"].split("Error: ", 1)[1]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_served_model_answers_images_in_rows_and_reads_no_path_by_default(served, image_project):
+    default, _, _, result = served
+    test = pd.read_csv(image_project.data / "test.csv")
+    status, answer = default.post(test.assign(path=_data_uris(image_project.data, test["path"])))
+    assert status == 200, answer
+    got = pd.DataFrame(answer["predictions"])
+    np.testing.assert_allclose(_ensemble(got), _ensemble(result.test_predictions), atol=1e-9)
+    assert got["prediction"].tolist() == result.test_predictions["prediction"].tolist()
+    # The relative paths exist in the server's working folder; they are not read.
+    status, answer = default.post(test.head(2))
+    assert status == 400
+    assert _refusal(answer) == (
+        f"row 0 (id {test['id'].tolist()[0]!r}), column 'path': this model reads no files on the "
+        "server; send the image itself as 'data:image/png;base64,<base64 bytes>'"
+    )
+    assert "stack_trace" not in answer
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_served_model_with_an_image_root_reads_only_inside_it(served, image_project):
+    _, rooted, root, result = served
+    test = pd.read_csv(root / "test.csv")
+    status, answer = rooted.post(test)
+    assert status == 200, answer
+    got = pd.DataFrame(answer["predictions"])
+    np.testing.assert_allclose(_ensemble(got), _ensemble(result.test_predictions), atol=1e-9)
+    refused = {
+        str(root / test["path"][0]): "absolute paths are refused",
+        "../images/" + test["path"][0]: "paths with '..' are refused",
+        "escape.png": "no readable image at that path in the server's image folder",
+        "missing.png": "no readable image at that path in the server's image folder",
+        "test.csv": "no readable image at that path in the server's image folder",
+    }
+    answers = {}
+    for value, reason in refused.items():
+        status, answer = rooted.post(test.head(1).assign(path=value))
+        message = _refusal(answer)
+        assert status == 400 and reason in message, message
+        assert str(root.parent) not in message and "secret" not in message, message
+        answers[value] = message
+    # A symlink out of the root, a missing file and a file that is no image: one answer.
+    assert answers["escape.png"] == answers["missing.png"] == answers["test.csv"]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_served_model_refuses_a_bomb_and_too_many_rows_then_answers_the_next(served, image_project):
+    import struct
+    import zlib
+
+    default, _, _, result = served
+    test = pd.read_csv(image_project.data / "test.csv")
+    good = test.assign(path=_data_uris(image_project.data, test["path"]))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    # 20000 x 20000 pixels of zeros (1 bit each) in about 60 KB.
+    packer = zlib.compressobj(9)
+    row = b"\0" * (1 + 20_000 // 8)
+    idat = b"".join(packer.compress(row) for _ in range(20_000)) + packer.flush()
+    ihdr = struct.pack(">IIBBBBB", 20_000, 20_000, 1, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+    bomb += chunk(b"IEND", b"")
+    uri = "data:image/png;base64," + base64.b64encode(bomb).decode()
+    status, answer = default.post(good.head(3).assign(path=[*good["path"][:2], uri]))
+    assert status == 400
+    assert _refusal(answer).startswith(
+        f"row 2 (id {test['id'].tolist()[2]!r}), column 'path': the image has more pixels than the "
+        "limit of 25000000"
+    ), _refusal(answer)
+    many = pd.concat([good] * 34, ignore_index=True)  # 1020 rows; the default limit is 1000
+    status, answer = default.post(many)
+    assert status == 400
+    assert _refusal(answer) == (
+        "the request has 1020 rows; this model answers at most 1000 per request: send them "
+        "in smaller requests"
+    )
+    status, answer = default.post(good)
+    assert status == 200, answer
+    np.testing.assert_allclose(
+        _ensemble(pd.DataFrame(answer["predictions"])),
+        _ensemble(result.test_predictions),
+        atol=1e-9,
     )
 
 

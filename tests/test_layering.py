@@ -17,6 +17,7 @@ ORDER = [
     "config",
     "metrics",
     "data",
+    "images",
     "views",
     "folds",
     "base",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import logged_ensemble
+from conftest import ModelServer, logged_ensemble, sqlite_store
 
 from stacking import Experiment
 from stacking.cli import main
@@ -249,4 +251,110 @@ def test_pyfunc_signature_lists_only_view_columns_and_serves_unlabeled_rows(
     assert "id" not in got.columns
     np.testing.assert_allclose(
         _ensemble_columns(got), _ensemble_columns(result.test_predictions), atol=1e-10
+    )
+
+
+def test_serving_settings_come_from_model_config_then_environment(monkeypatch, tmp_path):
+    from stacking import ConfigError
+    from stacking.tracking._model import SERVING_SETTINGS
+    from stacking.tracking._pyfunc_model import SETTINGS, serving_settings
+
+    assert tuple(SETTINGS) == SERVING_SETTINGS  # the keys logged are the keys read
+    unset = dict.fromkeys(SERVING_SETTINGS)  # as the logged model_config holds them
+    defaults = {
+        "image_root": None,
+        "max_rows": 1000,
+        "max_image_bytes": 10 * 2**20,
+        "max_image_pixels": 25_000_000,
+    }
+    assert serving_settings(unset) == serving_settings(None) == defaults
+    monkeypatch.setenv("STACKING_IMAGE_ROOT", str(tmp_path))
+    monkeypatch.setenv("STACKING_MAX_ROWS", "50")
+    got = serving_settings({**unset, "max_rows": 7})
+    assert got == {**defaults, "image_root": tmp_path, "max_rows": 7}
+    assert serving_settings(unset)["max_rows"] == 50
+    bad = [
+        (
+            {"max_rows": "ten"},
+            "model_config['max_rows'] must be a positive whole number. Received: 'ten'",
+        ),
+        ({"max_image_pixels": 0}, "model_config['max_image_pixels'] must be a positive"),
+        ({"max_image_bytes": 1.5}, "model_config['max_image_bytes'] must be a positive"),
+        (
+            {"image_root": "images"},
+            "model_config['image_root'] must be an existing folder "
+            "given as an absolute path. Received: 'images'",
+        ),
+        ({"image_root": str(tmp_path / "nosuch")}, "model_config['image_root'] must be an"),
+    ]
+    for config, message in bad:
+        with pytest.raises(ConfigError) as info:
+            serving_settings({**unset, **config})
+        assert str(info.value).startswith(message)
+    monkeypatch.setenv("STACKING_MAX_IMAGE_BYTES", "1e6")
+    with pytest.raises(ConfigError, match=r"^STACKING_MAX_IMAGE_BYTES must be a positive"):
+        serving_settings(unset)
+
+
+@pytest.fixture(scope="module")
+def onehot_run(tmp_path_factory):
+    """A run on one-hot columns stored as integers (``pd.get_dummies(dtype=int)``), read
+    by a float32 view, with one tiny external model: its logged model must take the same
+    columns as floats, as ``stacking predict`` does."""
+    import keras
+    import yaml
+
+    tmp = tmp_path_factory.mktemp("onehot")
+    rng = np.random.default_rng(0)
+    colour = rng.choice(["red", "green", "blue"], 120)
+    frame = pd.get_dummies(pd.DataFrame({"c": colour}), dtype=int)
+    frame.insert(0, "id", [f"r{i}" for i in range(120)])
+    frame["y"] = np.where(colour == "red", "yes", "no")
+    frame.iloc[:90].to_csv(tmp / "train.csv", index=False)
+    frame.iloc[90:].drop(columns="y").to_csv(tmp / "test.csv", index=False)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp / "m.keras")
+    raw = {
+        "name": "onehot",
+        "data": {
+            "train": str(tmp / "train.csv"),
+            "test": str(tmp / "test.csv"),
+            "id": "id",
+            "target": "y",
+            "views": {"x": {"columns": "c_*"}},
+        },
+        "folds": {"kind": "stratified", "n_splits": 3, "seed": 0},
+        "base_models": {
+            "m": {"path": str(tmp / "m.keras"), "input": "x", "trained_on": "external"}
+        },
+        "meta": {"candidates": ["logistic", "mean"], "bootstrap": 0},
+        "tracking": {"uri": sqlite_store(tmp), "experiment": "onehot"},
+        "cache": {"dir": str(tmp / "cache")},
+        "plots": False,
+    }
+    (tmp / "onehot.yaml").write_text(yaml.safe_dump(raw))
+    result = Experiment.from_yaml(tmp / "onehot.yaml", output_dir=tmp / "out", progress=False).run()
+    return result, raw["tracking"]["uri"], pd.read_csv(tmp / "test.csv"), colour[90:]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_signature_types_follow_the_views_so_float_one_hot_rows_are_served(onehot_run):
+    result, uri, test, colours = onehot_run
+    assert test["c_red"].dtype == np.int64  # as the run read them
+    model, model_id = logged_ensemble(uri, result.run_id)
+    types = {c.name: c.type.name for c in model.metadata.get_input_schema().inputs}
+    assert types == {"id": "string", "c_blue": "double", "c_green": "double", "c_red": "double"}
+    floats = pd.get_dummies(pd.DataFrame({"c": colours}), dtype=float)  # as a user makes them
+    floats.insert(0, "id", test["id"])
+    assert (floats.dtypes[1:] == np.float64).all()
+    expected = _ensemble_columns(result.test_predictions)
+    for rows in (floats, test):  # float one-hot columns, and the integers of the run
+        np.testing.assert_allclose(_ensemble_columns(model.predict(rows)), expected, atol=1e-10)
+    with ModelServer(f"models:/{model_id}", uri, cwd=Path.cwd()) as server:
+        status, answer = server.wait().post(floats)
+    assert status == 200, answer
+    np.testing.assert_allclose(
+        _ensemble_columns(pd.DataFrame(answer["predictions"])), expected, atol=1e-9
     )

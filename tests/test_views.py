@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from stacking.config import ViewConfig
 from stacking.errors import DataError, DataFileNotFoundError
+from stacking.images import ImageAccess
 from stacking.views import ArrayData, ImageData, fix_columns, predict_in_batches, read_view
 
 
@@ -163,3 +167,186 @@ def test_image_data_pickles_for_ray_workers(images):
     data = ImageData([str(folder / n) for n in names], list(range(5)), (4, 4), 3)
     again = pickle.loads(pickle.dumps(data))
     np.testing.assert_array_equal(again.to_numpy(), data.to_numpy())
+
+
+# --- Images in the rows, paths confined to a root, bounded work (served models) -----------
+
+
+def _data_uri(data: bytes, media: str = "image/png") -> str:
+    import base64
+
+    return f"data:{media};base64,{base64.b64encode(data).decode()}"
+
+
+def _bomb_png(width: int, height: int, *, truncated: bool = False) -> bytes:
+    """A 1-bit grayscale PNG of zeros: ``width`` x ``height`` pixels in a few KB (zlib);
+    ``truncated`` cuts the pixel data off after a few bytes, so decoding it would fail."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+    if truncated:
+        return b"\x89PNG\r\n\x1a\n" + header + struct.pack(">I", 1000) + b"IDAT" + b"\x78\x9c"
+    packer = zlib.compressobj(9)
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_images_sent_in_the_rows_equal_the_same_files_read_from_paths(images, channels):
+
+    folder, names = images
+    spec = ViewConfig(image="path", size=[8, 6], channels=channels)
+    by_path = read_view(pd.DataFrame({"path": names}), spec, root=folder).to_numpy()
+    content = [(folder / n).read_bytes() for n in names]
+    cells = [
+        _data_uri(content[0]),
+        content[1],  # raw bytes (the Python API)
+        _data_uri(content[2], "image/bmp"),
+        _data_uri(content[3], ""),  # the media type is not trusted, nor needed
+        "DATA:image/png;base64," + _data_uri(content[4]).split(",", 1)[1],
+    ]
+    for access in (None, ImageAccess.local(folder), ImageAccess.serving()):
+        got = read_view(pd.DataFrame({"path": cells}), spec, access=access)
+        np.testing.assert_array_equal(got.to_numpy(), by_path)
+    assert (
+        read_view(pd.DataFrame({"path": cells}), spec).digest()
+        == read_view(pd.DataFrame({"path": names}), spec, root=folder).digest()
+    )  # the cache sees the content, however it came
+
+
+def test_served_rows_read_no_path_unless_a_root_is_chosen(images):
+
+    folder, names = images
+    spec = ViewConfig(image="path", size=[4, 4])
+    for value in [names[0], str(folder / names[0]), "no/such/file.png"]:
+        with pytest.raises(DataError) as info:
+            read_view(pd.DataFrame({"path": [value]}), spec, access=ImageAccess.serving())
+        assert str(info.value) == (
+            "row 0 (id 0), column 'path': this model reads no files on the server; send the "
+            "image itself as 'data:image/png;base64,<base64 bytes>'"
+        )
+    served = read_view(pd.DataFrame({"path": names}), spec, access=ImageAccess.serving(folder))
+    expected = read_view(pd.DataFrame({"path": names}), spec, root=folder)
+    np.testing.assert_array_equal(served.to_numpy(), expected.to_numpy())
+
+
+@pytest.fixture
+def rooted(images, tmp_path):
+    """A root folder holding one image and a symlink to another outside it, plus a file
+    outside the root and a non-image inside it."""
+    import os
+
+    folder, names = images
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "in.png").write_bytes((folder / names[0]).read_bytes())
+    outside = tmp_path / "outside.png"
+    outside.write_bytes((folder / names[0]).read_bytes())
+    os.symlink(outside, root / "escape.png")
+    os.symlink(root / "sub" / "in.png", root / "inside_link.png")
+    (root / "notes.png").write_bytes(b"not an image at all")
+    return root, outside
+
+
+def test_paths_may_not_leave_the_chosen_root(rooted, tmp_path):
+
+    root, outside = rooted
+    spec = ViewConfig(image="path", size=[4, 4])
+    served = ImageAccess.serving(root)
+    ok = read_view(pd.DataFrame({"path": ["sub/in.png", "inside_link.png"]}), spec, access=served)
+    assert ok.to_numpy().shape == (2, 4, 4, 3)
+    refused = {
+        str(outside): "absolute paths are refused",
+        "sub/../../outside.png": "paths with '..' are refused",
+        "..\\outside.png": "paths with '..' are refused",
+    }
+    for value, reason in refused.items():
+        for access in (served, ImageAccess.local(root)):
+            with pytest.raises(DataError, match=re.escape(reason)) as info:
+                read_view(pd.DataFrame({"path": [value]}), spec, access=access)
+            # A served row's answer names no server path; a local user is told the folder.
+            shown = str(root) in str(info.value).replace(value, "")
+            assert shown == (access is not served), str(info.value)
+    # What only the file system can tell gets one answer: a symlink out of the root, a
+    # missing file and a file that is not an image are indistinguishable to a client.
+    answers = set()
+    for value in ["escape.png", "missing.png", "sub", "notes.png"]:
+        with pytest.raises(DataError) as info:
+            read_view(
+                pd.DataFrame({"id": ["x"], "path": [value]}), spec, access=served, ids=["x"]
+            ).to_numpy()
+        answers.add(str(info.value))
+    assert answers == {
+        "row 0 (id 'x'), column 'path': no readable image at that path in the server's image "
+        "folder; send the image itself as 'data:image/png;base64,<base64 bytes>'"
+    }
+    # A local user is told which file and why.
+    with pytest.raises(DataFileNotFoundError, match=r"'escape\.png'.* is not a file inside"):
+        read_view(pd.DataFrame({"path": ["escape.png"]}), spec, access=ImageAccess.local(root))
+
+
+def test_served_images_are_bounded_in_bytes_pixels_and_formats(images, rooted):
+    from PIL import Image
+
+    folder, names = images
+    spec = ViewConfig(image="path", size=[4, 4])
+    png = (folder / names[0]).read_bytes()  # 11 x 7 pixels
+
+    def refusal(cell, access=None):
+        access = access or ImageAccess.serving()
+        with pytest.raises(DataError) as info:
+            read_view(pd.DataFrame({"path": [cell]}), spec, access=access).to_numpy()
+        return str(info.value).removeprefix("row 0 (id 0), column 'path': ")
+
+    small = ImageAccess.serving(max_bytes=len(png) - 1, max_pixels=76)
+    assert refusal(_data_uri(png), small) == (
+        f"the image is {len(png)} bytes, more than the limit of {len(png) - 1}"
+    )
+    assert refusal(_data_uri(png), ImageAccess.serving(max_pixels=76)) == (
+        "the image is 7x11 = 77 pixels, more than the limit of 76"
+    )
+    # Pixels are counted from the header: an image whose data is cut off after it would
+    # fail to decode, so this answer proves that nothing was decoded.
+    header_only = _bomb_png(6_000, 6_000, truncated=True)
+    assert refusal(_data_uri(header_only)) == (
+        "the image is 6000x6000 = 36000000 pixels, more than the limit of 25000000"
+    )
+    with pytest.raises(DataError, match="cannot read the image in"):  # nothing to decode
+        read_view(pd.DataFrame({"path": [header_only]}), spec).to_numpy()
+    bomb = _bomb_png(20_000, 20_000)
+    assert len(bomb) < 100_000  # 400 million pixels in a request-sized cell
+    assert refusal(bomb).startswith("the image has more pixels than the limit of 25000000")
+    not_image = "the bytes sent are not a readable image (one of PNG, JPEG, GIF, BMP, WEBP)"
+    assert refusal(_data_uri(b"GIF89a but not really")) == not_image
+    tiff = io.BytesIO()
+    Image.open(folder / names[0]).save(tiff, format="TIFF")
+    assert refusal(tiff.getvalue()) == not_image  # a format the served model does not decode
+    assert refusal("data:image/png;base64,@@@") == (
+        "the data: URI is not valid base64 (standard alphabet, '=' padding, no spaces)"
+    )
+    assert refusal("data:image/png," + "x" * 10).startswith("a data: URI must be base64")
+    bare = _data_uri(png).split(",", 1)[1] * 3
+    assert refusal(bare).startswith("this looks like base64 image bytes without their prefix")
+    # A file under the root larger than the limit gets the same answer as a missing one.
+    root, _ = rooted
+    answer = refusal("sub/in.png", ImageAccess.serving(root, max_bytes=10))
+    assert answer == refusal("missing.png", ImageAccess.serving(root))
+
+
+def test_image_data_sent_in_rows_pickles_for_ray_workers(images):
+    import pickle
+
+    folder, names = images
+    spec = ViewConfig(image="path", size=[4, 4])
+    frame = pd.DataFrame({"path": [(folder / n).read_bytes() for n in names]})
+    data = read_view(frame, spec, access=ImageAccess.serving()).take(np.array([4, 0]))
+    again = pickle.loads(pickle.dumps(data))
+    np.testing.assert_array_equal(again.to_numpy(), data.to_numpy())
+    assert again.rows == [4, 0]

@@ -139,11 +139,12 @@ def naming_model(job: Job) -> Iterator[None]:
     config's base model; the user fixes the entry they wrote, so the error names both.
     """
     from stacking.errors import StackingError
+    from stacking.images import RowDataError
 
     try:
         yield
     except StackingError as exc:
-        if repr(job.model) in str(exc):
+        if repr(job.model) in str(exc) or isinstance(exc, RowDataError):
             raise
         raise type(exc)(f"base model {job.model!r}: {exc}") from exc
 

@@ -5,6 +5,7 @@ Only called inside an active run of :class:`~stacking.tracking.MlflowTracker`.
 
 from __future__ import annotations
 
+import fnmatch
 import tempfile
 import time
 import warnings
@@ -13,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from stacking.tracking._base import DatasetRecord, flatten
+
+# The pyfunc model's settings (keys of its model_config), kept beside it for logging.
+SERVING_SETTINGS = ("image_root", "max_rows", "max_image_bytes", "max_image_pixels")
 
 _MAX_PARAM = 6000
 _PYFUNC_CODE = Path(__file__).with_name("_pyfunc_model.py")
@@ -58,19 +62,59 @@ def _requirements() -> list[str]:
     return pins
 
 
-def _signature(mlflow, example, id_column: str | None):
+def _view_specs(predictor) -> list[dict[str, Any]]:
+    """Every view the predictor's base models read, as plain dicts."""
+    return [
+        view if isinstance(view, dict) else view.model_dump()
+        for recipe in predictor.stack.base_models
+        for view in recipe.views
+    ]
+
+
+def float_columns(predictor, names: list[str]) -> set[str]:
+    """The columns of ``names`` that a column view reads as floats (``dtype: float32``,
+    the default): a served row may hold them as integers or floats, as a run's may."""
+    found: set[str] = set()
+    for spec in _view_specs(predictor):
+        columns = spec.get("columns")
+        if columns is None or not str(spec.get("dtype", "float32")).startswith("float"):
+            continue
+        patterns = [columns] if isinstance(columns, str) else columns
+        found |= {n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)}
+    return found
+
+
+def _signature(mlflow, example, id_column: str | None, floats: set[str] | None = None):
     """Signature inferred from real rows; the id column is optional (unlabeled rows may
-    come without one, and the model then numbers them)."""
+    come without one, and the model then numbers them). Columns the views read as floats
+    are ``double`` whatever the example's type: one-hot columns stored as integers would
+    otherwise be ``long``, and MLflow would refuse the same columns as floats."""
     if example is None:
         return None
     from mlflow.types import ColSpec, Schema, TensorSpec
 
     signature = mlflow.models.infer_signature(*example)
+    floats = floats or set()
     inputs: list[ColSpec | TensorSpec] = [
-        ColSpec(c.type, c.name, required=c.name != id_column) for c in signature.inputs.inputs
+        ColSpec("double" if c.name in floats else c.type, c.name, required=c.name != id_column)
+        for c in signature.inputs.inputs
     ]
     signature.inputs = Schema(inputs)
     return signature
+
+
+def request_shape(predictor) -> dict[str, Any] | None:
+    """What each image column of a request holds, for the logged model's metadata (the
+    signature can only say ``string``): the image itself, never a server path."""
+    images = {}
+    for spec in _view_specs(predictor):
+        if isinstance(spec.get("image"), str):
+            height, width = spec["size"]
+            images[spec["image"]] = (
+                "an image as 'data:image/png;base64,<base64 bytes>' (PNG, JPEG, GIF, BMP "
+                f"or WebP), resized to {height}x{width}, {spec['channels']} channel(s)"
+            )
+    return {"stacking.image_columns": images} if images else None
 
 
 def log_ensemble_model(mlflow, model_dir: Path, example=None, register_as: str | None = None):
@@ -95,7 +139,15 @@ def log_ensemble_model(mlflow, model_dir: Path, example=None, register_as: str |
             artifacts={"predictor": str(bundle)},
             code_paths=[str(Path(__file__).resolve().parents[1])],
             pip_requirements=_requirements(),
-            signature=_signature(mlflow, example, predictor.id_column),
+            signature=_signature(
+                mlflow,
+                example,
+                predictor.id_column,
+                float_columns(predictor, list(example[0].columns)) if example else None,
+            ),
+            metadata=request_shape(predictor),
+            # The operator's serving settings (image_root, limits), set when loading.
+            model_config=dict.fromkeys(SERVING_SETTINGS),
             registered_model_name=register_as,
         )
     mlflow.set_tag("stacking.ensemble_model_id", info.model_id)

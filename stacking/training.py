@@ -210,7 +210,8 @@ def train_onnx_fold_models(
         fitted = getattr(estimator, "classes_", None)
         if n_classes and (fitted is None or list(fitted) != list(range(n_classes))):
             raise ConfigError(
-                f"train_onnx_fold_models: the {name} estimator learned classes {fitted} but "
+                f"train_onnx_fold_models: the {name} estimator learned classes "
+                f"{np.asarray(fitted).tolist()} but "
                 f"the target has {n_classes} (indices 0..{n_classes - 1}); pass y as class "
                 "indices, with every class in every fold's training rows (stratified folds)"
             )

@@ -231,6 +231,35 @@ def _submission(result, predictor, proba: bool, target: str):
     return pd.DataFrame({id_column: result[id_column], target: result["prediction"]})
 
 
+def _folds(args) -> int:
+    """Write the experiment's fold plan before any model exists, for models trained
+    elsewhere (``stacking folds CONFIG --output folds.csv``)."""
+    from stacking.config import load_config
+    from stacking.data import load_dataset
+    from stacking.folds import make_fold_plan
+
+    config = load_config(args.config, args.set or [])
+    data = load_dataset(config.data)
+    plan = make_fold_plan(config.folds, data)
+    out = Path(args.output)
+    if out.suffix.lower() != ".csv":
+        raise ConfigError(
+            f"--output {args.output!r}: the fold plan is written as CSV; end it in .csv"
+        )
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        plan.save(tmp, id_column=data.id_column)
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DataError(f"cannot write --output {args.output!r}: {exc.strerror or exc}") from exc
+    print(
+        f"wrote {len(plan.ids)} rows in {plan.n_splits} folds (plan {plan.digest}) to {out}; "
+        f"train fold k on the rows whose fold is not k, predict the rows whose fold is k"
+    )
+    return 0
+
+
 def _inspect(args) -> int:
     from stacking.base import inspect_model
 
@@ -276,6 +305,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="print only the leaderboard (no stage lines or bars)"
     )
     run.set_defaults(func=_run)
+
+    folds = sub.add_parser(
+        "folds",
+        parents=[common],
+        help="write the fold plan (id, fold) of a config, to train models elsewhere on it",
+    )
+    folds.add_argument("config", help="path to the experiment YAML")
+    folds.add_argument("--output", required=True, help="the plan's CSV file, e.g. folds.csv")
+    folds.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
+    folds.set_defaults(func=_folds)
 
     predict = sub.add_parser(
         "predict", parents=[common], help="predict new rows with a saved ensemble"

@@ -127,12 +127,17 @@ class FoldsConfig(_Strict):
     seed: int = 0
     shuffle: bool = True
     column: str | None = Field(None, description="take each row's fold from this column")
+    file: Path | None = Field(
+        None, description="take each row's fold from a CSV of (id, fold), e.g. `stacking folds`"
+    )
     group: str | None = Field(None, description="group column, for kind: group")
 
     @model_validator(mode="after")
     def _group_needs_column(self) -> FoldsConfig:
         if self.kind == "group" and self.group is None and self.column is None:
             raise ValueError("kind: group needs `group: COLUMN` naming the group column")
+        if self.column is not None and self.file is not None:
+            raise ValueError("`column` and `file` both give the folds; keep one")
         return self
 
 
@@ -152,11 +157,23 @@ class CandidateConfig(_Strict):
         return v
 
 
+class PredictionFilesConfig(_Strict):
+    """A base model given by its predictions instead of a model: an out-of-fold file
+    (with each row's ``fold``) and a test file, written by a model trained anywhere."""
+
+    oof: Path = Field(description="CSV or Parquet: id, fold, one column per output")
+    test: Path | None = Field(None, description="CSV or Parquet: id, one column per output")
+
+
 class BaseModelConfig(_Strict):
-    path: Path
-    input: str | ViewConfig | list[str | ViewConfig] | dict[str, str | ViewConfig] = Field(
+    path: Path | None = Field(None, description="a fold-model directory or one model file")
+    predictions: PredictionFilesConfig | None = Field(
+        None, description="instead of `path`: an OOF file and a test file of predictions"
+    )
+    input: str | ViewConfig | list[str | ViewConfig] | dict[str, str | ViewConfig] | None = Field(
+        None,
         description="a view name from data.views, an inline view, a list (one per model input, "
-        "in the model's declared order) or a mapping {model_input_name: view} (by name)"
+        "in the model's declared order) or a mapping {model_input_name: view} (by name)",
     )
     custom_objects: list[str] = Field(
         default_factory=list,
@@ -199,6 +216,30 @@ class BaseModelConfig(_Strict):
         return modules
 
     @model_validator(mode="after")
+    def _model_or_predictions(self) -> BaseModelConfig:
+        """A base model is a model (``path`` and ``input``) or prediction files, not both."""
+        if self.predictions is None:
+            missing = [k for k in ("path", "input") if getattr(self, k) is None]
+            if missing:
+                raise ValueError(
+                    f"missing {' and '.join(missing)}: a base model needs `path` and `input` "
+                    "(a model and what it reads), or `predictions: {oof: FILE, test: FILE}`"
+                )
+            return self
+        defaults = BaseModelConfig.model_fields
+        extra = [
+            k
+            for k in ("path", "input", *_MODEL_ONLY_KEYS)
+            if getattr(self, k) != defaults[k].get_default(call_default_factory=True)
+        ]
+        if extra:
+            raise ValueError(
+                f"{extra} do not apply to prediction files (`predictions:` set): the files "
+                "hold the predictions, there is no model to load or feed; remove them"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _backbone_keys(self) -> BaseModelConfig:
         if self.layer is not None and self.head is None:
             raise ValueError(
@@ -218,6 +259,18 @@ class BaseModelConfig(_Strict):
                     "is embedded and the head's fold models predict; remove them"
                 )
         return self
+
+
+# Keys that configure a model and so make no sense for prediction files.
+_MODEL_ONLY_KEYS = (
+    "custom_objects",
+    "trained_on",
+    "output",
+    "layer",
+    "head",
+    "outputs_are",
+    "test_with",
+)
 
 
 class FeaturesConfig(_Strict):
@@ -363,6 +416,8 @@ class Config(_Strict):
     def _references(self) -> Config:
         """Names that point elsewhere in the config: views, and candidate names."""
         for name, model in self.base_models.items():
+            if model.input is None:  # prediction files read no view
+                continue
             specs = model.input if isinstance(model.input, (list, dict)) else [model.input]
             refs = specs.values() if isinstance(specs, dict) else specs
             for ref in refs:
@@ -390,6 +445,8 @@ class Config(_Strict):
     def model_inputs(self, name: str) -> tuple[list[ViewConfig], list[str] | None]:
         """A base model's input views, and the model input names when given by name."""
         spec = self.base_models[name].input
+        if spec is None:  # prediction files: no model input
+            return [], None
         names = None
         if isinstance(spec, dict):
             names, spec = list(spec), list(spec.values())
@@ -408,6 +465,8 @@ class Config(_Strict):
             self.data.test = fix(self.data.test)
         views: list[str | ViewConfig] = list(self.data.views.values())
         for model in self.base_models.values():
+            if model.input is None:
+                continue
             specs = model.input if isinstance(model.input, (list, dict)) else [model.input]
             views += [v for v in (specs.values() if isinstance(specs, dict) else specs)]
         for view in views:
@@ -416,7 +475,14 @@ class Config(_Strict):
                 if view.array.test is not None:
                     view.array.test = _fix_array_path(view.array.test, root)
         for model in self.base_models.values():
-            model.path = fix(model.path)
+            if model.path is not None:
+                model.path = fix(model.path)
+            if model.predictions is not None:
+                model.predictions.oof = fix(model.predictions.oof)
+                if model.predictions.test is not None:
+                    model.predictions.test = fix(model.predictions.test)
+        if self.folds.file is not None:
+            self.folds.file = fix(self.folds.file)
         return self
 
     def to_dict(self) -> dict[str, Any]:

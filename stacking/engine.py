@@ -14,6 +14,10 @@ Given both, each model file is loaded once for its OOF and new rows together. Ev
 (model, input) prediction goes through the cache first; what is missing becomes
 :class:`~stacking.executors.Job` s for an executor.
 
+A prediction-file member (kind ``predictions``) has no model: its one input IS its
+prediction (the checked OOF / test file columns in training, the served columns of new
+rows), so it makes no job and no cache entry; it is only mapped like a model's output.
+
 Predictions are normalised to the representation of :mod:`stacking.metrics`:
 ``(n, C)`` probabilities for classification, ``(n, L)`` for multilabel, ``(n,)`` for
 regression. Logit outputs are detected (values outside [0, 1]) or declared with
@@ -48,7 +52,7 @@ class BaseModelRecipe:
     """
 
     name: str
-    kind: str  # "folds" | "external" | "backbone"
+    kind: str  # "folds" | "external" | "backbone" | "predictions"
     fold_paths: list[Path]
     row_paths: list[Path]
     views: list[Any]
@@ -59,6 +63,7 @@ class BaseModelRecipe:
     outputs_are: str = "auto"
     head: Any = None  # a backbone's head spec (config), fitted in training
     heads: list = field(default_factory=list, repr=False)
+    predictions: Any = field(default=None, repr=False)  # prediction files, read and checked
 
 
 @dataclass
@@ -289,6 +294,30 @@ def _assemble(
     return BasePredictions(recipe.name, oof, test, outputs_are=outputs_are)
 
 
+GIVEN = "predictions"  # the kind of a member whose predictions are given (files, columns)
+
+
+def _given(
+    recipe: BaseModelRecipe,
+    train: TrainRows | None,
+    rows: dict[str, list[ViewData]] | None,
+    task: str,
+    n_outputs: int,
+) -> BasePredictions:
+    """A prediction-file member: its one input is its prediction, mapped like an output."""
+    raw = []
+    if train is not None:
+        raw.append(as_view_data(train.inputs[recipe.name][0]).to_numpy())
+    if rows is not None:
+        raw.append(as_view_data(rows[recipe.name][0]).to_numpy())
+    mapped = to_representation(
+        raw, name=recipe.name, task=task, n_outputs=n_outputs, outputs_are="proba"
+    )
+    oof = mapped.pop(0) if train is not None else None
+    test = mapped.pop(0) if rows is not None else None
+    return BasePredictions(recipe.name, oof, test, outputs_are="proba")
+
+
 def predict_base_models(
     recipes: list[BaseModelRecipe],
     *,
@@ -311,7 +340,10 @@ def predict_base_models(
     planned = {}
     jobs: list[Job] = []
     shared = _Shared()  # models reading the same view share its rows, folds and digest
+    given = {r.name: _given(r, train, rows, task, n_outputs) for r in recipes if r.kind == GIVEN}
     for recipe in recipes:
+        if recipe.kind == GIVEN:
+            continue
         oof_parts, new_parts = _plan_parts(
             recipe, train, rows[recipe.name] if rows is not None else None, shared
         )
@@ -331,6 +363,9 @@ def predict_base_models(
 
     results = {}
     for recipe in recipes:
+        if recipe.kind == GIVEN:
+            results[recipe.name] = given[recipe.name]
+            continue
         oof_parts, new_parts = planned[recipe.name]
         pred = _assemble(recipe, oof_parts, new_parts, train, task=task, n_outputs=n_outputs)
         pred.computed = sum(len(j.keys) for j in jobs if j.model == recipe.name)

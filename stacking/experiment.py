@@ -25,11 +25,12 @@ import numpy as np
 import pandas as pd
 
 from stacking import results
+from stacking.base import path_digest
 from stacking.cache import CacheStore, open_cache
 from stacking.config import Config, FeaturesConfig, load_config, parse_config
 from stacking.data import Dataset, load_dataset
 from stacking.engine import TrainRows, predict_base_models
-from stacking.errors import ConfigError, DataError
+from stacking.errors import ConfigError, DataError, DataFileNotFoundError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
 from stacking.executors import Executor, make_executor
 from stacking.folds import FoldPlan, make_fold_plan
@@ -117,6 +118,31 @@ class Reproduction:
     ensemble: str | None
 
 
+def check_prediction_files(run_id: str, config: Config, tags: dict[str, str]) -> None:
+    """Refuse to reproduce a run whose prediction files changed since it was recorded,
+    as a changed fold-model file is refused: the same config would stack other numbers."""
+    for name, model in config.base_models.items():
+        if model.predictions is None:
+            continue
+        files = {"oof": model.predictions.oof, "test": model.predictions.test}
+        for role, path in files.items():
+            recorded = tags.get(f"stacking.predictions.{name}.{role}_digest")
+            if path is None or recorded is None:
+                continue
+            if not path.is_file():
+                raise DataFileNotFoundError(
+                    f"run {run_id}: base model {name!r}'s {role} file {str(path)!r} no "
+                    "longer exists; restore it to reproduce the run"
+                )
+            now = path_digest(path)
+            if now != recorded:
+                raise DataError(
+                    f"run {run_id}: base model {name!r}'s {role} file {str(path)!r} has "
+                    f"sha256 {now[:16]}… but the run recorded {recorded[:16]}…; the file "
+                    "changed since that run. Restore it, or start a new run with `stacking run`"
+                )
+
+
 class Experiment:
     """A configured stacking experiment; ``run()`` executes it end to end."""
 
@@ -177,6 +203,7 @@ class Experiment:
                     f"run {run_id} used {what} with digest {recorded}, but "
                     f"{config.data.train} now gives {now}; the {what} changed since that run"
                 )
+        check_prediction_files(run_id, config, tags)
         experiment = cls(config, **kwargs)
         experiment.reproduces = Reproduction(
             run_id=run_id,
@@ -238,7 +265,13 @@ class Experiment:
                     )
                 return read[key]
 
-            return {r.name: [view(v) for v in r.views] for r in recipes}
+            return {r.name: given(r, which) or [view(v) for v in r.views] for r in recipes}
+
+        def given(recipe, which: str) -> list | None:
+            """A prediction-file member's input: its checked predictions of these rows."""
+            if recipe.predictions is None:
+                return None
+            return [recipe.predictions.oof if which == "train" else recipe.predictions.test]
 
         train = TrainRows(inputs(data.train, "train"), plan, data.y, data.sample_weight)
         return predict_base_models(
@@ -363,6 +396,8 @@ class Experiment:
             output_dir=out,
             run_id=None,
         )
+        if digests := results.prediction_digests(recipes):
+            result.metrics["prediction_files"] = digests
         result.run_id = self._write_and_record(out, data, plan, entries, result)
         self.progress.summary(preds)
         return result

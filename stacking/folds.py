@@ -102,6 +102,8 @@ def _utf8(values: np.ndarray) -> np.ndarray:
 def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
     """Build the plan from a fold column of the data or from a scikit-learn splitter."""
     source = data.source.get("train", "the training data")
+    if cfg.file is not None:
+        return read_fold_file(cfg.file, data)
     if cfg.column is not None:
         if cfg.column not in data.train.columns:
             raise DataError(f"folds.column {cfg.column!r} is not a column of {source}")
@@ -150,3 +152,34 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
     except ValueError as exc:
         raise DataError(f"cannot build {kind} folds on {source}: {exc}") from exc
     return FoldPlan(ids=data.ids, folds=folds)
+
+
+def read_fold_file(path: Path, data: Dataset) -> FoldPlan:
+    """The plan of a ``(id, fold)`` CSV such as ``stacking folds`` writes (``folds: {file}``),
+    matched to the training rows by id: every id exactly once, no other id."""
+    what = f"folds.file {str(path)!r}"
+    if not path.is_file():
+        raise DataError(f"{what} does not exist; write it with `stacking folds CONFIG --output`")
+    frame = pd.read_csv(path, dtype={data.id_column: str})
+    missing = [c for c in (data.id_column, "fold") if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{what} has no column(s) {missing} (columns: {list(frame.columns)[:8]}); it "
+            f"needs the id column {data.id_column!r} and `fold`"
+        )
+    ids = pd.Index(frame[data.id_column].astype(str))
+    if ids.has_duplicates:
+        raise DataError(f"{what} repeats id(s) {ids[ids.duplicated()].unique()[:3].tolist()}")
+    want = np.asarray(data.ids).astype(str)
+    where = ids.get_indexer(pd.Index(want))
+    if (where < 0).any() or len(ids) != len(want):
+        lacking = want[where < 0][:3].tolist()
+        extra = ids.difference(pd.Index(want))[:3].tolist()
+        raise DataError(
+            f"{what} does not hold exactly the training rows (lacking e.g. {lacking}, "
+            f"not in the data e.g. {extra}); export it again from this data"
+        )
+    folds = frame["fold"]
+    if folds.isna().any() or not pd.api.types.is_integer_dtype(folds):
+        raise DataError(f"{what}: `fold` must hold integers 0..K-1. Received dtype {folds.dtype}")
+    return FoldPlan(ids=data.ids, folds=folds.to_numpy(dtype=int)[where])

@@ -128,6 +128,7 @@ def model_example(data: Dataset, predictor, test_predictions: pd.DataFrame | Non
     frame = data.test if test_predictions is not None and data.test is not None else data.train
     needed: list[str] = []
     stack = getattr(predictor, "stack", predictor)  # a FittedStack holds the recipes
+    frame = _with_given_columns(frame.head(5), stack.base_models, test=frame is data.test)
     for recipe in stack.base_models:
         for view in recipe.views:
             spec = view if isinstance(view, dict) else view.model_dump()
@@ -141,6 +142,20 @@ def model_example(data: Dataset, predictor, test_predictions: pd.DataFrame | Non
         output = test_predictions.head(5)[[data.id_column, *ensemble, "prediction"]]
         return rows, output.reset_index(drop=True)
     return rows, predictor.predict(rows)
+
+
+def _with_given_columns(rows: pd.DataFrame, recipes, *, test: bool) -> pd.DataFrame:
+    """``rows`` with each prediction-file member's served columns: its predictions of
+    these rows (rows to serve carry them, as the member has no model)."""
+    rows = rows.reset_index(drop=True)
+    for recipe in recipes:
+        files = getattr(recipe, "predictions", None)
+        if files is None:
+            continue
+        values = files.test if test else files.oof
+        columns = recipe.views[0].columns
+        rows = pd.concat([rows, pd.DataFrame(values[: len(rows)], columns=columns)], axis=1)
+    return rows
 
 
 def _table_info(frame: pd.DataFrame, source: str, digest: str) -> dict:
@@ -205,6 +220,16 @@ def metrics_json(data: Dataset, plan: FoldPlan, entries, ensemble, metric_names,
         "leaderboard": json.loads(board.to_json(orient="records")),
         "datasets": datasets_info(data),
         "provenance": provenance(),
+    }
+
+
+def prediction_digests(recipes) -> dict[str, dict[str, str]]:
+    """The sha256 of every prediction-file member's files, by member and file role
+    (``oof``, ``test``): recorded with the run and checked again by ``reproduce``."""
+    return {
+        r.name: dict(r.predictions.digests)
+        for r in recipes
+        if getattr(r, "predictions", None) is not None
     }
 
 

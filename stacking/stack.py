@@ -33,9 +33,9 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from stacking.base import resolve_base_model
+from stacking.base import read_prediction_files, resolve_base_model, served_columns
 from stacking.cache import CacheStore, NullCacheStore
-from stacking.config import Config, FeaturesConfig, ViewConfig
+from stacking.config import BaseModelConfig, Config, FeaturesConfig, ViewConfig
 from stacking.data import Dataset
 from stacking.engine import BaseModelRecipe, BasePredictions, predict_base_models
 from stacking.errors import DataError, DataFileNotFoundError
@@ -85,10 +85,32 @@ class FittedStack:
     ) -> dict[str, list[ViewData]]:
         """Each base model's inputs for ``frame``, through its views (read in batches)."""
         ids = frame[self.id_column] if self.id_column in frame.columns else None
+        self.check_given_columns(frame, source=source)
         return {
             r.name: [read_view(frame, v, source=source, root=root, ids=ids) for v in r.views]
             for r in self.base_models
         }
+
+    def given_columns(self) -> dict[str, list[str]]:
+        """The columns rows to serve carry for each prediction-file member (it has no
+        model): its predictions, named as its level-1 features."""
+        return {
+            r.name: list(r.views[0].columns or [])
+            for r in self.base_models
+            if r.kind == "predictions"
+        }
+
+    def check_given_columns(self, frame: pd.DataFrame, *, source: str) -> None:
+        """Refuse rows that lack a prediction-file member's columns, naming them."""
+        for name, columns in self.given_columns().items():
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise DataError(
+                    f"{source} lacks column(s) {missing} of base model {name!r}: it is given "
+                    f"by prediction files and has no model, so rows to serve carry its "
+                    f"predictions in columns {columns}; add them (the model's predictions "
+                    "of these rows)"
+                )
 
     def level1(self, preds: dict[str, np.ndarray], frame: pd.DataFrame, *, source: str) -> Level1:
         """Level-1 features and blocks of new rows from each base model's prediction."""
@@ -301,6 +323,9 @@ def resolve_recipes(config: Config, data: Dataset, plan: FoldPlan) -> list[BaseM
             task=data.task,
             classes=data.classes,
         )
+        if cfg.predictions is not None:
+            recipes.append(_prediction_files_recipe(name, cfg, data, plan))
+            continue
         views, input_names = config.model_inputs(name)
         table = data.source["train"]
         views = [fix_columns(v, data.train, source=table) for v in views]  # by name from now
@@ -324,6 +349,37 @@ def resolve_recipes(config: Config, data: Dataset, plan: FoldPlan) -> list[BaseM
             )
         )
     return recipes
+
+
+def _prediction_files_recipe(
+    name: str, cfg: BaseModelConfig, data: Dataset, plan: FoldPlan
+) -> BaseModelRecipe:
+    """A prediction-file member, its files checked against the data and the fold plan.
+
+    It reads, when serving, one columns view: its predictions carried by the rows to
+    serve, named as its level-1 features (float64, so served equals trained exactly).
+    """
+    assert cfg.predictions is not None
+    files = read_prediction_files(
+        name,
+        cfg.predictions,
+        id_column=data.id_column,
+        ids=data.ids,
+        folds=plan.folds,
+        test_ids=data.test_ids if data.test is not None else None,
+        task=data.task,
+        output_names=data.output_names(),
+    )
+    columns = served_columns(name, data.task, data.output_names())
+    return BaseModelRecipe(
+        name=name,
+        kind="predictions",
+        fold_paths=[],
+        row_paths=[],
+        views=[ViewConfig(columns=columns, dtype="float64")],
+        outputs_are="proba",
+        predictions=files,
+    )
 
 
 def fit_stack(

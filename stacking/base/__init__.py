@@ -9,6 +9,9 @@ The three honest ways of DESIGN.md are resolved here:
 3. a single frozen model used as a backbone (``head:`` set): its embeddings (a ``layer``'s
    output) feed a light head cross-fitted on the experiment's folds.
 
+Way 1 also comes without models: prediction files (``predictions: {oof, test}``) written
+by a model trained anywhere on the experiment's fold plan (:mod:`._predictions`).
+
 Anything else raises :class:`~stacking.errors.LeakageError` explaining them.
 """
 
@@ -38,6 +41,12 @@ from stacking.base._manifest import (
     verify_model_files,
     write_manifest,
 )
+from stacking.base._predictions import (
+    SUM_TOLERANCE,
+    PredictionFiles,
+    read_prediction_files,
+    served_columns,
+)
 from stacking.config import BaseModelConfig
 from stacking.errors import BaseModelError, DataFileNotFoundError, LeakageError
 
@@ -45,9 +54,11 @@ __all__ = [
     "KINDS",
     "LOADERS",
     "MANIFEST",
+    "SUM_TOLERANCE",
     "BaseModelSource",
     "FrozenModel",
     "ModelLoader",
+    "PredictionFiles",
     "arrange_inputs",
     "check_input_dtypes",
     "check_model_files",
@@ -56,8 +67,10 @@ __all__ = [
     "load_base_model",
     "path_digest",
     "read_manifest",
+    "read_prediction_files",
     "register_loader",
     "resolve_base_model",
+    "served_columns",
     "write_manifest",
 ]
 
@@ -96,7 +109,7 @@ class BaseModelSource:
     """Where a base model's predictions come from: K fold models or one external model."""
 
     name: str
-    kind: str  # "folds" | "external" | "backbone"
+    kind: str  # "folds" | "external" | "backbone" | "predictions"
     fold_paths: list[Path]
     full_path: Path | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
@@ -115,8 +128,18 @@ def _find(directory: Path, stem: str) -> Path | None:
 def resolve_base_model(
     name: str, cfg: BaseModelConfig, *, folds_digest: str, n_splits: int, task: str, classes
 ) -> BaseModelSource:
-    """Check a configured base model against the experiment and find its files."""
+    """Check a configured base model against the experiment and find its files.
+
+    Prediction files are found here and read by :func:`read_prediction_files` (which
+    needs the data's ids): ``fold_paths`` holds the OOF file, ``full_path`` the test file.
+    """
+    if cfg.predictions is not None:
+        files = cfg.predictions
+        return BaseModelSource(
+            name=name, kind="predictions", fold_paths=[files.oof], full_path=files.test
+        )
     path = cfg.path
+    assert path is not None, "the config requires `path` or `predictions`"
     if not path.exists():
         raise DataFileNotFoundError(f"base model {name!r}: path {str(path)!r} does not exist")
     is_fold_dir = path.is_dir() and not is_model(path)

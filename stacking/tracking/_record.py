@@ -71,8 +71,25 @@ def _tags(metrics: dict, names: list[str]) -> dict[str, str]:
         tags["mlflow.source.git.commit"] = prov["git_commit"]
     for name, version in (prov.get("versions") or {}).items():
         tags[f"stacking.version.{name}"] = str(version)
+    for name, digests in (metrics.get("prediction_files") or {}).items():
+        for role, digest in digests.items():  # as a fold model's hash, per file
+            tags[f"stacking.predictions.{name}.{role}_digest"] = digest
     tags.update({k: str(v) for k, v in (metrics.get("tags") or {}).items()})
     return tags
+
+
+def _base_params(spec: dict, metrics: dict, name: str) -> dict:
+    """A base model's nested-run params: its path, or its prediction files and their
+    sha256 (a prediction-file member has no model file)."""
+    if not spec.get("predictions"):
+        return {"path": str(spec["path"])}
+    digests = (metrics.get("prediction_files") or {}).get(name, {})
+    params = {}
+    for role, path in spec["predictions"].items():
+        if path is not None:
+            params[f"predictions.{role}"] = str(path)
+            params.update({f"predictions.{role}_sha256": digests[role]} if role in digests else {})
+    return params
 
 
 def _test_metrics(folder: Path, ensemble: str) -> dict[str, float]:
@@ -112,7 +129,7 @@ def record_from_results(folder: str | Path) -> RunRecord:
             continue
         child_params: dict = {"level": entry["level"]}
         if entry["role"] == "base":
-            child_params["path"] = str(config["base_models"][name]["path"])
+            child_params.update(_base_params(config["base_models"][name], metrics, name))
         children.append(
             ChildRecord(
                 name=name,

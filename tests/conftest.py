@@ -248,9 +248,11 @@ _PROJECT_FIXTURES = {"project_factory", *(f"{task}_project" for task in TASKS)}
 _LONG_FILES = (
     "test_meta_keras.py",  # ~95 s on a busy machine
     "test_demo.py",
+    "test_kaggle.py",  # ~55 s on a busy machine
     "test_faults.py",
     "test_cli.py",
     "test_mixed.py",
+    "test_onnx.py",
     "test_executors_conformance.py",
     "test_remote_tracking.py",
     "test_notebooks.py",

@@ -53,6 +53,57 @@ def logged_ensemble(uri: str, run_id: str):
         mlflow.set_tracking_uri(None)
 
 
+def serve_and_predict(uri: str, model_id: str, rows: pd.DataFrame, *, cwd: Path) -> pd.DataFrame:
+    """``rows`` answered over HTTP by ``mlflow models serve`` of logged model ``model_id``
+    (store ``uri``) on a free port of 127.0.0.1, started in ``cwd`` and stopped after."""
+    import json
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from the venv
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "models", "serve"]
+    cmd += ["-m", f"models:/{model_id}", "--env-manager", "local"]
+    cmd += ["-h", "127.0.0.1", "-p", str(port)]
+    server = subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow models serve did not start"
+                time.sleep(1)
+        body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split"))})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=body.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        server.stderr.close()
+    return pd.DataFrame(answer["predictions"])
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _mlflow_store_template(tmp_path_factory):
     import mlflow

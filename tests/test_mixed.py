@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import sqlite_store
+from conftest import serve_and_predict, sqlite_store
 
 pytestmark = pytest.mark.e2e
 
@@ -232,16 +232,6 @@ def test_one_config_mixes_every_model_kind_and_input(mixed, tmp_path):
 def test_mlflow_models_serve_answers_unlabeled_rows_of_every_view(mixed, tmp_path):
     """`mlflow models serve` of the logged ensemble: image paths, text and columns over
     HTTP, without the label, equal the run's own test predictions."""
-    import json
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
     import mlflow
 
     from stacking import Experiment
@@ -261,46 +251,8 @@ def test_mlflow_models_serve_answers_unlabeled_rows_of_every_view(mixed, tmp_pat
     model_id = (
         mlflow.MlflowClient(uri).get_run(result.run_id).data.tags["stacking.ensemble_model_id"]
     )
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from the venv
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    cmd = [str(Path(sys.executable).with_name("mlflow")), "models", "serve"]
-    cmd += ["-m", f"models:/{model_id}", "--env-manager", "local"]
-    cmd += ["-h", "127.0.0.1", "-p", str(port)]
-    server = subprocess.Popen(  # relative image paths resolve against the server's folder
-        cmd,
-        cwd=mixed,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "mlflow models serve did not start"
-                time.sleep(1)
-        rows = pd.read_csv(mixed / "test.csv")  # no label column
-        body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split"))})
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations",
-            data=body.encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        answer = json.loads(urllib.request.urlopen(request, timeout=120).read())
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-        server.stderr.close()
-    served = pd.DataFrame(answer["predictions"])
+    # No label column; relative image paths resolve against the server's folder.
+    served = serve_and_predict(uri, model_id, pd.read_csv(mixed / "test.csv"), cwd=mixed)
     ensemble = [c for c in result.test_predictions.columns if c.startswith("ensemble__")]
     np.testing.assert_allclose(
         served[ensemble].to_numpy(), result.test_predictions[ensemble].to_numpy(), atol=1e-9

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import N_FEATURES, logged_ensemble
+from conftest import N_FEATURES, logged_ensemble, serve_and_predict
 
 from stacking import BaseModelError, ConfigError, Experiment
 from stacking.base import load_base_model, resolve_base_model
@@ -146,6 +146,36 @@ def test_mixed_keras_onnx_stack_is_recorded_and_served_exactly(onnx_run, multicl
     assert [p.name for p in local.rglob("*.onnx")] != []
     requirements = (local / "requirements.txt").read_text()
     assert f"onnxruntime=={ort.__version__}" in requirements
+
+
+def test_cli_predict_serves_the_mixed_stack_exactly(onnx_run, multiclass_project, tmp_path):
+    result, tmp, _, _ = onnx_run
+    out = tmp_path / "served.csv"
+    rows = str(multiclass_project.root / "test.parquet")
+    assert main(["predict", str(tmp / "out"), rows, "--output", str(out)]) == 0
+    served = pd.read_csv(out)
+    ensemble = [c for c in result.test_predictions.columns if c.startswith("ensemble__")]
+    np.testing.assert_allclose(
+        served[ensemble].to_numpy(), result.test_predictions[ensemble].to_numpy(), atol=1e-12
+    )
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_like_the_run(onnx_run, multiclass_project, tmp_path):
+    """The logged Keras + ONNX ensemble behind `mlflow models serve`, over HTTP."""
+    import mlflow
+
+    result, _, config, _ = onnx_run
+    from stacking import load_config
+
+    uri = load_config(config).tracking.uri
+    tags = mlflow.MlflowClient(tracking_uri=uri).get_run(result.run_id).data.tags
+    rows = pd.read_parquet(multiclass_project.root / "test.parquet")
+    served = serve_and_predict(uri, tags["stacking.ensemble_model_id"], rows, cwd=tmp_path)
+    ensemble = [c for c in result.test_predictions.columns if c.startswith("ensemble__")]
+    np.testing.assert_allclose(
+        served[ensemble].to_numpy(), result.test_predictions[ensemble].to_numpy(), atol=1e-9
+    )
 
 
 def test_mixed_keras_onnx_stack_reproduces_exactly(onnx_run, tmp_path, capsys):

@@ -64,6 +64,17 @@ def test_kaggle_example_stacks_lightgbm_files_onnx_and_keras(tmp_path, capsys):
     np.testing.assert_array_equal(
         oof["lgbm_files__M"].to_numpy(), written.loc[oof["id"].astype(str), "M"].to_numpy()
     )
+    # Served from the results folder: the test rows plus the notebook's test prediction
+    # in the member's level-1 column give the run's own test predictions.
+    rows = pd.read_csv(paths["test"], dtype={"id": str}).merge(
+        pd.read_csv(files["test"], dtype={"id": str})[["id", "M"]], on="id"
+    )
+    rows.rename(columns={"M": "lgbm_files__M"}).to_csv(tmp_path / "rows.csv", index=False)
+    served = tmp_path / "served.csv"
+    assert main(["predict", str(out), str(tmp_path / "rows.csv"), "--output", str(served)]) == 0
+    served_m = pd.read_csv(served, dtype={"id": str}).set_index("id")["ensemble__M"]
+    run = pd.read_parquet(out / "test_predictions.parquet").astype({"id": str}).set_index("id")
+    np.testing.assert_allclose(served_m.loc[run.index], run["ensemble__M"], atol=1e-12)
     scores = _script("score_holdout").holdout_scores(out, paths["solution"])
     assert len(scores) == 5 and scores["model"].str.startswith("ensemble (").sum() == 1
     # Better than a constant guess of the training share on 114 held-out rows.

@@ -222,6 +222,22 @@ def test_replaced_onnx_fold_model_is_refused(onnx_run, tmp_path, multiclass_proj
         )
 
 
+def test_fold_models_exist_knows_an_onnx_fold_set(onnx_run, tmp_path):
+    """What lets a training script skip a fold set already trained for the plan."""
+    import shutil
+
+    from stacking.folds import FoldPlan
+    from stacking.training import fold_models_exist
+
+    _, tmp, _, plan = onnx_run
+    assert fold_models_exist(tmp / "lgbm", plan)
+    other = FoldPlan(ids=plan.ids, folds=(plan.folds + 1) % plan.n_splits)
+    assert not fold_models_exist(tmp / "lgbm", other)
+    copy = shutil.copytree(tmp / "lgbm", tmp_path / "lgbm")
+    shutil.copy(tmp / "lr" / "fold_0.onnx", copy / "fold_0.onnx")
+    assert not fold_models_exist(copy, plan)
+
+
 def test_converted_models_predict_like_their_estimators(tmp_path):
     """scikit-learn and LightGBM, classifier and regressor: the loaded ONNX model gives the
     estimator's own predictions (to float32 precision); ZipMap or not, the same array."""

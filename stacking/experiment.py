@@ -25,12 +25,12 @@ import numpy as np
 import pandas as pd
 
 from stacking import results
-from stacking.base import path_digest
+from stacking.base import check_recorded_files
 from stacking.cache import CacheStore, open_cache
 from stacking.config import Config, FeaturesConfig, load_config, parse_config
 from stacking.data import Dataset, load_dataset
 from stacking.engine import TrainRows, predict_base_models
-from stacking.errors import ConfigError, DataError, DataFileNotFoundError
+from stacking.errors import ConfigError, DataError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
 from stacking.executors import Executor, make_executor
 from stacking.folds import FoldPlan, make_fold_plan
@@ -118,31 +118,6 @@ class Reproduction:
     ensemble: str | None
 
 
-def check_prediction_files(run_id: str, config: Config, tags: dict[str, str]) -> None:
-    """Refuse to reproduce a run whose prediction files changed since it was recorded,
-    as a changed fold-model file is refused: the same config would stack other numbers."""
-    for name, model in config.base_models.items():
-        if model.predictions is None:
-            continue
-        files = {"oof": model.predictions.oof, "test": model.predictions.test}
-        for role, path in files.items():
-            recorded = tags.get(f"stacking.predictions.{name}.{role}_digest")
-            if path is None or recorded is None:
-                continue
-            if not path.is_file():
-                raise DataFileNotFoundError(
-                    f"run {run_id}: base model {name!r}'s {role} file {str(path)!r} no "
-                    "longer exists; restore it to reproduce the run"
-                )
-            now = path_digest(path)
-            if now != recorded:
-                raise DataError(
-                    f"run {run_id}: base model {name!r}'s {role} file {str(path)!r} has "
-                    f"sha256 {now[:16]}… but the run recorded {recorded[:16]}…; the file "
-                    "changed since that run. Restore it, or start a new run with `stacking run`"
-                )
-
-
 class Experiment:
     """A configured stacking experiment; ``run()`` executes it end to end."""
 
@@ -203,7 +178,9 @@ class Experiment:
                     f"run {run_id} used {what} with digest {recorded}, but "
                     f"{config.data.train} now gives {now}; the {what} changed since that run"
                 )
-        check_prediction_files(run_id, config, tags)
+        for name, model in config.base_models.items():
+            if model.predictions is not None:  # changed since the run: refused, as a model
+                check_recorded_files(run_id, name, model.predictions, tags)
         experiment = cls(config, **kwargs)
         experiment.reproduces = Reproduction(
             run_id=run_id,
@@ -365,7 +342,7 @@ class Experiment:
         with stage("data") as info:
             data, plan = self._load()
             metric_names, levels = self._metrics(data.task), self._levels(data.task)
-            recipes = resolve_recipes(self.config, data, plan)
+            recipes = resolve_recipes(self.config, data, plan, cache=self.cache)
             info["detail"] = (
                 f"{len(data.ids)} rows ({data.task}), {plan.n_splits} folds, "
                 f"{len(recipes)} base models checked"

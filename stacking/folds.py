@@ -160,7 +160,7 @@ def read_fold_file(path: Path, data: Dataset) -> FoldPlan:
     what = f"folds.file {str(path)!r}"
     if not path.is_file():
         raise DataError(f"{what} does not exist; write it with `stacking folds CONFIG --output`")
-    frame = pd.read_csv(path, dtype={data.id_column: str})
+    frame = pd.read_csv(path)  # ids parsed as the data's are, then compared as text
     missing = [c for c in (data.id_column, "fold") if c not in frame.columns]
     if missing:
         raise DataError(

@@ -33,9 +33,21 @@ import joblib
 import numpy as np
 import pandas as pd
 
-from stacking.base import read_prediction_files, resolve_base_model, served_columns
-from stacking.cache import CacheStore, NullCacheStore
-from stacking.config import BaseModelConfig, Config, FeaturesConfig, ViewConfig
+from stacking.base import (
+    PredictionFiles,
+    path_digest,
+    read_prediction_files,
+    resolve_base_model,
+    served_columns,
+)
+from stacking.cache import CacheStore, NullCacheStore, array_digest, make_key
+from stacking.config import (
+    BaseModelConfig,
+    Config,
+    FeaturesConfig,
+    PredictionFilesConfig,
+    ViewConfig,
+)
 from stacking.data import Dataset
 from stacking.engine import BaseModelRecipe, BasePredictions, predict_base_models
 from stacking.errors import DataError, DataFileNotFoundError
@@ -311,9 +323,15 @@ def next_level_input(outputs: list[np.ndarray], task: str) -> np.ndarray:
     return np.hstack([to_block(o, task) for o in outputs])
 
 
-def resolve_recipes(config: Config, data: Dataset, plan: FoldPlan) -> list[BaseModelRecipe]:
-    """Check each configured base model against the experiment; find its files."""
+def resolve_recipes(
+    config: Config, data: Dataset, plan: FoldPlan, *, cache: CacheStore | None = None
+) -> list[BaseModelRecipe]:
+    """Check each configured base model against the experiment; find its files.
+
+    Prediction files are read and checked here; ``cache`` keeps what passed the checks.
+    """
     recipes = []
+    to_cache: list[tuple[str, np.ndarray]] = []  # written once every member is checked
     for name, cfg in config.base_models.items():
         source = resolve_base_model(
             name,
@@ -324,7 +342,7 @@ def resolve_recipes(config: Config, data: Dataset, plan: FoldPlan) -> list[BaseM
             classes=data.classes,
         )
         if cfg.predictions is not None:
-            recipes.append(_prediction_files_recipe(name, cfg, data, plan))
+            recipes.append(_prediction_files_recipe(name, cfg, data, plan, cache, to_cache))
             continue
         views, input_names = config.model_inputs(name)
         table = data.source["train"]
@@ -348,11 +366,74 @@ def resolve_recipes(config: Config, data: Dataset, plan: FoldPlan) -> list[BaseM
                 head=cfg.head,
             )
         )
+    for key, value in to_cache:  # only filled when there is a cache
+        assert cache is not None
+        cache.put(key, value)
     return recipes
 
 
+def _checked_prediction_files(
+    name: str,
+    cfg: PredictionFilesConfig,
+    data: Dataset,
+    plan: FoldPlan,
+    cache: CacheStore | None,
+    to_cache: list[tuple[str, np.ndarray]],
+) -> PredictionFiles:
+    """The member's files read and checked, or their checked arrays from the cache.
+
+    An entry's key holds each file's sha256 and everything the checks read (the rows'
+    ids, the fold plan, the task and outputs), and is written only once the checks
+    passed: a hit is what checking the same files against the same rows would give, so
+    a warm rerun neither parses nor re-checks unchanged files. New entries are added to
+    ``to_cache``, written once every member passed (a refused run writes none).
+    """
+    test_ids = data.test_ids if data.test is not None else None
+    paths = {"oof": cfg.oof, **({"test": cfg.test} if test_ids is not None and cfg.test else {})}
+    keys: dict[str, str] = {}
+    if cache is not None and all(p.is_file() for p in paths.values()):
+        common = {"task": data.task, "outputs": data.output_names(), "id": data.id_column}
+        rows = {"oof": data.ids, "test": test_ids}
+        keys = {
+            role: make_key(
+                predictions=path_digest(path),
+                role=role,
+                ids=array_digest(np.asarray(rows[role]).astype(str)),
+                folds=plan.digest if role == "oof" else None,
+                **common,
+            )
+            for role, path in paths.items()
+        }
+        hits = {role: cache.get(key) for role, key in keys.items()}
+        oof, test = hits.get("oof"), hits.get("test")
+        if oof is not None and (test is not None or test_ids is None):
+            digests = {role: path_digest(path) for role, path in paths.items()}
+            return PredictionFiles(name, oof, test, digests)
+    files = read_prediction_files(
+        name,
+        cfg,
+        id_column=data.id_column,
+        ids=data.ids,
+        folds=plan.folds,
+        test_ids=test_ids,
+        task=data.task,
+        output_names=data.output_names(),
+    )
+    if cache is not None and keys:
+        for role, key in keys.items():
+            value = files.oof if role == "oof" else files.test
+            if value is not None:
+                to_cache.append((key, value))
+    return files
+
+
 def _prediction_files_recipe(
-    name: str, cfg: BaseModelConfig, data: Dataset, plan: FoldPlan
+    name: str,
+    cfg: BaseModelConfig,
+    data: Dataset,
+    plan: FoldPlan,
+    cache: CacheStore | None,
+    to_cache: list[tuple[str, np.ndarray]],
 ) -> BaseModelRecipe:
     """A prediction-file member, its files checked against the data and the fold plan.
 
@@ -360,16 +441,7 @@ def _prediction_files_recipe(
     serve, named as its level-1 features (float64, so served equals trained exactly).
     """
     assert cfg.predictions is not None
-    files = read_prediction_files(
-        name,
-        cfg.predictions,
-        id_column=data.id_column,
-        ids=data.ids,
-        folds=plan.folds,
-        test_ids=data.test_ids if data.test is not None else None,
-        task=data.task,
-        output_names=data.output_names(),
-    )
+    files = _checked_prediction_files(name, cfg.predictions, data, plan, cache, to_cache)
     columns = served_columns(name, data.task, data.output_names())
     return BaseModelRecipe(
         name=name,

@@ -179,6 +179,32 @@ def test_oof_columns_equal_the_files_exactly(prediction_project, tmp_path):
     assert set(result.leaderboard.model) >= {"lgbm", "logreg", "base_mean", "mean"}
 
 
+def test_checked_files_are_cached_by_content_and_rechecked_when_changed(
+    prediction_project, tmp_path
+):
+    """A warm rerun takes the checked arrays from the cache (no entry rewritten); a changed
+    file has another key, so it is read and checked again and its values used."""
+    config = prediction_project.config(tmp_path)
+
+    def run(out: str):
+        return Experiment.from_yaml(config, output_dir=tmp_path / out, progress=False).run()
+
+    def entries() -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for p in (tmp_path / "cache").rglob("*.npy")}
+
+    first = run("one")
+    cached = entries()
+    assert len(cached) == 4  # two members, an OOF and a test entry each
+    second = run("two")
+    assert entries() == cached
+    pd.testing.assert_frame_equal(first.oof, second.oof)
+    swapped = lambda f: f.rename(columns={"ant": "bee", "bee": "ant"})  # noqa: E731
+    _edit(tmp_path / "preds/logreg_oof.csv", swapped)
+    third = run("three")
+    assert len(entries()) == 5 and set(cached) < set(entries())
+    np.testing.assert_array_equal(third.oof["logreg__ant"], first.oof["logreg__bee"])
+
+
 def _edit(path: Path, change) -> None:
     frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     frame = change(frame)
@@ -234,7 +260,7 @@ def test_a_bad_prediction_file_is_refused_with_nothing_written(
 
     assert re.search(message, err), err
     assert not (tmp_path / "out").exists()
-    assert not any((tmp_path / "cache").rglob("*.npy*")) if (tmp_path / "cache").exists() else True
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
     assert not list(tmp_path.glob(".out*"))
 
 
@@ -327,6 +353,12 @@ def test_keras_and_prediction_files_record_reproduce_and_serve(
     assert run.data.tags["stacking.predictions.lgbm.test_digest"] == path_digest(
         Path(files["test"])
     )
+    children = mlflow.MlflowClient(tracking_uri=uri).search_runs(
+        [run.info.experiment_id], f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    lgbm_run = next(c for c in children if c.data.tags.get("mlflow.runName") == "lgbm")
+    assert lgbm_run.data.params["predictions.oof"] == files["oof"]
+    assert lgbm_run.data.params["predictions.oof_sha256"] == path_digest(Path(files["oof"]))
 
     # Served rows carry the member's columns; CLI predict and the pyfunc model give the
     # run's test predictions.
@@ -349,6 +381,8 @@ def test_keras_and_prediction_files_record_reproduce_and_serve(
     np.testing.assert_allclose(got[ensemble], expected[ensemble], rtol=0, atol=1e-12)
     with pytest.raises(DataError, match=r"lacks column\(s\) \['lgbm__bee'\] of base model 'lgbm'"):
         load_predictor(tmp_path / "out").predict(rows.drop(columns="lgbm__bee"))
+    with pytest.raises(Exception, match="lgbm__bee"):  # MLflow's signature check
+        model.predict(rows.drop(columns="lgbm__bee"))
     capsys.readouterr()
 
     # Reproduced exactly, then refused once the test file changed.
@@ -399,7 +433,8 @@ def test_every_task_stacks_files_and_serves_them_from_columns(tmp_path, task):
     from stacking.predictor import load_predictor
 
     frame, target = _task_frame(task)
-    frame.insert(0, "id", [f"q{(i * 37) % 1000:03d}" for i in range(len(frame))])
+    ids = [(i * 37) % 1000 for i in range(len(frame))]  # integer ids for regression
+    frame.insert(0, "id", ids if task == "regression" else [f"q{i:03d}" for i in ids])
     frame.iloc[:120].to_csv(tmp_path / "train.csv", index=False)
     frame.iloc[120:].drop(columns=target).to_csv(tmp_path / "test.csv", index=False)
     raw = {
@@ -419,7 +454,7 @@ def test_every_task_stacks_files_and_serves_them_from_columns(tmp_path, task):
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     assert main(["folds", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "f.csv")]) == 0
-    plan = pd.read_csv(tmp_path / "f.csv", dtype={"id": str})
+    plan = pd.read_csv(tmp_path / "f.csv")
     train = frame.iloc[:120].set_index("id").loc[plan["id"]]
     X, Y = train[FEATURES[:4]].to_numpy(), train[target].to_numpy()
     oof = None
@@ -451,3 +486,111 @@ def test_every_task_stacks_files_and_serves_them_from_columns(tmp_path, task):
     expected = result.test_predictions
     out = [c for c in expected.columns if c.startswith("ensemble__") or c == "prediction"]
     pd.testing.assert_frame_equal(served[out], expected[out], check_exact=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda f: f[f.id != "r0005"],
+            r"does not hold exactly the training rows \(lacking e.g. \['r0005'\]",
+        ),
+        (lambda f: pd.concat([f, f.head(1)]), r"repeats id\(s\) \['r"),
+        (lambda f: f.assign(fold=f.fold.astype(float) + 0.5), "`fold` must hold integers"),
+    ],
+)
+def test_a_folds_file_that_is_not_the_datas_plan_is_refused(
+    prediction_project, tmp_path, capsys, change, message
+):
+    plan = pd.read_csv(prediction_project.root / "folds.csv", dtype={"id": str})
+    change(plan).to_csv(tmp_path / "folds.csv", index=False)
+    config = prediction_project.config(tmp_path, folds={"file": "folds.csv"})
+    assert main(["run", str(config), "--output", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_folds_command_refuses_a_non_csv_output(prediction_project, tmp_path, capsys):
+    config = prediction_project.config(tmp_path)
+    assert main(["folds", str(config), "--output", str(tmp_path / "folds.txt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "end it in .csv" in err
+    assert not list(tmp_path.glob("*folds.txt*"))
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_rows_carrying_the_members_columns(
+    prediction_project, tmp_path
+):
+    """`mlflow models serve` of an ensemble of prediction-file members: rows that carry the
+    members' level-1 columns are answered with the run's test predictions over HTTP."""
+    import json
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import mlflow
+    from conftest import sqlite_store
+
+    uri = sqlite_store(tmp_path)
+    config = prediction_project.config(tmp_path, tracking={"uri": uri, "experiment": "serve"})
+    result = Experiment.from_yaml(config, output_dir=tmp_path / "out", progress=False).run()
+    model_id = (
+        mlflow.MlflowClient(uri).get_run(result.run_id).data.tags["stacking.ensemble_model_id"]
+    )
+    rows = pd.read_csv(tmp_path / "test.csv")
+    for stem, ext in (("lgbm", "csv"), ("logreg", "parquet")):
+        path = tmp_path / f"preds/{stem}_test.{ext}"
+        given = (pd.read_csv(path) if ext == "csv" else pd.read_parquet(path)).set_index("id")
+        for c in CLASSES:
+            rows[f"{stem}__{c}"] = given.loc[rows["id"], c].to_numpy()
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from the venv
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    cmd = [str(Path(sys.executable).with_name("mlflow")), "models", "serve"]
+    cmd += ["-m", f"models:/{model_id}", "--env-manager", "local"]
+    cmd += ["-h", "127.0.0.1", "-p", str(port)]
+    server = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "mlflow models serve did not start"
+                time.sleep(1)
+
+        def ask(frame: pd.DataFrame):
+            split = json.loads(frame.to_json(orient="split", double_precision=15))
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=json.dumps({"dataframe_split": split}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            return urllib.request.urlopen(request, timeout=120)
+
+        answer = json.loads(ask(rows).read())
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            ask(rows.drop(columns="lgbm__bee"))
+        assert "lgbm__bee" in refused.value.read().decode()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+        server.stderr.close()
+    served = pd.DataFrame(answer["predictions"])
+    ensemble = [c for c in result.test_predictions.columns if c.startswith("ensemble__")]
+    np.testing.assert_allclose(
+        served[ensemble].to_numpy(), result.test_predictions[ensemble].to_numpy(), atol=1e-9
+    )

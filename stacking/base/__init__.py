@@ -44,6 +44,8 @@ from stacking.base._manifest import (
 from stacking.base._predictions import (
     SUM_TOLERANCE,
     PredictionFiles,
+    check_recorded_files,
+    digest_tag,
     read_prediction_files,
     served_columns,
 )
@@ -62,6 +64,8 @@ __all__ = [
     "arrange_inputs",
     "check_input_dtypes",
     "check_model_files",
+    "check_recorded_files",
+    "digest_tag",
     "get_loader",
     "inspect_model",
     "load_base_model",

@@ -71,14 +71,15 @@ def served_columns(name: str, task: str, output_names: list[str]) -> list[str]:
     return [f"{name}__{n}" for n in names]
 
 
-def read_table(path: Path, *, what: str, id_column: str) -> pd.DataFrame:
-    """A CSV or Parquet file; CSV ids are read as written (``"001"`` stays ``"001"``)."""
+def read_table(path: Path, *, what: str) -> pd.DataFrame:
+    """A CSV or Parquet file, its ids parsed as the data's are (:func:`stacking.data.read_table`),
+    so that the same text gives the same id on both sides."""
     if not path.is_file():
         raise DataFileNotFoundError(f"{what}: file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return pd.read_csv(path, dtype={id_column: str})
+            return pd.read_csv(path)
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
     except (OSError, ValueError) as exc:
@@ -206,7 +207,7 @@ def read_prediction_files(
     """
     columns = file_columns(task, output_names)
     what = f"base model {name!r}: OOF file {str(cfg.oof)!r}"
-    frame = read_table(cfg.oof, what=f"base model {name!r}", id_column=id_column)
+    frame = read_table(cfg.oof, what=f"base model {name!r}")
     rows = _align(frame, ids, what=what, id_column=id_column)
     _check_folds(name, cfg.oof, frame, rows, np.asarray(ids), np.asarray(folds))
     oof = _values(frame, rows, ids, what=what, task=task, columns=columns)
@@ -219,8 +220,37 @@ def read_prediction_files(
                 "`test` file; add `test: FILE` with the model's predictions of data.test"
             )
         what = f"base model {name!r}: test file {str(cfg.test)!r}"
-        frame = read_table(cfg.test, what=f"base model {name!r}", id_column=id_column)
+        frame = read_table(cfg.test, what=f"base model {name!r}")
         rows = _align(frame, test_ids, what=what, id_column=id_column)
         test = _values(frame, rows, test_ids, what=what, task=task, columns=columns)
         digests["test"] = path_digest(cfg.test)
     return PredictionFiles(name=name, oof=oof, test=test, digests=digests)
+
+
+def digest_tag(name: str, role: str) -> str:
+    """The MLflow tag holding the sha256 of member ``name``'s ``role`` (oof, test) file."""
+    return f"stacking.predictions.{name}.{role}_digest"
+
+
+def check_recorded_files(
+    run_id: str, name: str, cfg: PredictionFilesConfig, tags: dict[str, str]
+) -> None:
+    """Refuse to reproduce run ``run_id`` when a prediction file changed since it was
+    recorded, as a changed fold-model file is refused: the same config would stack other
+    numbers."""
+    for role, path in (("oof", cfg.oof), ("test", cfg.test)):
+        recorded = tags.get(digest_tag(name, role))
+        if path is None or recorded is None:
+            continue
+        if not path.is_file():
+            raise DataFileNotFoundError(
+                f"run {run_id}: base model {name!r}'s {role} file {str(path)!r} no longer "
+                "exists; restore it to reproduce the run"
+            )
+        now = path_digest(path)
+        if now != recorded:
+            raise DataError(
+                f"run {run_id}: base model {name!r}'s {role} file {str(path)!r} has sha256 "
+                f"{now[:16]}… but the run recorded {recorded[:16]}…; the file changed since "
+                "that run. Restore it, or start a new run with `stacking run`"
+            )

@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from stacking import results
+from stacking.base import digest_tag
 from stacking.errors import DataError, DataFileNotFoundError, first_line
 from stacking.tracking._base import ChildRecord, DatasetRecord, RunRecord, Tracker
 
@@ -73,7 +74,7 @@ def _tags(metrics: dict, names: list[str]) -> dict[str, str]:
         tags[f"stacking.version.{name}"] = str(version)
     for name, digests in (metrics.get("prediction_files") or {}).items():
         for role, digest in digests.items():  # as a fold model's hash, per file
-            tags[f"stacking.predictions.{name}.{role}_digest"] = digest
+            tags[digest_tag(name, role)] = digest
     tags.update({k: str(v) for k, v in (metrics.get("tags") or {}).items()})
     return tags
 

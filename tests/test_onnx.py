@@ -306,3 +306,35 @@ def test_damaged_onnx_file_is_a_one_line_error(tmp_path):
     with pytest.raises(BaseModelError, match=r"cannot load ONNX model .*m\.onnx") as info:
         load_base_model(path)
     assert "\n" not in str(info.value)
+
+
+def test_onnx_string_input_takes_text_as_bytes_or_str(tmp_path):
+    """A text view hands the model bytes; ONNX Runtime takes str: both give the same."""
+    from onnx import TensorProto, helper, save
+
+    encode = helper.make_node(
+        "LabelEncoder",
+        ["word"],
+        ["score"],
+        domain="ai.onnx.ml",
+        keys_strings=["sun", "rain"],
+        values_floats=[0.9, 0.1],
+        default_float=0.5,
+    )
+    graph = helper.make_graph(
+        [encode],
+        "words",
+        [helper.make_tensor_value_info("word", TensorProto.STRING, ["N", 1])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1])],
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 2)]
+    onnx_model = helper.make_model(graph, opset_imports=opsets)
+    onnx_model.ir_version = 9
+    save(onnx_model, str(tmp_path / "words.onnx"))
+    model = load_base_model(tmp_path / "words.onnx")
+    assert model.input_dtypes == ["string"] and model.input_shapes == [(1,)]
+    as_bytes = np.array([[b"sun"], [b"rain"], [b"fog"]], dtype=object)
+    np.testing.assert_allclose(model.predict([as_bytes], batch_size=2)[:, 0], [0.9, 0.1, 0.5])
+    np.testing.assert_array_equal(
+        model.predict([as_bytes.astype(str)], batch_size=2), model.predict([as_bytes], batch_size=3)
+    )

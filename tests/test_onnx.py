@@ -338,3 +338,42 @@ def test_onnx_string_input_takes_text_as_bytes_or_str(tmp_path):
     np.testing.assert_array_equal(
         model.predict([as_bytes.astype(str)], batch_size=2), model.predict([as_bytes], batch_size=3)
     )
+
+
+def test_onnx_predictions_are_cached_by_file_content(onnx_run, multiclass_project, tmp_path):
+    """A rerun reads every ONNX part from the cache; a replaced fold file is recomputed."""
+    import shutil
+
+    from stacking.cache import LocalCacheStore
+    from stacking.engine import BaseModelRecipe, TrainRows, predict_base_models
+    from stacking.executors import LocalExecutor
+
+    _, tmp, _, plan = onnx_run
+    folder = shutil.copytree(tmp / "lgbm", tmp_path / "lgbm")
+    train = pd.read_csv(multiclass_project.root / "train.csv")
+    test = pd.read_parquet(multiclass_project.root / "test.parquet")
+    paths = [folder / f"fold_{k}.onnx" for k in range(plan.n_splits)]
+    recipe = BaseModelRecipe("lgbm", "folds", paths, paths, views=[])
+    y = pd.Categorical(train["y"], categories=CLASSES).codes
+
+    def run():
+        return predict_base_models(
+            [recipe],
+            task="multiclass",
+            n_outputs=3,
+            executor=LocalExecutor(progress=False),
+            cache=LocalCacheStore(tmp_path / "cache"),
+            train=TrainRows({"lgbm": [train[FEATURES].to_numpy()]}, plan, y),
+            rows={"lgbm": [test[FEATURES].to_numpy()]},
+        )["lgbm"]
+
+    first = run()
+    assert (first.computed, first.cached) == (2 * plan.n_splits, 0)
+    again = run()
+    assert (again.computed, again.cached) == (0, 2 * plan.n_splits)
+    np.testing.assert_array_equal(again.oof, first.oof)
+    np.testing.assert_array_equal(again.test, first.test)
+    shutil.copy(tmp / "lr" / "fold_1.onnx", folder / "fold_1.onnx")  # another model
+    changed = run()
+    assert (changed.computed, changed.cached) == (2, 2 * plan.n_splits - 2)
+    assert not np.array_equal(changed.oof[plan.test_index(1)], first.oof[plan.test_index(1)])

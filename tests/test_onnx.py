@@ -377,3 +377,34 @@ def test_onnx_predictions_are_cached_by_file_content(onnx_run, multiclass_projec
     changed = run()
     assert (changed.computed, changed.cached) == (2, 2 * plan.n_splits - 2)
     assert not np.array_equal(changed.oof[plan.test_index(1)], first.oof[plan.test_index(1)])
+
+
+def test_train_onnx_fold_models_full_model_and_manifest(tmp_path):
+    from stacking import train_onnx_fold_models
+    from stacking.base import read_manifest
+    from stacking.folds import FoldPlan
+
+    rng = np.random.default_rng(1)
+    plan = FoldPlan(ids=np.array([f"r{i}" for i in range(40)]), folds=np.arange(40) % 2)
+    x, y = rng.normal(size=(40, 3)), np.arange(40) % 3
+    folder = train_onnx_fold_models(
+        _lr, x, y, plan, tmp_path / "m", task="multiclass", classes=CLASSES, train_full=True
+    )
+    manifest = read_manifest(folder)
+    assert manifest["format"] == "onnx" and manifest["has_full"] is True
+    assert manifest["estimator"] == "sklearn.Pipeline"
+    assert sorted(manifest["files"]) == ["fold_0.onnx", "fold_1.onnx", "full.onnx"]
+    source = resolve_base_model(
+        "m",
+        BaseModelConfig(path=folder, input="x", test_with="full"),
+        folds_digest=plan.digest,
+        n_splits=2,
+        task="multiclass",
+        classes=CLASSES,
+    )
+    assert source.full_path == folder / "full.onnx"
+    full = _lr().fit(x.astype("float32"), y)  # the same estimator on every row
+    got = load_base_model(source.full_path).predict([x], batch_size=16)
+    np.testing.assert_allclose(got, full.predict_proba(x.astype("float32")), atol=1e-5)
+    with pytest.raises(ConfigError, match=r"is not empty; pass overwrite=True"):
+        train_onnx_fold_models(_lr, x, y, plan, folder, task="multiclass", classes=CLASSES)

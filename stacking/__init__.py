@@ -35,6 +35,7 @@ _LAZY = {
     "load_base_model": "stacking.base",
     "write_manifest": "stacking.base",
     "train_fold_models": "stacking.training",
+    "train_onnx_fold_models": "stacking.training",
 }
 
 __all__ = [

@@ -133,6 +133,15 @@ class ModelServer:
         self.close()
 
 
+def serve_and_predict(uri: str, model_id: str, rows: pd.DataFrame, *, cwd: Path) -> pd.DataFrame:
+    """``rows`` answered over HTTP by ``mlflow models serve`` of logged model ``model_id``
+    (store ``uri``), started in ``cwd`` and stopped after (one request, one server)."""
+    with ModelServer(f"models:/{model_id}", uri, cwd=cwd) as server:
+        status, answer = server.wait().post(rows)
+    assert status == 200, answer
+    return pd.DataFrame(answer["predictions"])
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _mlflow_store_template(tmp_path_factory):
     import mlflow
@@ -328,9 +337,11 @@ _PROJECT_FIXTURES = {"project_factory", *(f"{task}_project" for task in TASKS)}
 _LONG_FILES = (
     "test_meta_keras.py",  # ~95 s on a busy machine
     "test_demo.py",
+    "test_kaggle.py",  # ~55 s on a busy machine
     "test_faults.py",
     "test_cli.py",
     "test_mixed.py",
+    "test_onnx.py",
     "test_executors_conformance.py",
     "test_remote_tracking.py",
     "test_notebooks.py",
@@ -536,7 +547,83 @@ def _save_zoo(name, model, directory: Path) -> dict[str, Path]:
     converter = tf.lite.TFLiteConverter.from_saved_model(str(paths["savedmodel"]))
     paths["tflite"] = directory / f"{name}.tflite"
     paths["tflite"].write_bytes(converter.convert())
+    if name in ONNX_ZOO:
+        paths["onnx"] = directory / f"{name}.onnx"
+        write_onnx_mlp(model, paths["onnx"])
     return paths
+
+
+# The zoo's graph models that ONNX holds here: written from their Keras weights as ONNX
+# graphs (MatMul/Add/Tanh/Concat), run by ONNX Runtime and compared with the Keras call.
+ONNX_ZOO = (
+    "sequential-single",
+    "functional-single",
+    "functional-multi_input",
+    "functional-multi_output",
+)
+
+
+def write_onnx_mlp(model, path: Path) -> Path:
+    """Write a Keras model made of Dense (linear/tanh/softmax) and Concatenate layers as an
+    ONNX graph with the same input names, input order, output names and weights."""
+    from onnx import TensorProto, checker, helper, numpy_helper, save
+
+    nodes, inits, names = [], [], {}
+    inputs = [
+        helper.make_tensor_value_info(t.name, TensorProto.FLOAT, ["N", t.shape[-1]])
+        for t in model.inputs
+    ]
+    for t in model.inputs:
+        names[id(t)] = t.name
+    acts = {"tanh": "Tanh", "softmax": "Softmax", "sigmoid": "Sigmoid"}
+    previous = model.inputs[0].name
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        node = layer._inbound_nodes[0] if layer._inbound_nodes else None
+        ins = [names.get(id(t), previous) for t in node.input_tensors] if node else [previous]
+        out = layer.name
+        if kind == "Concatenate":
+            nodes.append(helper.make_node("Concat", ins, [out], axis=1))
+        elif kind == "Dense":
+            w, b = layer.get_weights()
+            inits += [
+                numpy_helper.from_array(w, f"{out}/w"),
+                numpy_helper.from_array(b, f"{out}/b"),
+            ]
+            nodes.append(helper.make_node("MatMul", [ins[0], f"{out}/w"], [f"{out}/mm"]))
+            act = layer.get_config()["activation"]
+            pre = out if act == "linear" else f"{out}/pre"
+            nodes.append(helper.make_node("Add", [f"{out}/mm", f"{out}/b"], [pre]))
+            if act != "linear":
+                nodes.append(helper.make_node(acts[act], [pre], [out]))
+        else:
+            raise TypeError(f"write_onnx_mlp does not write {kind} layers")
+        if node:
+            for t in node.output_tensors:
+                names[id(t)] = out
+        previous = out
+    outputs = [names.get(id(t), previous) for t in model.outputs]
+    output_names = [model.layers[-1].name] if len(outputs) == 1 else list(model.output_names)
+    for name, source in zip(output_names, outputs):
+        if name != source:
+            nodes.append(helper.make_node("Identity", [source], [name]))
+    graph = helper.make_graph(
+        nodes,
+        "zoo",
+        inputs,
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", t.shape[-1]])
+            for n, t in zip(output_names, model.outputs)
+        ],
+        initializer=inits,
+    )
+    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx_model.ir_version = 9
+    checker.check_model(onnx_model)
+    save(onnx_model, str(path))
+    return path
 
 
 @pytest.fixture(scope="session")

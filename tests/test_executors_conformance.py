@@ -1,5 +1,5 @@
 """One contract, every executor: each registered executor runs the same jobs on tiny real
-saved Keras models and must give :func:`run_job`'s outputs, call ``on_result`` once per
+saved Keras and ONNX models and must give :func:`run_job`'s outputs, call ``on_result`` once per
 job from the calling thread, name the base model in errors, and do nothing for no job.
 """
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import write_onnx_mlp
 
 from stacking import BaseModelError, Experiment
 from stacking.config import LocalExecutorConfig, PrefetchExecutorConfig, RayExecutorConfig
@@ -30,7 +31,10 @@ def _save(path: Path, units: int, seed: int) -> Path:
     keras.utils.set_random_seed(seed)
     inputs = keras.Input((4,))
     hidden = keras.layers.Dense(units, activation="tanh")(inputs)
-    keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden)).save(path)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
+    if path.suffix == ".onnx":  # the same kind of network, run by ONNX Runtime
+        return write_onnx_mlp(model, path)
+    model.save(path)
     return path
 
 
@@ -39,7 +43,12 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("executor_models")
     broken = root / "broken.keras"
     broken.write_bytes(b"not a zip archive")
-    return {"a": _save(root / "a.keras", 8, 0), "b": _save(root / "b.keras", 5, 1), "x": broken}
+    return {
+        "a": _save(root / "a.keras", 8, 0),
+        "b": _save(root / "b.keras", 5, 1),
+        "o": _save(root / "o.onnx", 6, 2),
+        "x": broken,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,7 @@ def _collect(jobs_seen: list, threads: set):
 
 @pytest.mark.parametrize("kind", sorted(CONFIGS))
 def test_executor_gives_run_jobs_outputs_once_per_job(kind, models, executors):
-    jobs = _jobs(models, ["a", "b", "a"])
+    jobs = _jobs(models, ["a", "o", "b", "a"])
     expected = {key: out for job in jobs for key, out in zip(job.keys, run_job(job))}
     seen, threads = [], set()
     executors[kind].run(jobs, _collect(seen, threads))

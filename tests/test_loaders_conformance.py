@@ -17,7 +17,7 @@ from stacking.base import KINDS, LOADERS, FrozenModel, get_loader, load_base_mod
 from stacking.errors import BaseModelError
 
 # loader format -> the model_zoo format key of its sample files
-SAMPLES = {"keras": "keras", "savedmodel": "savedmodel", "tflite": "tflite"}
+SAMPLES = {"keras": "keras", "savedmodel": "savedmodel", "tflite": "tflite", "onnx": "onnx"}
 FORMATS = [loader.format for loader in LOADERS]
 ATOL = {"tflite": 1e-3}
 

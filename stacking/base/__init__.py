@@ -1,4 +1,5 @@
-"""Base models: find, check and load frozen TensorFlow models of any supported format.
+"""Base models: find, check and load frozen models of any supported format (TensorFlow's
+.keras/.h5, SavedModel and LiteRT, and ONNX).
 
 The three honest ways of docs/architecture.md are resolved here:
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stacking.base import _keras, _savedmodel, _tflite  # noqa: F401  (register loaders)
+from stacking.base import _keras, _onnx, _savedmodel, _tflite  # noqa: F401  (register loaders)
 from stacking.base._base import (
     KINDS,
     LOADERS,
@@ -206,7 +207,7 @@ def resolve_base_model(
         if found is None:
             raise BaseModelError(
                 f"base model {name!r}: {str(path)!r} has no fold_{k} model "
-                f"(.keras, .h5, .tflite or SavedModel folder) though its manifest says "
+                f"(.keras, .h5, .tflite, .onnx or SavedModel folder) though its manifest says "
                 f"K={n_splits}"
             )
         fold_paths.append(found)

@@ -32,7 +32,7 @@ import numpy as np
 
 from stacking.errors import BaseModelError
 
-KINDS = ("sequential", "functional", "subclassed", "savedmodel", "tflite")
+KINDS = ("sequential", "functional", "subclassed", "savedmodel", "tflite", "onnx")
 
 
 class FrozenModel(abc.ABC):

@@ -9,6 +9,7 @@ import fnmatch
 import tempfile
 import time
 import warnings
+from collections.abc import Collection
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,16 @@ def params(values: dict[str, Any]) -> dict[str, str]:
     return {k[:250]: str(v)[:_MAX_PARAM] for k, v in flatten(values).items()}
 
 
-def _requirements() -> list[str]:
+# model file suffix -> the package that runs it, pinned only when the ensemble has one
+_FORMAT_RUNTIME = {".onnx": "onnxruntime"}
+
+
+def _requirements(model_suffixes: Collection[str] = ()) -> list[str]:
+    """The serving environment's pins: the runtime, and a format's own runtime when one
+    of the ensemble's models needs it (ONNX members need onnxruntime)."""
     pins = []
-    for name in _RUNTIME:
+    extra = [_FORMAT_RUNTIME[s] for s in sorted(model_suffixes) if s in _FORMAT_RUNTIME]
+    for name in [*_RUNTIME, *extra]:
         try:
             pins.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
@@ -133,12 +141,13 @@ def log_ensemble_model(mlflow, model_dir: Path, example=None, register_as: str |
         warnings.simplefilter("ignore", UserWarning)
         predictor = EnsemblePredictor.load(model_dir)
         bundle = predictor.save(Path(tmp) / "predictor", copy_models=True)
+        suffixes = {p.suffix.lower() for r in predictor.stack.base_models for p in r.row_paths}
         info = mlflow.pyfunc.log_model(
             name="ensemble",
             python_model=str(_PYFUNC_CODE),
             artifacts={"predictor": str(bundle)},
             code_paths=[str(Path(__file__).resolve().parents[1])],
-            pip_requirements=_requirements(),
+            pip_requirements=_requirements(suffixes),
             signature=_signature(
                 mlflow,
                 example,

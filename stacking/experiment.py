@@ -92,6 +92,12 @@ class Progress:
         if self.enabled:
             print(f"{stage:<11}{seconds:7.1f} s  {detail}".rstrip(), file=self.stream or sys.stderr)
 
+    def start(self, stage: str, detail: str) -> None:
+        """A line when a step begins that may take long (a meta candidate): its time
+        follows in a :meth:`line` when it ends."""
+        if self.enabled:
+            print(f"{stage:<11}{'start':>9}  {detail}", file=self.stream or sys.stderr)
+
     @contextmanager
     def stage(self, name: str, detail: str = "") -> Iterator[dict[str, str]]:
         """Time the block; it may set ``info["detail"]`` to say what it did."""
@@ -265,6 +271,11 @@ class Experiment:
             levels,
             features=features,
             batch_size=self.config.executor.batch_size,
+            on_candidate_start=lambda name, level, shape: self.progress.start(
+                "meta",
+                f"{name} (level {level}) on {shape[0]} rows x {shape[1]} columns, "
+                f"{plan.n_splits} folds",
+            ),
             on_candidate=lambda name, level, seconds: self.progress.line(
                 "meta", seconds, f"{name} (level {level}) cross-fitted on every fold and refit"
             ),

@@ -6,7 +6,7 @@
 
 ``run`` goes down the data flow of DESIGN.md: data → fold plan → base models (checked
 against the fold plan) → cached OOF/test predictions → level-1 matrix → meta candidates
-cross-fitted on the same folds, level after level → leaderboard with bootstrap intervals
+cross-fitted on the same folds, level after level → leaderboard with paired intervals
 → results directory → tracker. The results directory appears whole or not at all.
 """
 
@@ -72,6 +72,15 @@ class ExperimentResult:
         primary = get_metric(self.metrics["primary_metric"])
         text = format_leaderboard(self.leaderboard, primary)
         return f"{text}\n\nensemble: {self.ensemble}  results: {self.output_dir}"
+
+
+def _interval_detail(board: pd.DataFrame, n_resamples: int) -> str:
+    """What the intervals stage did: the methods of the leaderboard's ``ci_method``."""
+    methods = sorted(set(board["ci_method"]) - {""})
+    shown = [f"{n_resamples} paired resamples" if m == "bootstrap" else m for m in methods]
+    analytic = [m for m in methods if m in ("t", "delong")]
+    note = " (analytic, O(n))" if analytic else ""
+    return (", ".join(shown) or "none") + note
 
 
 class Progress:
@@ -325,6 +334,8 @@ class Experiment:
             n_resamples=self.config.meta.bootstrap,
             seed=self.config.meta.seed,
             sample_weight=data.sample_weight,
+            interval=self.config.meta.interval,
+            bootstrap_max_rows=self.config.meta.bootstrap_max_rows,
         )
         if data.test_y is not None:  # the holdout truth next to the OOF estimate
             for name in metric_names:
@@ -357,8 +368,9 @@ class Experiment:
         with stage("scores", f"{len(entries)} entries") as info:
             ensemble = self._select(stack, entries, data, plan, metric_names)
             test_out = self._predict_test(stack, preds, data, level1)
-        with stage("bootstrap", f"{self.config.meta.bootstrap} paired resamples"):
+        with stage("intervals") as info:
             board = self._leaderboard(entries, data, metric_names, ensemble, test_out)
+            info["detail"] = _interval_detail(board, self.config.meta.bootstrap)
 
         fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
         inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}

@@ -149,8 +149,8 @@ def _compare_with_base(
 def _placements(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """DeLong's placement of each row: for a positive, the share of negatives scored
     below it (ties count half); for a negative, the share of positives scored above it.
-    One sort: O(n log n)."""
-    order = np.argsort(scores, kind="stable")
+    One sort (ties are grouped after it, so it need not be stable): O(n log n)."""
+    order = np.argsort(np.ascontiguousarray(scores))
     ranked, pos = scores[order], positive[order]
     new_group = np.r_[True, ranked[1:] != ranked[:-1]]
     starts = np.flatnonzero(new_group)
@@ -166,12 +166,32 @@ def _placements(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
 
 
 def _auc_columns(y: np.ndarray, pred: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
-    """The scores and positive masks ``(n, J)`` whose macro AUC is the ``roc_auc`` metric."""
+    """The scores ``(J, n)`` and positive masks ``(n, J)`` whose macro AUC is ``roc_auc``."""
     if task == "binary":
-        return pred[:, 1:2], (y == 1)[:, None]
-    if task == "multiclass":
-        return normalise_rows(pred), y[:, None] == np.arange(pred.shape[1])
-    return pred, y.astype(bool)
+        scores, positive = pred[:, 1:2], (y == 1)[:, None]
+    elif task == "multiclass":
+        scores, positive = normalise_rows(pred), y[:, None] == np.arange(pred.shape[1])
+    else:
+        scores, positive = pred, y.astype(bool)
+    return np.ascontiguousarray(scores.T), positive  # a contiguous column sorts faster
+
+
+def _delong(y, pred, *, task: str) -> tuple[float, np.ndarray] | None:
+    """The macro AUC and the per-row terms of its DeLong variance (see
+    :func:`delong_components`); None when a column has < 2 positives or negatives."""
+    columns, positive = _auc_columns(np.asarray(y), np.asarray(pred, dtype=float), task)
+    total, aucs = np.zeros(positive.shape[0]), []
+    for j, scores in enumerate(columns):
+        pos = positive[:, j]
+        m, k = int(pos.sum()), int(len(pos) - pos.sum())
+        if m < 2 or k < 2:
+            return None
+        place = _placements(scores, pos)
+        auc = place[pos].mean()
+        scale = np.where(pos, 1 / np.sqrt(m * (m - 1)), 1 / np.sqrt(k * (k - 1)))
+        total += (place - auc) * scale
+        aucs.append(auc)
+    return float(np.mean(aucs)), total / len(columns)
 
 
 def delong_components(y, pred, *, task: str) -> np.ndarray | None:
@@ -184,27 +204,42 @@ def delong_components(y, pred, *, task: str) -> np.ndarray | None:
     difference of two predictions' terms gives the paired variance, their covariance
     included. A macro average over columns averages the terms row by row.
     """
-    scores, positive = _auc_columns(np.asarray(y), np.asarray(pred, dtype=float), task)
-    total = np.zeros(len(scores))
-    for j in range(scores.shape[1]):
-        pos = positive[:, j]
-        m, k = int(pos.sum()), int(len(pos) - pos.sum())
-        if m < 2 or k < 2:
+    found = _delong(y, pred, task=task)
+    return None if found is None else found[1]
+
+
+def _terms(metric: Metric, y, pred, *, task, sample_weight) -> tuple[float, np.ndarray] | None:
+    """The score and its per-row linearisation, for an analytic interval; None without
+    a closed form. A mean of rows: ``f'(mean) (value - mean)``, ``f`` the metric's finish
+    (identity, or sqrt for rmse: the delta method). ROC AUC: DeLong's terms."""
+    if metric.decomposable:
+        values = metric.per_row(y, pred, task=task)
+        mean = float(np.average(values, weights=sample_weight))
+        if metric.name == "rmse" and mean <= 0:
             return None
-        place = _placements(scores[:, j], pos)
-        auc = place[pos].mean()
-        total += np.where(pos, (place - auc) / np.sqrt(m * (m - 1)), 0.0)
-        total += np.where(pos, 0.0, (place - auc) / np.sqrt(k * (k - 1)))
-    return total / scores.shape[1]
+        slope = 0.5 / np.sqrt(mean) if metric.name == "rmse" else 1.0
+        return metric.aggregate(values, sample_weight), slope * (values - mean)
+    if metric.name == "roc_auc" and sample_weight is None:
+        return _delong(y, pred, task=task)
+    return None
 
 
-def _mean_influence(metric: Metric, y, pred, *, task, sample_weight) -> np.ndarray:
-    """Per-row influence of a mean-of-rows metric: ``f'(mean) (value - mean)``, where
-    ``f`` is the metric's finish (identity, or sqrt for rmse: the delta method)."""
-    values = metric.per_row(y, pred, task=task)
-    mean = np.average(values, weights=sample_weight)
-    slope = 1.0 if metric.name != "rmse" else 0.5 / np.sqrt(mean) if mean > 0 else np.nan
-    return slope * (values - mean)
+def _combine(
+    a: tuple[float, np.ndarray], b: tuple[float, np.ndarray], metric: Metric, sample_weight
+) -> tuple[float, float, float, str] | None:
+    from scipy import stats
+
+    delta, diff, n = a[0] - b[0], a[1] - b[1], len(a[1])
+    if metric.decomposable:
+        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        # the weighted mean's linearised variance, n/(n-1) corrected: s^2/n unweighted
+        se = np.sqrt(n / (n - 1) * np.sum((w * diff) ** 2)) / w.sum()
+        quantile, method = stats.t.ppf(0.975, n - 1), "t"
+    else:
+        se, quantile, method = np.sqrt(np.sum(diff**2)), stats.norm.ppf(0.975), "delong"
+    if not np.isfinite(se):
+        return None
+    return float(delta), float(delta - quantile * se), float(delta + quantile * se), method
 
 
 def analytic_interval(
@@ -216,41 +251,26 @@ def analytic_interval(
     >>> delta, low, high, method = analytic_interval(get_metric("log_loss"), y, a, b,
     ...                                              task="multiclass")
     """
-    from scipy import stats
-
     y = np.asarray(y)
-    delta = metric(y, pred_a, task=task, sample_weight=sample_weight) - metric(
-        y, pred_b, task=task, sample_weight=sample_weight
-    )
-    n = len(y)
-    if metric.decomposable:
-        diff = _mean_influence(metric, y, pred_a, task=task, sample_weight=sample_weight)
-        diff -= _mean_influence(metric, y, pred_b, task=task, sample_weight=sample_weight)
-        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=float)
-        # the weighted mean's linearised variance, n/(n-1) corrected: s^2/n unweighted
-        se = np.sqrt(n / (n - 1) * np.sum((w * diff) ** 2)) / w.sum()
-        quantile, method = stats.t.ppf(0.975, n - 1), "t"
-    elif metric.name == "roc_auc" and sample_weight is None:
-        a, b = delong_components(y, pred_a, task=task), delong_components(y, pred_b, task=task)
-        if a is None or b is None:
-            return None
-        se, quantile, method = np.sqrt(np.sum((a - b) ** 2)), stats.norm.ppf(0.975), "delong"
-    else:
-        return None
-    if not np.isfinite(se):
-        return None
-    return float(delta), float(delta - quantile * se), float(delta + quantile * se), method
+    a = _terms(metric, y, pred_a, task=task, sample_weight=sample_weight)
+    b = _terms(metric, y, pred_b, task=task, sample_weight=sample_weight)
+    return None if a is None or b is None else _combine(a, b, metric, sample_weight)
 
 
 def _intervals(
     compared: list[Entry], base: Entry, y, *, task, metric: Metric, method: str, **bootstrap
 ) -> dict[int, tuple[float, float, float, str]]:
-    """Each compared entry's ``(delta, low, high, ci_method)`` against ``base``."""
+    """Each compared entry's ``(delta, low, high, ci_method)`` against ``base`` (whose
+    terms are computed once)."""
     out: dict[int, tuple[float, float, float, str]] = {}
+    weights = bootstrap["sample_weight"]
+    base_terms = None
     if method == "analytic":
-        weights = bootstrap["sample_weight"]
+        base_terms = _terms(metric, y, base.oof, task=task, sample_weight=weights)
+    if base_terms is not None:
         for e in compared:
-            found = analytic_interval(metric, y, e.oof, base.oof, task=task, sample_weight=weights)
+            terms = _terms(metric, y, e.oof, task=task, sample_weight=weights)
+            found = None if terms is None else _combine(terms, base_terms, metric, weights)
             if found is not None:
                 out[id(e)] = found
     rest = [e for e in compared if id(e) not in out]

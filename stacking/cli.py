@@ -37,6 +37,7 @@ def _run(args) -> int:
 
 
 def _reproduce(args) -> int:
+    _say(f"reproducing run {args.run_id}: reading its config, data and fold plan")
     from stacking.experiment import Experiment
 
     experiment = Experiment.from_run(
@@ -44,7 +45,6 @@ def _reproduce(args) -> int:
         tracking_uri=args.tracking_uri,
         trust_imports=args.trust_imports,
         output_dir=args.output,
-        progress=False,
     )
     result = experiment.run()
     print(result.summary())
@@ -72,7 +72,14 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _say(line: str) -> None:
+    """A progress line on stdout, shown at once: ``predict`` and ``reproduce`` spend their
+    first seconds importing TensorFlow and loading models. stderr keeps only errors."""
+    print(line, flush=True)
+
+
 def _predict(args) -> int:
+    _say(f"loading the ensemble from {args.model}")
     from stacking.data import read_table
     from stacking.predictor import load_predictor
 
@@ -95,7 +102,11 @@ def _predict(args) -> int:
         raise ConfigError(
             f"--image-root {str(root)!r} is not a folder; name the folder images are in"
         )
-    result = predictor.predict(read_table(rows), root=root, source=str(rows))
+    _say(f"reading rows from {rows}")
+    table = read_table(rows)
+    names = [m.name for m in predictor.stack.base_models]
+    _say(f"predicting {len(table)} rows with {len(names)} base models ({', '.join(names)})")
+    result = predictor.predict(table, root=root, source=str(rows))
     frames = [(out, result)]
     if args.submission:
         target = args.target_column or _target_name(Path(model))
@@ -391,7 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(JSON)",
     )
     inspect.add_argument(
-        "model_path", help="a model file, a SavedModel folder or a fold-model directory"
+        "model_path",
+        help="a model file, a SavedModel folder, a fold-model directory, or its stacking.json "
+        "(the manifest and file hashes only, without loading a model)",
     )
     inspect.add_argument(
         "--custom-objects",

@@ -360,7 +360,15 @@ class MetaConfig(_Strict):
         description="short names, import paths or mappings; the best is the ensemble",
     )
     levels: list[LevelConfig] = Field(default_factory=list, description="further levels")
-    bootstrap: int = Field(1000, ge=0, description="paired bootstrap resamples; 0 turns off")
+    bootstrap: int = Field(
+        1000, ge=0, description="paired bootstrap resamples; 0 turns the intervals off"
+    )
+    interval: Literal["auto", "bootstrap", "analytic"] = Field(
+        "auto",
+        description="the leaderboard's interval: auto = the bootstrap up to "
+        "bootstrap_max_rows rows, an O(n) analytic one (t, DeLong) above",
+    )
+    bootstrap_max_rows: int = Field(20_000, ge=0, description="see interval")
     seed: int = Field(0, description="seed of the bootstrap and of seedable meta-models")
 
     @field_validator("features", mode="after")

@@ -6,7 +6,7 @@
 
 ``run`` goes down the data flow of docs/architecture.md: data → fold plan → base models (checked
 against the fold plan) → cached OOF/test predictions → level-1 matrix → meta candidates
-cross-fitted on the same folds, level after level → leaderboard with bootstrap intervals
+cross-fitted on the same folds, level after level → leaderboard with paired intervals
 → results directory → tracker. The results directory appears whole or not at all.
 """
 
@@ -75,6 +75,15 @@ class ExperimentResult:
         return f"{text}\n\nensemble: {self.ensemble}  results: {self.output_dir}"
 
 
+def _interval_detail(board: pd.DataFrame, n_resamples: int) -> str:
+    """What the intervals stage did: the methods of the leaderboard's ``ci_method``."""
+    methods = sorted(set(board["ci_method"]) - {""})
+    shown = [f"{n_resamples} paired resamples" if m == "bootstrap" else m for m in methods]
+    analytic = [m for m in methods if m in ("t", "delong")]
+    note = " (analytic, O(n))" if analytic else ""
+    return (", ".join(shown) or "none") + note
+
+
 class Progress:
     """One line per stage on stderr, with its time, and a closing summary.
 
@@ -92,6 +101,12 @@ class Progress:
         self.times[stage] = self.times.get(stage, 0.0) + seconds
         if self.enabled:
             print(f"{stage:<11}{seconds:7.1f} s  {detail}".rstrip(), file=self.stream or sys.stderr)
+
+    def start(self, stage: str, detail: str) -> None:
+        """A line when a step begins that may take long (a meta candidate): its time
+        follows in a :meth:`line` when it ends."""
+        if self.enabled:
+            print(f"{stage:<11}{'start':>9}  {detail}", file=self.stream or sys.stderr)
 
     @contextmanager
     def stage(self, name: str, detail: str = "") -> Iterator[dict[str, str]]:
@@ -317,6 +332,11 @@ class Experiment:
             levels,
             features=features,
             batch_size=self.config.executor.batch_size,
+            on_candidate_start=lambda name, level, shape: self.progress.start(
+                "meta",
+                f"{name} (level {level}) on {shape[0]} rows x {shape[1]} columns, "
+                f"{plan.n_splits} folds",
+            ),
             on_candidate=lambda name, level, seconds: self.progress.line(
                 "meta", seconds, f"{name} (level {level}) cross-fitted on every fold and refit"
             ),
@@ -366,6 +386,8 @@ class Experiment:
             n_resamples=self.config.meta.bootstrap,
             seed=self.config.meta.seed,
             sample_weight=data.sample_weight,
+            interval=self.config.meta.interval,
+            bootstrap_max_rows=self.config.meta.bootstrap_max_rows,
         )
         if data.test_y is not None:  # the holdout truth next to the OOF estimate
             for name in metric_names:
@@ -398,8 +420,9 @@ class Experiment:
         with stage("scores", f"{len(entries)} entries") as info:
             ensemble = self._select(stack, entries, data, plan, metric_names)
             test_out = self._predict_test(stack, preds, data, level1)
-        with stage("bootstrap", f"{self.config.meta.bootstrap} paired resamples"):
+        with stage("intervals") as info:
             board = self._leaderboard(entries, data, metric_names, ensemble, test_out)
+            info["detail"] = _interval_detail(board, self.config.meta.bootstrap)
 
         fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
         inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}

@@ -109,7 +109,10 @@ def level1_features(
         values = pre_features(pred, task, cfg)
         ref = values if reference is None else reference[m]
         names = output_columns(m, task, output_names, drop_redundant=cfg.drop_redundant)
-        parts.append(pd.DataFrame(_transform(values, cfg.kind, task, ref), columns=names))
+        # copy=False: a probability feature is the base model's prediction itself, held
+        # once (pandas copies an array by default: 8 MB more per model at 100k x 10).
+        transformed = _transform(values, cfg.kind, task, ref)
+        parts.append(pd.DataFrame(transformed, columns=names, copy=False))
     base = pd.concat(parts, axis=1)
     extra = [base]
     if cfg.fwls:

@@ -476,11 +476,14 @@ def fit_stack(
     features: FeaturesConfig,
     batch_size: int = 4096,
     on_candidate: Callable[[str, int, float], None] | None = None,
+    on_candidate_start: Callable[[str, int, tuple[int, int]], None] | None = None,
 ) -> tuple[FittedStack, list[Entry]]:
     """Cross-fit every level on the fold plan and refit it on all rows.
 
     Returns the stack (``ensemble`` still unset: the caller selects it from the scored
     entries) and one leaderboard :class:`~stacking.evaluate.Entry` per candidate.
+    ``on_candidate_start(name, level, X.shape)`` and ``on_candidate(name, level,
+    seconds)`` are called around each candidate, so a slow one is seen running.
     """
     entries, fitted_levels = [], []
     X_blocks, X_features = level1.blocks, level1.features.to_numpy()
@@ -490,6 +493,8 @@ def fit_stack(
         for cand in candidates:
             started = time.perf_counter()
             X = X_blocks if cand.uses_blocks else X_features
+            if on_candidate_start is not None:
+                on_candidate_start(cand.name, depth, X.shape)
             if "columns_per_model" in cand.estimator.get_params():
                 # Explicit, so a meta fold missing a class still reads the layout right.
                 cand.estimator.set_params(columns_per_model=level1.columns_per_model)

@@ -232,9 +232,9 @@ def test_cli_run_prints_one_line_per_stage_and_a_summary(multiclass_project, tmp
     assert main(["run", str(cfg), "--output", str(tmp_path / "loud")]) == 0
     err = capsys.readouterr().err
     stages = [line.split()[0] for line in err.splitlines() if line and line[0].isalpha()]
-    for stage in ["checks", "data", "inference", "meta", "scores", "bootstrap", "results"]:
+    for stage in ["checks", "data", "inference", "meta", "scores", "intervals", "results"]:
         assert stage in stages, err
-    assert stages.count("meta") == 2  # one line per candidate
+    assert stages.count("meta") == 4  # a line when each candidate starts and when it ends
     assert stages[-1] == "done" and "tracking" in stages
     computed = re.search(r"cache: 0 hits, (\d+) computed", err.splitlines()[-1])
     assert computed and int(computed.group(1)) > 0

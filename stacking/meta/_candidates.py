@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone, is_classifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import has_fit_parameter
 
 from stacking.config import CandidateConfig
@@ -81,6 +83,7 @@ def make_candidate(spec: str | CandidateConfig, *, task: str, where: str = "meta
         key = "ridge" if task == "regression" else "logistic"
     params = dict(spec.params)
     learner = get_meta_learner(key)
+    scale = learner is not None and learner.scale
     if learner is not None:
         target = learner.for_task(task)
         if target is None:
@@ -106,7 +109,10 @@ def make_candidate(spec: str | CandidateConfig, *, task: str, where: str = "meta
     if (task == "regression") == is_classifier(estimator):
         kind = "regressor" if task == "regression" else "classifier"
         raise ConfigError(f"{where}: candidate {name!r} ({path}) is not a {kind}")
-    return Candidate(name=name, estimator=estimator, uses_blocks=reads_blocks(estimator))
+    uses_blocks = reads_blocks(estimator)
+    if scale:
+        estimator = make_pipeline(StandardScaler(), estimator)
+    return Candidate(name=name, estimator=estimator, uses_blocks=uses_blocks)
 
 
 def predict_output(estimator, X, *, task: str, n_outputs: int) -> np.ndarray:
@@ -121,9 +127,8 @@ def predict_output(estimator, X, *, task: str, n_outputs: int) -> np.ndarray:
     proba = estimator.predict_proba(X)
     if task == "multilabel":
         if isinstance(proba, list):  # one (n, k) array per label, e.g. MultiOutputClassifier
-            classes = [
-                getattr(e, "classes_", [0, 1]) for e in getattr(estimator, "estimators_", [])
-            ]
+            last = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+            classes = [getattr(e, "classes_", [0, 1]) for e in getattr(last, "estimators_", [])]
             columns = []
             for j, p in enumerate(proba):
                 labels = list(classes[j]) if j < len(classes) else [0, 1]
@@ -135,15 +140,31 @@ def predict_output(estimator, X, *, task: str, n_outputs: int) -> np.ndarray:
     return out
 
 
+def _weight_kwargs(estimator, sample_weight) -> dict[str, Any] | None:
+    """``fit``'s keyword arguments carrying ``sample_weight``; None when it takes none. A
+    Pipeline (a scaled linear default) hands the weights to every step that takes them."""
+    if not isinstance(estimator, Pipeline):
+        ok = has_fit_parameter(estimator, "sample_weight")
+        return {"sample_weight": sample_weight} if ok else None
+    if not has_fit_parameter(estimator.steps[-1][1], "sample_weight"):
+        return None
+    return {
+        f"{step}__sample_weight": sample_weight
+        for step, part in estimator.steps
+        if has_fit_parameter(part, "sample_weight")
+    }
+
+
 def _fit(estimator, X, y, sample_weight, name, rows: str):
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if sample_weight is not None:
-        if not has_fit_parameter(estimator, "sample_weight"):
+        found = _weight_kwargs(estimator, sample_weight)
+        if found is None:
             raise ConfigError(
                 f"meta-model {name!r} does not accept sample_weight, but data.weight is set; "
                 "choose another candidate or remove data.weight"
             )
-        kwargs["sample_weight"] = sample_weight
+        kwargs = found
     try:
         return estimator.fit(X, y, **kwargs)
     except StackingError:
@@ -154,6 +175,25 @@ def _fit(estimator, X, y, sample_weight, name, rows: str):
             f"meta-model {name!r} cannot be fitted on {rows}: {first}; check its params "
             "or choose another candidate"
         ) from exc
+
+
+# Level-1 matrices up to this many values are fitted with one BLAS thread. Their matrix
+# products are too small to share out, and on a busy machine BLAS threads wait for each
+# other: logistic on 4,500 x 25 log-probabilities took 86 s with the default threads and
+# 2.6 s with one (experiments/benchmarks/bench_meta_logistic.py, 2 cores under load).
+SMALL_LEVEL1 = 1 << 22
+
+
+def _blas_threads(X: np.ndarray):
+    """One BLAS thread for a small level 1; the library's own choice otherwise. OpenMP
+    pools (LightGBM) and TensorFlow's (Keras meta-models) are left alone."""
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    if X.size > SMALL_LEVEL1:
+        return nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def cross_fit(
@@ -171,17 +211,20 @@ def cross_fit(
     X = np.asarray(X, dtype=float)
     oof = np.zeros((len(X),) if task == "regression" else (len(X), n_outputs))
     models = []
-    for k in range(plan.n_splits):
-        train, test = plan.train_index(k), plan.test_index(k)
-        est = clone(candidate.estimator)
-        w = None if sample_weight is None else sample_weight[train]
-        _fit(est, X[train], y[train], w, candidate.name, f"the rows outside fold {k}")
-        oof[test] = predict_output(est, X[test], task=task, n_outputs=n_outputs)
-        models.append(est)
+    with _blas_threads(X):
+        for k in range(plan.n_splits):
+            train, test = plan.train_index(k), plan.test_index(k)
+            est = clone(candidate.estimator)
+            w = None if sample_weight is None else sample_weight[train]
+            _fit(est, X[train], y[train], w, candidate.name, f"the rows outside fold {k}")
+            oof[test] = predict_output(est, X[test], task=task, n_outputs=n_outputs)
+            models.append(est)
     return (oof, models) if return_models else oof
 
 
 def refit(candidate: Candidate, X, y, *, sample_weight=None):
     """The candidate fitted on every row, for test predictions and serving."""
     est = clone(candidate.estimator)
-    return _fit(est, np.asarray(X, dtype=float), y, sample_weight, candidate.name, "all rows")
+    X = np.asarray(X, dtype=float)
+    with _blas_threads(X):
+        return _fit(est, X, y, sample_weight, candidate.name, "all rows")

@@ -3,7 +3,9 @@
 Learners that combine probability blocks (convex, NNLS, ensemble selection, weighted
 mean) expose ``weights_``: one weight per base model, or per base model and class.
 Linear scikit-learn models expose ``coef_``: one weight per level-1 feature, and the
-feature name ``<model>__<output>`` says which base model it belongs to.
+feature name ``<model>__<output>`` says which base model it belongs to. The linear
+defaults standardise their inputs first (a Pipeline); their weights are given per unit of
+the level-1 feature itself (``coef_ / scale_``), as an unscaled model's would be.
 """
 
 from __future__ import annotations
@@ -35,6 +37,20 @@ def _rows_from_coef(name, coef, features, outputs):
     ]
 
 
+def _coef(model):
+    """``coef_`` of a linear model, or of a (StandardScaler, linear model) Pipeline in
+    units of its unscaled inputs; None for anything else."""
+    steps = getattr(model, "steps", None)
+    if steps is None:
+        return getattr(model, "coef_", None)
+    if len(steps) != 2 or not hasattr(steps[1][1], "coef_"):
+        return None
+    scale = getattr(steps[0][1], "scale_", None)
+    if scale is None:
+        return None
+    return np.asarray(steps[1][1].coef_, dtype=float) / scale
+
+
 def weights_table(fitted: dict, inputs: dict, output_names: list[str]) -> pd.DataFrame:
     """Rows ``(candidate, base_model, feature, output, weight)`` for every candidate with
     readable weights; ``inputs[name]`` is ``(block model names, feature names)``."""
@@ -44,9 +60,9 @@ def weights_table(fitted: dict, inputs: dict, output_names: list[str]) -> pd.Dat
         if hasattr(model, "weights_"):
             rows += _rows_from_weights(name, model.weights_, models, output_names)
         elif (
-            hasattr(model, "coef_")
-            and np.ndim(model.coef_) <= 2
-            and np.shape(model.coef_)[-1] == len(features)
+            (coef := _coef(model)) is not None
+            and np.ndim(coef) <= 2
+            and np.shape(coef)[-1] == len(features)
         ):
-            rows += _rows_from_coef(name, model.coef_, features, output_names)
+            rows += _rows_from_coef(name, coef, features, output_names)
     return pd.DataFrame(rows, columns=COLUMNS)

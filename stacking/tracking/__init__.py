@@ -12,6 +12,7 @@ Adding a tracker is one module plus ``register_tracker("kind")``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 from typing import Any
 
 from stacking.errors import ConfigError
@@ -25,7 +26,13 @@ from stacking.tracking._base import (
 )
 from stacking.tracking._mlflow import MlflowTracker, resolved_uri
 from stacking.tracking._noop import NoopTracker
-from stacking.tracking._record import log_results, preflight, record_from_results
+
+# The results-folder path (pandas, the fold plan, scikit-learn) loads on first use, so that
+# `stacking runs` imports only MLflow's client.
+_LAZY = {
+    name: "stacking.tracking._record"
+    for name in ("log_results", "preflight", "record_from_results")
+}
 
 __all__ = [
     "ChildRecord",
@@ -69,3 +76,9 @@ def get_tracker(cfg) -> Tracker:
 
 
 make_tracker = get_tracker  # the name used before the family had a registry
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'stacking.tracking' has no attribute {name!r}")

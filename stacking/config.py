@@ -306,6 +306,17 @@ class MetaConfig(_Strict):
     levels: list[LevelConfig] = Field(default_factory=list, description="further levels")
     bootstrap: int = Field(1000, ge=0, description="paired bootstrap resamples; 0 turns off")
     seed: int = Field(0, description="seed of the bootstrap and of seedable meta-models")
+    nested: bool = Field(
+        False,
+        description="also score the selection itself by an outer cross-validation "
+        "(cv_<metric>_selected_nested); costs about K times the meta-level fits",
+    )
+    repeats: int = Field(
+        1,
+        ge=1,
+        description="cross-fit the meta levels on this many splits of the rows (the fold "
+        "plan, then re-splits seeded from folds.seed); >1 adds each entry's mean and spread",
+    )
 
     @field_validator("features", mode="after")
     @classmethod

@@ -32,9 +32,9 @@ from stacking.engine import TrainRows, predict_base_models
 from stacking.errors import ConfigError, DataError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
 from stacking.executors import Executor, make_executor
-from stacking.folds import FoldPlan, make_fold_plan
+from stacking.folds import FoldPlan, make_fold_plan, resplit_fold_plan
 from stacking.level1 import build_level1, check_meta_columns
-from stacking.meta import Candidate, make_candidate
+from stacking.meta import Candidate, make_candidate, nested_selection, repeated_oof
 from stacking.meta.weights import weights_table
 from stacking.metrics import default_metrics, get_metric
 from stacking.plots import write_plots
@@ -44,6 +44,25 @@ from stacking.tracking import MlflowTracker, Tracker, get_tracker, log_results, 
 from stacking.views import read_view
 
 BASE_MEAN = "base_mean"
+
+
+def _with_nested(board: pd.DataFrame, nested: dict | None) -> pd.DataFrame:
+    """``cv_<metric>_selected_nested`` on the selected entry's row, beside its own score."""
+    if nested is not None:
+        for column, value in nested["scores"].items():
+            board[column] = np.where(board["selected"], value, np.nan)
+    return board
+
+
+def _with_repeats(board: pd.DataFrame, repeated: dict, metric_names) -> pd.DataFrame:
+    """``cv_<metric>_repeat_mean`` and ``_repeat_std`` of every entry over the splits."""
+    if repeated:
+        for name in metric_names:
+            metric = get_metric(name).name
+            values = [repeated[model][metric] for model in board["model"]]
+            board[f"cv_{metric}_repeat_mean"] = [float(np.mean(v)) for v in values]
+            board[f"cv_{metric}_repeat_std"] = [float(np.std(v)) for v in values]
+    return board
 
 
 def _features(cfg: Config) -> FeaturesConfig:
@@ -323,6 +342,61 @@ class Experiment:
                 ]
         return board
 
+    def _nested(self, level1, data: Dataset, plan: FoldPlan, levels, metric_names):
+        """``meta.nested``: the outer-fold score of the selection procedure, or None."""
+        if not self.config.meta.nested:
+            return None
+        with self.progress.stage("nested", f"{plan.n_splits} outer folds") as info:
+            score = nested_selection(
+                level1.blocks,
+                level1.features.to_numpy(),
+                data.y,
+                plan,
+                levels,
+                metric=metric_names[0],
+                task=data.task,
+                n_outputs=data.n_outputs,
+                columns_per_model=level1.columns_per_model,
+                sample_weight=data.sample_weight,
+            )
+            info["detail"] = f"winners per outer fold: {', '.join(score.winners)}"
+        scores = {}
+        for name in metric_names:
+            metric = get_metric(name)
+            value = metric(data.y, score.oof, task=data.task, sample_weight=data.sample_weight)
+            scores[f"cv_{metric.name}_selected_nested"] = value
+        return {"scores": scores, "winners": score.winners}
+
+    def _repeats(self, level1, data: Dataset, levels, entries, metric_names):
+        """``meta.repeats``: every entry's scores on each split, the fold plan's first."""
+        n_repeats = self.config.meta.repeats
+        if n_repeats == 1:
+            return {}
+        with self.progress.stage("repeats", f"{n_repeats - 1} re-splits of the meta level"):
+            plans = [resplit_fold_plan(self.config.folds, data, r) for r in range(1, n_repeats)]
+            again = repeated_oof(
+                level1.blocks,
+                level1.features.to_numpy(),
+                data.y,
+                plans,
+                levels,
+                task=data.task,
+                n_outputs=data.n_outputs,
+                columns_per_model=level1.columns_per_model,
+                sample_weight=data.sample_weight,
+            )
+        out = {}
+        for entry in entries:  # base models' OOF predictions are the same on every split
+            oofs = [entry.oof, *again.get(entry.name, [entry.oof] * (n_repeats - 1))]
+            out[entry.name] = {
+                get_metric(m).name: [
+                    get_metric(m)(data.y, o, task=data.task, sample_weight=data.sample_weight)
+                    for o in oofs
+                ]
+                for m in metric_names
+            }
+        return out
+
     # -- the run --------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
         """Every stage in order; the results folder appears whole, then the run is logged."""
@@ -346,8 +420,11 @@ class Experiment:
         with stage("scores", f"{len(entries)} entries") as info:
             ensemble = self._select(stack, entries, data, plan, metric_names)
             test_out = self._predict_test(stack, preds, data, level1)
+        nested = self._nested(level1, data, plan, levels, metric_names)
+        repeated = self._repeats(level1, data, levels, entries, metric_names)
         with stage("bootstrap", f"{self.config.meta.bootstrap} paired resamples"):
             board = self._leaderboard(entries, data, metric_names, ensemble, test_out)
+        board = _with_repeats(_with_nested(board, nested), repeated, metric_names)
 
         fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
         inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}
@@ -363,6 +440,12 @@ class Experiment:
             output_dir=out,
             run_id=None,
         )
+        if nested is not None:
+            result.metrics["selected_nested"] = nested
+        if repeated:
+            result.metrics["repeats"] = self.config.meta.repeats
+            for name, scores in repeated.items():
+                result.metrics["entries"][name]["repeat_scores"] = scores
         result.run_id = self._write_and_record(out, data, plan, entries, result)
         self.progress.summary(preds)
         return result

@@ -22,6 +22,7 @@ from stacking.meta._candidates import (
 from stacking.meta._combiners import CombinerClassifier, CombinerRegressor
 from stacking.meta._convex import ConvexCombinationClassifier, ConvexCombinationRegressor
 from stacking.meta._keras import KerasMLPClassifier, KerasMLPRegressor
+from stacking.meta._nested import NestedScore, fit_levels, nested_selection, repeated_oof
 from stacking.meta._nnls import NNLSClassifier, NNLSRegressor
 from stacking.meta._registry import (
     LEVEL1_TAG,
@@ -48,12 +49,16 @@ __all__ = [
     "KerasMLPRegressor",
     "NNLSClassifier",
     "NNLSRegressor",
+    "NestedScore",
     "cross_fit",
+    "fit_levels",
     "get_meta_learner",
     "make_candidate",
+    "nested_selection",
     "predict_output",
     "reads_blocks",
     "refit",
     "register_meta_learner",
+    "repeated_oof",
     "short_names",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -104,6 +105,10 @@ def record_from_results(folder: str | Path) -> RunRecord:
     ensemble = metrics["ensemble"]
     parent = {f"cv_{m}": entries[ensemble]["scores"][m] for m in names}
     parent.update(_test_metrics(folder, ensemble))
+    parent.update((metrics.get("selected_nested") or {}).get("scores") or {})
+    for m, values in (entries[ensemble].get("repeat_scores") or {}).items():
+        parent[f"cv_{m}_repeat_mean"] = float(np.mean(values))
+        parent[f"cv_{m}_repeat_std"] = float(np.std(values))
     children = []
     for name, entry in entries.items():
         if entry["role"] == "base":

@@ -311,6 +311,11 @@ class MetaConfig(_Strict):
         description="also score the selection itself by an outer cross-validation "
         "(cv_<metric>_selected_nested); costs about K times the meta-level fits",
     )
+    cost: bool = Field(
+        False,
+        description="add each entry's base models used (non-zero weights) and their "
+        "parameter count to the leaderboard; loads every served model file once",
+    )
     repeats: int = Field(
         1,
         ge=1,

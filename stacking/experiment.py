@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from stacking import results
+from stacking.base import load_base_model
 from stacking.cache import CacheStore, open_cache
 from stacking.config import Config, FeaturesConfig, load_config, parse_config
 from stacking.data import Dataset, load_dataset
@@ -35,7 +36,7 @@ from stacking.executors import Executor, make_executor
 from stacking.folds import FoldPlan, make_fold_plan, resplit_fold_plan
 from stacking.level1 import build_level1, check_meta_columns
 from stacking.meta import Candidate, make_candidate, nested_selection, repeated_oof
-from stacking.meta.weights import weights_table
+from stacking.meta.weights import models_used, weights_table
 from stacking.metrics import default_metrics, get_metric
 from stacking.plots import write_plots
 from stacking.predictor import EnsemblePredictor
@@ -54,6 +55,12 @@ def _with_nested(board: pd.DataFrame, nested: dict | None) -> pd.DataFrame:
     return board
 
 
+def repeat_spread(values) -> float:
+    """Standard deviation over repeats; exactly 0 when every repeat scored the same (a
+    mean of equal floats can round, and a fixed entry must show no spread)."""
+    return 0.0 if len(set(values)) <= 1 else float(np.std(values))
+
+
 def _with_repeats(board: pd.DataFrame, repeated: dict, metric_names) -> pd.DataFrame:
     """``cv_<metric>_repeat_mean`` and ``_repeat_std`` of every entry over the splits."""
     if repeated:
@@ -61,8 +68,20 @@ def _with_repeats(board: pd.DataFrame, repeated: dict, metric_names) -> pd.DataF
             metric = get_metric(name).name
             values = [repeated[model][metric] for model in board["model"]]
             board[f"cv_{metric}_repeat_mean"] = [float(np.mean(v)) for v in values]
-            board[f"cv_{metric}_repeat_std"] = [float(np.std(v)) for v in values]
+            board[f"cv_{metric}_repeat_std"] = [repeat_spread(v) for v in values]
     return board
+
+
+def served_parameters(recipe) -> float:
+    """Weights of every model file that serving runs for this base model (the full model,
+    or each fold model when there is none); NaN when a format does not tell."""
+    total = 0.0
+    for path in recipe.row_paths:
+        model = load_base_model(
+            path, output=recipe.output, layer=recipe.layer, custom_objects=recipe.custom_objects
+        )
+        total += np.nan if model.n_params is None else model.n_params
+    return total
 
 
 def _features(cfg: Config) -> FeaturesConfig:
@@ -397,6 +416,25 @@ class Experiment:
             }
         return out
 
+    def _with_cost(self, board: pd.DataFrame, stack, data: Dataset) -> pd.DataFrame:
+        """``meta.cost``: the base models each entry uses and their parameter count."""
+        if not self.config.meta.cost:
+            return board
+        with self.progress.stage("cost", "base models used and their parameters"):
+            names = [r.name for r in stack.base_models]
+            fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
+            inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}
+            used = {n: [n] for n in names} | {BASE_MEAN: names}
+            used |= models_used(fitted, inputs, names, data.output_names())
+            params = {r.name: served_parameters(r) for r in stack.base_models}
+        board["models_used"] = [",".join(used[m]) for m in board["model"]]
+        board["n_models_used"] = [len(used[m]) for m in board["model"]]
+        board["n_params"] = [
+            float(sum(params[b] for b in used[m]))  # NaN when a format does not tell
+            for m in board["model"]
+        ]
+        return board
+
     # -- the run --------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
         """Every stage in order; the results folder appears whole, then the run is logged."""
@@ -425,6 +463,7 @@ class Experiment:
         with stage("bootstrap", f"{self.config.meta.bootstrap} paired resamples"):
             board = self._leaderboard(entries, data, metric_names, ensemble, test_out)
         board = _with_repeats(_with_nested(board, nested), repeated, metric_names)
+        board = self._with_cost(board, stack, data)
 
         fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
         inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}

@@ -183,3 +183,64 @@ def test_repeated_oof_of_a_combiner_has_no_spread_and_a_learner_has_some():
     assert len(mean_scores) == len(learned) == 3
     assert np.std(mean_scores) == 0.0
     assert np.std(learned) > 0.0
+
+
+# -- in a run ---------------------------------------------------------------------------
+
+
+def _run(project, tmp_path, **changes):
+    from stacking import Experiment
+
+    cfg = project.config(tmp_path, **{"meta.candidates": ["mean", "logistic"], **changes})
+    return Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
+
+
+def test_nested_and_repeats_in_a_run_beside_the_winners_own_score(binary_project, tmp_path):
+    import json
+
+    import mlflow
+
+    plain = _run(binary_project, tmp_path / "plain")
+    result = _run(binary_project, tmp_path / "a", **{"meta.nested": True, "meta.repeats": 3})
+    again = _run(binary_project, tmp_path / "b", **{"meta.nested": True, "meta.repeats": 3})
+    board = result.leaderboard.set_index("model")
+
+    # Defaults change nothing: the same columns and numbers as a run without the options.
+    added = ("_selected_nested", "_repeat_mean", "_repeat_std")
+    new = [c for c in board.columns if c.endswith(added)]
+    assert len(new) == 3 * 3  # three metrics: nested, repeat mean and repeat spread
+    pd.testing.assert_frame_equal(result.leaderboard.drop(columns=new), plain.leaderboard)
+    pd.testing.assert_frame_equal(result.leaderboard, again.leaderboard)  # same seed, same board
+
+    # The nested score sits on the selected row only, and is a real score of the selection.
+    nested = board["cv_log_loss_selected_nested"]
+    assert nested.notna().tolist() == board["selected"].tolist()
+    recorded = json.loads((result.output_dir / "metrics.json").read_text())
+    assert recorded["selected_nested"]["winners"][0] in {"mean", "logistic"}
+    assert len(recorded["selected_nested"]["winners"]) == 3
+    value = recorded["selected_nested"]["scores"]["cv_log_loss_selected_nested"]
+    assert value == pytest.approx(nested[result.ensemble])
+    assert 0 < value < np.log(2)  # better than a coin: the binary project has signal
+    parent = mlflow.MlflowClient(tracking_uri=load_tracking_uri(result)).get_run(result.run_id)
+    assert parent.data.metrics["cv_log_loss_selected_nested"] == pytest.approx(value)
+
+    # Repeats: fixed OOF predictions (base models, the mean) have no spread; the learned
+    # candidate's first split is the fold plan's, the others differ.
+    std = board["cv_log_loss_repeat_std"]
+    assert std[["wide", "logit", "outside", "base_mean", "mean"]].eq(0).all()
+    assert std["logistic"] > 0
+    np.testing.assert_allclose(
+        board.loc["mean", "cv_log_loss_repeat_mean"], board.loc["mean", "cv_log_loss"]
+    )
+    splits = recorded["entries"]["logistic"]["repeat_scores"]["log_loss"]
+    assert len(splits) == 3 and splits[0] == pytest.approx(board.loc["logistic", "cv_log_loss"])
+    assert np.mean(splits) == pytest.approx(board.loc["logistic", "cv_log_loss_repeat_mean"])
+    ensemble_std = board.loc[result.ensemble, "cv_log_loss_repeat_std"]
+    assert parent.data.metrics["cv_log_loss_repeat_std"] == pytest.approx(ensemble_std)
+
+
+def load_tracking_uri(result) -> str:
+    import yaml
+
+    config = yaml.safe_load((result.output_dir / "config.resolved.yaml").read_text())
+    return config["tracking"]["uri"]

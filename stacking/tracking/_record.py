@@ -108,7 +108,7 @@ def record_from_results(folder: str | Path) -> RunRecord:
     parent.update((metrics.get("selected_nested") or {}).get("scores") or {})
     for m, values in (entries[ensemble].get("repeat_scores") or {}).items():
         parent[f"cv_{m}_repeat_mean"] = float(np.mean(values))
-        parent[f"cv_{m}_repeat_std"] = float(np.std(values))
+        parent[f"cv_{m}_repeat_std"] = 0.0 if len(set(values)) <= 1 else float(np.std(values))
     children = []
     for name, entry in entries.items():
         if entry["role"] == "base":

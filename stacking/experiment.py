@@ -72,6 +72,22 @@ def _with_repeats(board: pd.DataFrame, repeated: dict, metric_names) -> pd.DataF
     return board
 
 
+def _check_evaluation(cfg: Config, plan: FoldPlan) -> None:
+    """``meta.nested`` and ``meta.repeats`` refused before any model runs, not after."""
+    if cfg.meta.nested and plan.n_splits < 3:
+        raise ConfigError(
+            "meta.nested needs a fold plan of at least 3 folds (its inner loop uses the "
+            f"other K-1). Received: {plan.n_splits} folds; raise folds.n_splits or turn "
+            "meta.nested off"
+        )
+    if cfg.meta.repeats > 1 and cfg.folds.column is not None:
+        raise ConfigError(
+            f"meta.repeats needs a splitter to re-split the rows, but the folds come from "
+            f"the column {cfg.folds.column!r}; set folds.kind (and folds.group for grouped "
+            "rows) instead of folds.column, or set meta.repeats: 1"
+        )
+
+
 def served_parameters(recipe) -> float:
     """Weights of every model file that serving runs for this base model (the full model,
     or each fold model when there is none); NaN when a format does not tell."""
@@ -257,6 +273,7 @@ class Experiment:
         reserved = {data.id_column, *data.target_columns}
         reserved |= {c for c in (cfg.data.weight, cfg.folds.column) if c}
         check_meta_columns(data, _features(cfg), reserved)
+        _check_evaluation(cfg, plan)
         return data, plan
 
     def _predict_bases(self, recipes, data: Dataset, plan: FoldPlan):

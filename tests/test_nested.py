@@ -244,3 +244,17 @@ def load_tracking_uri(result) -> str:
 
     config = yaml.safe_load((result.output_dir / "config.resolved.yaml").read_text())
     return config["tracking"]["uri"]
+
+
+def test_nested_with_two_folds_is_refused_before_any_model_runs(binary_project, tmp_path, capsys):
+    from stacking.cli import main
+
+    cfg = binary_project.config(tmp_path, **{"meta.nested": True, "folds.n_splits": 2})
+    code = main(["run", str(cfg), "--quiet", "--output", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1, err
+    assert err[0].startswith("error: meta.nested needs a fold plan of at least 3 folds"), err
+    assert "Received: 2 folds" in err[0]
+    assert not (tmp_path / "o").exists()
+    assert not (tmp_path / "cache").exists()  # refused before any base model predicted

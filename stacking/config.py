@@ -316,6 +316,12 @@ class MetaConfig(_Strict):
         description="add each entry's base models used (non-zero weights) and their "
         "parameter count to the leaderboard; loads every served model file once",
     )
+    max_models: int | None = Field(
+        None,
+        ge=1,
+        description="select only a last-level candidate that uses at most this many base "
+        "models (non-zero weights); none: no budget",
+    )
     repeats: int = Field(
         1,
         ge=1,

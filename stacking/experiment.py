@@ -72,6 +72,15 @@ def _with_repeats(board: pd.DataFrame, repeated: dict, metric_names) -> pd.DataF
     return board
 
 
+def _models_used(stack, data: Dataset) -> dict[str, list[str]]:
+    """The base models every entry uses: itself, all (``base_mean``), or by weight."""
+    names = [r.name for r in stack.base_models]
+    fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
+    inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}
+    used = {n: [n] for n in names} | {BASE_MEAN: names}
+    return used | models_used(fitted, inputs, names, data.output_names())
+
+
 def _check_evaluation(cfg: Config, plan: FoldPlan) -> None:
     """``meta.nested`` and ``meta.repeats`` refused before any model runs, not after."""
     if cfg.meta.nested and plan.n_splits < 3:
@@ -344,9 +353,26 @@ class Experiment:
                 sample_weight=data.sample_weight,
             )
         last = max(e.level for e in entries)
-        ensemble = best_of([e for e in entries if e.level == last], get_metric(metric_names[0]))
+        eligible = self._within_budget(stack, [e for e in entries if e.level == last], data)
+        ensemble = best_of(eligible, get_metric(metric_names[0]))
         stack.ensemble = ensemble.name
         return ensemble
+
+    def _within_budget(self, stack, candidates: list[Entry], data: Dataset) -> list[Entry]:
+        """``meta.max_models``: the candidates that use at most that many base models."""
+        budget = self.config.meta.max_models
+        if budget is None:
+            return candidates
+        used = _models_used(stack, data)
+        eligible = [e for e in candidates if len(used[e.name]) <= budget]
+        if not eligible:
+            counts = ", ".join(f"{e.name}: {len(used[e.name])}" for e in candidates)
+            raise ConfigError(
+                f"meta.max_models: {budget}, but every last-level candidate uses more base "
+                f"models ({counts}); raise meta.max_models or add a candidate that uses "
+                "fewer, such as selection with a small n_iter"
+            )
+        return eligible
 
     def _predict_test(self, stack, preds, data: Dataset, level1) -> dict[str, np.ndarray]:
         """Every entry's test predictions; the meta levels through the served path."""
@@ -438,11 +464,7 @@ class Experiment:
         if not self.config.meta.cost:
             return board
         with self.progress.stage("cost", "base models used and their parameters"):
-            names = [r.name for r in stack.base_models]
-            fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
-            inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}
-            used = {n: [n] for n in names} | {BASE_MEAN: names}
-            used |= models_used(fitted, inputs, names, data.output_names())
+            used = _models_used(stack, data)
             params = {r.name: served_parameters(r) for r in stack.base_models}
         board["models_used"] = [",".join(used[m]) for m in board["model"]]
         board["n_models_used"] = [len(used[m]) for m in board["model"]]

@@ -90,3 +90,26 @@ def test_cost_columns_equal_hand_counts_on_a_known_stack(binary_project, tmp_pat
         assert board.loc[model, "n_models_used"] == len(used), model
         assert board.loc[model, "n_params"] == sum(served[m] for m in used), model
     assert board.loc["wide_and_outside", "n_params"] == pytest.approx(3 * 129 + 65)
+
+
+def test_max_models_selects_within_the_budget_or_refuses(binary_project, tmp_path):
+    from stacking import Experiment
+    from stacking.errors import ConfigError
+
+    wide_only = CandidateConfig(
+        name="wide_only", estimator="weighted", params={"weights": [1.0, 0.0, 0.0]}
+    ).model_dump()
+    changes = {"meta.candidates": ["mean", wide_only], "meta.max_models": 1, "meta.cost": True}
+    cfg = binary_project.config(tmp_path / "a", **changes)
+    result = Experiment.from_yaml(cfg, output_dir=tmp_path / "a/out", progress=False).run()
+    board = result.leaderboard.set_index("model")
+    # Without the budget the mean would win; with it, the one-model candidate does.
+    assert board.loc["mean", "cv_log_loss"] < board.loc["wide_only", "cv_log_loss"]
+    assert result.ensemble == "wide_only"
+    assert board.loc["wide_only", "selected"]
+    assert board.loc["wide_only", "n_models_used"] == 1
+
+    cfg = binary_project.config(tmp_path / "b", **{**changes, "meta.candidates": ["mean"]})
+    with pytest.raises(ConfigError, match=r"meta.max_models: 1, but .* \(mean: 3\)"):
+        Experiment.from_yaml(cfg, output_dir=tmp_path / "b/out", progress=False).run()
+    assert not (tmp_path / "b/out").exists()

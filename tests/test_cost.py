@@ -96,20 +96,24 @@ def test_max_models_selects_within_the_budget_or_refuses(binary_project, tmp_pat
     from stacking import Experiment
     from stacking.errors import ConfigError
 
-    wide_only = CandidateConfig(
-        name="wide_only", estimator="weighted", params={"weights": [1.0, 0.0, 0.0]}
-    ).model_dump()
-    changes = {"meta.candidates": ["mean", wide_only], "meta.max_models": 1, "meta.cost": True}
+    def weighted(name, weights):
+        return CandidateConfig(name=name, estimator="weighted", params={"weights": weights})
+
+    two = weighted("wide_outside", [1.0, 0.0, 1.0]).model_dump()
+    one = weighted("outside_only", [0.0, 0.0, 1.0]).model_dump()
+    changes = {"meta.candidates": [two, one], "meta.max_models": 1, "meta.cost": True}
     cfg = binary_project.config(tmp_path / "a", **changes)
     result = Experiment.from_yaml(cfg, output_dir=tmp_path / "a/out", progress=False).run()
     board = result.leaderboard.set_index("model")
-    # Without the budget the mean would win; with it, the one-model candidate does.
-    assert board.loc["mean", "cv_log_loss"] < board.loc["wide_only", "cv_log_loss"]
-    assert result.ensemble == "wide_only"
-    assert board.loc["wide_only", "selected"]
-    assert board.loc["wide_only", "n_models_used"] == 1
+    # Without the budget the two-model candidate would win; with it, the one-model one does.
+    assert board.loc["wide_outside", "cv_log_loss"] < board.loc["outside_only", "cv_log_loss"]
+    assert result.ensemble == "outside_only"
+    assert board.loc["outside_only", "selected"]
+    assert board.loc["wide_outside", "n_models_used"] == 2
 
-    cfg = binary_project.config(tmp_path / "b", **{**changes, "meta.candidates": ["mean"]})
-    with pytest.raises(ConfigError, match=r"meta.max_models: 1, but .* \(mean: 3\)"):
+    cfg = binary_project.config(tmp_path / "b", **{**changes, "meta.candidates": ["mean", two]})
+    with pytest.raises(
+        ConfigError, match=r"meta.max_models: 1, but .* \(mean: 3, wide_outside: 2\)"
+    ):
         Experiment.from_yaml(cfg, output_dir=tmp_path / "b/out", progress=False).run()
     assert not (tmp_path / "b/out").exists()

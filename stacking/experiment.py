@@ -25,14 +25,13 @@ import numpy as np
 import pandas as pd
 
 from stacking import results
-from stacking.base import load_base_model
 from stacking.cache import CacheStore, open_cache
 from stacking.config import Config, FeaturesConfig, load_config, parse_config
 from stacking.data import Dataset, load_dataset
 from stacking.engine import TrainRows, predict_base_models
 from stacking.errors import ConfigError, DataError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
-from stacking.executors import Executor, make_executor
+from stacking.executors import Executor, Job, load_job, make_executor, predict_job
 from stacking.folds import FoldPlan, make_fold_plan, resplit_fold_plan
 from stacking.level1 import build_level1, check_meta_columns
 from stacking.meta import Candidate, make_candidate, nested_selection, repeated_oof
@@ -45,6 +44,7 @@ from stacking.tracking import MlflowTracker, Tracker, get_tracker, log_results, 
 from stacking.views import read_view
 
 BASE_MEAN = "base_mean"
+_COST_ROWS = 1000  # training rows each served model predicts when meta.cost times it
 
 
 def _with_nested(board: pd.DataFrame, nested: dict | None) -> pd.DataFrame:
@@ -97,16 +97,39 @@ def _check_evaluation(cfg: Config, plan: FoldPlan) -> None:
         )
 
 
-def served_parameters(recipe) -> float:
-    """Weights of every model file that serving runs for this base model (the full model,
-    or each fold model when there is none); NaN when a format does not tell."""
-    total = 0.0
+@dataclass
+class ServedCost:
+    """What serving one base model costs: weights, and seconds per 1,000 rows."""
+
+    n_params: float  # NaN when a format does not tell
+    seconds_per_1k: float
+
+
+def served_cost(recipe, views: list, n_rows: int, batch_size: int) -> ServedCost:
+    """Load every model file that serving runs for this base model (the full model, or
+    each fold model when there is none), count its weights, and time its prediction of
+    ``views`` (``n_rows`` rows) after one untimed warm-up call, as a server that has
+    loaded its models would."""
+    params, seconds = 0.0, 0.0
     for path in recipe.row_paths:
-        model = load_base_model(
-            path, output=recipe.output, layer=recipe.layer, custom_objects=recipe.custom_objects
+        job = Job(
+            model=recipe.name,
+            path=path,
+            output=recipe.output,
+            inputs=[views],
+            keys=["cost"],
+            batch_size=batch_size,
+            layer=recipe.layer,
+            input_names=recipe.input_names,
+            custom_objects=recipe.custom_objects or None,
         )
-        total += np.nan if model.n_params is None else model.n_params
-    return total
+        model = load_job(job)
+        params += np.nan if model.n_params is None else model.n_params
+        predict_job(model, job)  # warm-up: tracing and first-call allocation
+        started = time.perf_counter()
+        predict_job(model, job)
+        seconds += time.perf_counter() - started
+    return ServedCost(params, seconds * 1000 / n_rows)
 
 
 def _features(cfg: Config) -> FeaturesConfig:
@@ -465,12 +488,18 @@ class Experiment:
             return board
         with self.progress.stage("cost", "base models used and their parameters"):
             used = _models_used(stack, data)
-            params = {r.name: served_parameters(r) for r in stack.base_models}
+            rows = data.train.head(_COST_ROWS)
+            source = data.source["train"]
+            views = stack.read_inputs(rows, source=source, root=Path(source).parent)
+            batch = self.config.executor.batch_size
+            cost = {
+                r.name: served_cost(r, views[r.name], len(rows), batch) for r in stack.base_models
+            }
         board["models_used"] = [",".join(used[m]) for m in board["model"]]
         board["n_models_used"] = [len(used[m]) for m in board["model"]]
-        board["n_params"] = [
-            float(sum(params[b] for b in used[m]))  # NaN when a format does not tell
-            for m in board["model"]
+        board["n_params"] = [float(sum(cost[b].n_params for b in used[m])) for m in board["model"]]
+        board["seconds_per_1k_rows"] = [
+            float(sum(cost[b].seconds_per_1k for b in used[m])) for m in board["model"]
         ]
         return board
 

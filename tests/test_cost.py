@@ -90,6 +90,11 @@ def test_cost_columns_equal_hand_counts_on_a_known_stack(binary_project, tmp_pat
         assert board.loc[model, "n_models_used"] == len(used), model
         assert board.loc[model, "n_params"] == sum(served[m] for m in used), model
     assert board.loc["wide_and_outside", "n_params"] == pytest.approx(3 * 129 + 65)
+    # Time: measured per base model (each of its served files), summed over those used.
+    seconds = board["seconds_per_1k_rows"]
+    assert (seconds[list(served)] > 0).all()
+    for model, used in expected.items():
+        assert seconds[model] == pytest.approx(sum(seconds[m] for m in used)), model
 
 
 def test_max_models_selects_within_the_budget_or_refuses(binary_project, tmp_path):

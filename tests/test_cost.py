@@ -74,8 +74,8 @@ def test_cost_columns_equal_hand_counts_on_a_known_stack(binary_project, tmp_pat
         ).model_dump(),
     ]
     cfg = binary_project.config(tmp_path, **{"meta.candidates": candidates, "meta.cost": True})
-    board = Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
-    board = board.leaderboard.set_index("model")
+    result = Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
+    board = result.leaderboard.set_index("model")
 
     expected = {
         "wide": ["wide"],
@@ -98,7 +98,9 @@ def test_cost_columns_equal_hand_counts_on_a_known_stack(binary_project, tmp_pat
 
 
 def test_max_models_selects_within_the_budget_or_refuses(binary_project, tmp_path):
-    from stacking import Experiment
+    import mlflow
+
+    from stacking import Experiment, load_config
     from stacking.errors import ConfigError
 
     def weighted(name, weights):
@@ -115,6 +117,12 @@ def test_max_models_selects_within_the_budget_or_refuses(binary_project, tmp_pat
     assert result.ensemble == "outside_only"
     assert board.loc["outside_only", "selected"]
     assert board.loc["wide_outside", "n_models_used"] == 2
+
+    # The MLflow parent run carries the selected ensemble's cost.
+    uri = load_config(cfg).tracking.uri
+    parent = mlflow.MlflowClient(tracking_uri=uri).get_run(result.run_id).data.metrics
+    for column in ("n_models_used", "n_params", "seconds_per_1k_rows"):
+        assert parent[column] == pytest.approx(board.loc[result.ensemble, column]), column
 
     cfg = binary_project.config(tmp_path / "b", **{**changes, "meta.candidates": ["mean", two]})
     with pytest.raises(

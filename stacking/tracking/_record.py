@@ -77,7 +77,8 @@ def _tags(metrics: dict, names: list[str]) -> dict[str, str]:
 
 
 def _test_metrics(folder: Path, ensemble: str) -> dict[str, float]:
-    """``test_<metric>`` of the chosen ensemble when the leaderboard has holdout columns."""
+    """``test_<metric>`` of the chosen ensemble when the leaderboard has holdout columns,
+    and its cost (base models used, parameters, seconds per 1,000 rows) with meta.cost."""
     path = folder / "leaderboard.csv"
     if not path.is_file():
         return {}
@@ -86,7 +87,12 @@ def _test_metrics(folder: Path, ensemble: str) -> dict[str, float]:
     if rows.empty:
         return {}
     row = rows.iloc[0]
-    return {c: float(row[c]) for c in board.columns if c.startswith("test_") and pd.notna(row[c])}
+    cost = ("n_models_used", "n_params", "seconds_per_1k_rows")  # meta.cost's columns
+    return {
+        c: float(row[c])
+        for c in board.columns
+        if (c.startswith("test_") or c in cost) and pd.notna(row[c])
+    }
 
 
 def _example(folder: Path):

@@ -258,3 +258,38 @@ def test_nested_with_two_folds_is_refused_before_any_model_runs(binary_project, 
     assert "Received: 2 folds" in err[0]
     assert not (tmp_path / "o").exists()
     assert not (tmp_path / "cache").exists()  # refused before any base model predicted
+
+
+def test_nested_score_of_a_run_on_noise_labels_is_at_chance(binary_project, tmp_path):
+    """The shared project's models and fold plan, with the labels permuted: every base
+    model is at chance, and so is the nested score, reported beside the winner's own."""
+    from stacking import Experiment, load_config, load_dataset, make_fold_plan
+
+    original = load_config(binary_project.config(tmp_path / "original"))
+    plan = make_fold_plan(original.folds, load_dataset(original.data))
+    train = pd.read_csv(original.data.train)
+    assert train["id"].tolist() == plan.ids.tolist()
+    train["fold"] = plan.folds  # the plan the fold models were trained with
+    train["y"] = np.random.default_rng(0).permutation(train["y"].to_numpy())
+    train.to_csv(tmp_path / "noise.csv", index=False)
+    pickers = [
+        CandidateConfig(name=f"only_{m}", estimator="weighted", params={"weights": w}).model_dump()
+        for m, w in [("wide", [1, 0, 0]), ("logit", [0, 1, 0]), ("outside", [0, 0, 1])]
+    ]
+    changes = {
+        "data.train": str(tmp_path / "noise.csv"),
+        "folds.column": "fold",
+        "metrics": ["roc_auc", "log_loss"],
+        "meta.candidates": ["mean", "logistic", "nnls", *pickers],
+        "meta.nested": True,
+    }
+    cfg = binary_project.config(tmp_path, **changes)
+    result = Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
+    board = result.leaderboard.set_index("model")
+
+    assert (board.loc[["wide", "logit", "outside"], "cv_roc_auc"] - 0.5).abs().max() < 0.15
+    row = board.loc[result.ensemble]
+    assert np.isfinite(row["cv_roc_auc"]) and np.isfinite(row["cv_roc_auc_selected_nested"])
+    assert abs(row["cv_roc_auc_selected_nested"] - 0.5) < 0.12, row.to_dict()
+    winners = result.metrics["selected_nested"]["winners"]
+    assert len(winners) == 3 and set(winners) <= set(board.index)

@@ -32,9 +32,15 @@ from stacking.engine import TrainRows, predict_base_models
 from stacking.errors import ConfigError, DataError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
 from stacking.executors import Executor, Job, load_job, make_executor, predict_job
-from stacking.folds import FoldPlan, make_fold_plan, resplit_fold_plan
+from stacking.folds import FoldPlan, check_resplit, make_fold_plan, resplit_fold_plan
 from stacking.level1 import build_level1, check_meta_columns
-from stacking.meta import Candidate, make_candidate, nested_selection, repeated_oof
+from stacking.meta import (
+    Candidate,
+    check_nested,
+    make_candidate,
+    nested_selection,
+    repeated_oof,
+)
 from stacking.meta.weights import models_used, weights_table
 from stacking.metrics import default_metrics, get_metric
 from stacking.plots import write_plots
@@ -83,18 +89,10 @@ def _models_used(stack, data: Dataset) -> dict[str, list[str]]:
 
 def _check_evaluation(cfg: Config, plan: FoldPlan) -> None:
     """``meta.nested`` and ``meta.repeats`` refused before any model runs, not after."""
-    if cfg.meta.nested and plan.n_splits < 3:
-        raise ConfigError(
-            "meta.nested needs a fold plan of at least 3 folds (its inner loop uses the "
-            f"other K-1). Received: {plan.n_splits} folds; raise folds.n_splits or turn "
-            "meta.nested off"
-        )
-    if cfg.meta.repeats > 1 and cfg.folds.column is not None:
-        raise ConfigError(
-            f"meta.repeats needs a splitter to re-split the rows, but the folds come from "
-            f"the column {cfg.folds.column!r}; set folds.kind (and folds.group for grouped "
-            "rows) instead of folds.column, or set meta.repeats: 1"
-        )
+    if cfg.meta.nested:
+        check_nested(plan)
+    if cfg.meta.repeats > 1:
+        check_resplit(cfg.folds)
 
 
 @dataclass
@@ -486,7 +484,7 @@ class Experiment:
         """``meta.cost``: the base models each entry uses and their parameter count."""
         if not self.config.meta.cost:
             return board
-        with self.progress.stage("cost", "base models used and their parameters"):
+        with self.progress.stage("cost", "base models used, parameters, time per 1,000 rows"):
             used = _models_used(stack, data)
             rows = data.train.head(_COST_ROWS)
             source = data.source["train"]

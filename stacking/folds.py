@@ -104,6 +104,16 @@ def repeat_seed(seed: int, repeat: int) -> int:
     return int(np.random.SeedSequence([seed, repeat]).generate_state(1)[0])
 
 
+def check_resplit(cfg: FoldsConfig) -> None:
+    """Refuse re-splits of a plan read from a column (the experiment calls this early)."""
+    if cfg.column is not None:
+        raise ConfigError(
+            f"meta.repeats needs a splitter to re-split the rows, but the folds come from "
+            f"the column {cfg.column!r}; set folds.kind (and folds.group for grouped rows) "
+            "instead of folds.column, or set meta.repeats: 1"
+        )
+
+
 def resplit_fold_plan(cfg: FoldsConfig, data: Dataset, repeat: int) -> FoldPlan:
     """Re-split ``repeat`` of the rows: the configured splitter, shuffled with a seed
     derived from ``folds.seed``, so strata and groups are kept as in the fold plan.
@@ -111,12 +121,7 @@ def resplit_fold_plan(cfg: FoldsConfig, data: Dataset, repeat: int) -> FoldPlan:
     Only the meta level uses these plans (the base models' OOF predictions stay those of
     the fold plan). A plan read from ``folds.column`` has no splitter to re-run.
     """
-    if cfg.column is not None:
-        raise ConfigError(
-            f"meta.repeats needs a splitter to re-split the rows, but the folds come from "
-            f"the column {cfg.column!r}; set folds.kind (and folds.group for grouped rows) "
-            "instead of folds.column, or set meta.repeats: 1"
-        )
+    check_resplit(cfg)
     changed = cfg.model_copy(update={"shuffle": True, "seed": repeat_seed(cfg.seed, repeat)})
     return make_fold_plan(changed, data, _shuffle_groups=True)
 

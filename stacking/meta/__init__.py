@@ -22,7 +22,13 @@ from stacking.meta._candidates import (
 from stacking.meta._combiners import CombinerClassifier, CombinerRegressor
 from stacking.meta._convex import ConvexCombinationClassifier, ConvexCombinationRegressor
 from stacking.meta._keras import KerasMLPClassifier, KerasMLPRegressor
-from stacking.meta._nested import NestedScore, fit_levels, nested_selection, repeated_oof
+from stacking.meta._nested import (
+    NestedScore,
+    check_nested,
+    fit_levels,
+    nested_selection,
+    repeated_oof,
+)
 from stacking.meta._nnls import NNLSClassifier, NNLSRegressor
 from stacking.meta._registry import (
     LEVEL1_TAG,
@@ -50,6 +56,7 @@ __all__ = [
     "NNLSClassifier",
     "NNLSRegressor",
     "NestedScore",
+    "check_nested",
     "cross_fit",
     "fit_levels",
     "get_meta_learner",

@@ -102,6 +102,16 @@ def _best(oof: dict[str, np.ndarray], y, metric_name: str, task: str, sample_wei
     return best
 
 
+def check_nested(plan: FoldPlan) -> None:
+    """Refuse a plan too small for an inner loop (the experiment calls this early)."""
+    if plan.n_splits < 3:
+        raise ConfigError(
+            "meta.nested needs a fold plan of at least 3 folds (its inner loop uses the "
+            f"other K-1). Received: {plan.n_splits} folds; raise folds.n_splits or turn "
+            "meta.nested off"
+        )
+
+
 def nested_selection(
     blocks: np.ndarray,
     features: np.ndarray,
@@ -120,12 +130,7 @@ def nested_selection(
     Costs ``K x (K - 1 + 1)`` fits per candidate for a plan of ``K`` folds, about ``K``
     times the stack's own meta-level fitting. Needs ``K >= 3`` (the inner loop has K-1).
     """
-    if plan.n_splits < 3:
-        raise ConfigError(
-            "meta.nested needs a fold plan of at least 3 folds (its inner loop uses the "
-            f"other K-1). Received: {plan.n_splits} folds; raise folds.n_splits or turn "
-            "meta.nested off"
-        )
+    check_nested(plan)
     y = np.asarray(y)
     shape = (len(y),) if task == "regression" else (len(y), n_outputs)
     oof = np.zeros(shape)

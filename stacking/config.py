@@ -370,6 +370,28 @@ class MetaConfig(_Strict):
     )
     bootstrap_max_rows: int = Field(20_000, ge=0, description="see interval")
     seed: int = Field(0, description="seed of the bootstrap and of seedable meta-models")
+    nested: bool = Field(
+        False,
+        description="also score the selection itself by an outer cross-validation "
+        "(cv_<metric>_selected_nested); costs about K times the meta-level fits",
+    )
+    cost: bool = Field(
+        False,
+        description="add each entry's base models used (non-zero weights) and their "
+        "parameter count to the leaderboard; loads every served model file once",
+    )
+    max_models: int | None = Field(
+        None,
+        ge=1,
+        description="select only a last-level candidate that uses at most this many base "
+        "models (non-zero weights); none: no budget",
+    )
+    repeats: int = Field(
+        1,
+        ge=1,
+        description="cross-fit the meta levels on this many splits of the rows (the fold "
+        "plan, then re-splits seeded from folds.seed); >1 adds each entry's mean and spread",
+    )
 
     @field_validator("features", mode="after")
     @classmethod

@@ -32,11 +32,17 @@ from stacking.data import Dataset, load_dataset
 from stacking.engine import TrainRows, predict_base_models
 from stacking.errors import ConfigError, DataError
 from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
-from stacking.executors import Executor, make_executor
-from stacking.folds import FoldPlan, make_fold_plan
+from stacking.executors import Executor, Job, load_job, make_executor, predict_job
+from stacking.folds import FoldPlan, check_resplit, make_fold_plan, resplit_fold_plan
 from stacking.level1 import build_level1, check_meta_columns
-from stacking.meta import Candidate, make_candidate
-from stacking.meta.weights import weights_table
+from stacking.meta import (
+    Candidate,
+    check_nested,
+    make_candidate,
+    nested_selection,
+    repeated_oof,
+)
+from stacking.meta.weights import models_used, weights_table
 from stacking.metrics import default_metrics, get_metric
 from stacking.plots import write_plots
 from stacking.predictor import EnsemblePredictor
@@ -45,6 +51,84 @@ from stacking.tracking import MlflowTracker, Tracker, get_tracker, log_results, 
 from stacking.views import read_view
 
 BASE_MEAN = "base_mean"
+_COST_ROWS = 1000  # training rows each served model predicts when meta.cost times it
+
+
+def _with_nested(board: pd.DataFrame, nested: dict | None) -> pd.DataFrame:
+    """``cv_<metric>_selected_nested`` on the selected entry's row, beside its own score."""
+    if nested is not None:
+        for column, value in nested["scores"].items():
+            board[column] = np.where(board["selected"], value, np.nan)
+    return board
+
+
+def repeat_spread(values) -> float:
+    """Standard deviation over repeats; exactly 0 when every repeat scored the same (a
+    mean of equal floats can round, and a fixed entry must show no spread)."""
+    return 0.0 if len(set(values)) <= 1 else float(np.std(values))
+
+
+def _with_repeats(board: pd.DataFrame, repeated: dict, metric_names) -> pd.DataFrame:
+    """``cv_<metric>_repeat_mean`` and ``_repeat_std`` of every entry over the splits."""
+    if repeated:
+        for name in metric_names:
+            metric = get_metric(name).name
+            values = [repeated[model][metric] for model in board["model"]]
+            board[f"cv_{metric}_repeat_mean"] = [float(np.mean(v)) for v in values]
+            board[f"cv_{metric}_repeat_std"] = [repeat_spread(v) for v in values]
+    return board
+
+
+def _models_used(stack, data: Dataset) -> dict[str, list[str]]:
+    """The base models every entry uses: itself, all (``base_mean``), or by weight."""
+    names = [r.name for r in stack.base_models]
+    fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
+    inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}
+    used = {n: [n] for n in names} | {BASE_MEAN: names}
+    return used | models_used(fitted, inputs, names, data.output_names())
+
+
+def _check_evaluation(cfg: Config, plan: FoldPlan) -> None:
+    """``meta.nested`` and ``meta.repeats`` refused before any model runs, not after."""
+    if cfg.meta.nested:
+        check_nested(plan)
+    if cfg.meta.repeats > 1:
+        check_resplit(cfg.folds)
+
+
+@dataclass
+class ServedCost:
+    """What serving one base model costs: weights, and seconds per 1,000 rows."""
+
+    n_params: float  # NaN when a format does not tell
+    seconds_per_1k: float
+
+
+def served_cost(recipe, views: list, n_rows: int, batch_size: int) -> ServedCost:
+    """Load every model file that serving runs for this base model (the full model, or
+    each fold model when there is none), count its weights, and time its prediction of
+    ``views`` (``n_rows`` rows) after one untimed warm-up call, as a server that has
+    loaded its models would."""
+    params, seconds = 0.0, 0.0
+    for path in recipe.row_paths:
+        job = Job(
+            model=recipe.name,
+            path=path,
+            output=recipe.output,
+            inputs=[views],
+            keys=["cost"],
+            batch_size=batch_size,
+            layer=recipe.layer,
+            input_names=recipe.input_names,
+            custom_objects=recipe.custom_objects or None,
+        )
+        model = load_job(job)
+        params += np.nan if model.n_params is None else model.n_params
+        predict_job(model, job)  # warm-up: tracing and first-call allocation
+        started = time.perf_counter()
+        predict_job(model, job)
+        seconds += time.perf_counter() - started
+    return ServedCost(params, seconds * 1000 / n_rows)
 
 
 def _features(cfg: Config) -> FeaturesConfig:
@@ -280,6 +364,7 @@ class Experiment:
         reserved = {data.id_column, *data.target_columns}
         reserved |= {c for c in (cfg.data.weight, cfg.folds.column) if c}
         check_meta_columns(data, _features(cfg), reserved)
+        _check_evaluation(cfg, plan)
         return data, plan
 
     def _predict_bases(self, recipes, data: Dataset, plan: FoldPlan):
@@ -361,9 +446,26 @@ class Experiment:
                 sample_weight=data.sample_weight,
             )
         last = max(e.level for e in entries)
-        ensemble = best_of([e for e in entries if e.level == last], get_metric(metric_names[0]))
+        eligible = self._within_budget(stack, [e for e in entries if e.level == last], data)
+        ensemble = best_of(eligible, get_metric(metric_names[0]))
         stack.ensemble = ensemble.name
         return ensemble
+
+    def _within_budget(self, stack, candidates: list[Entry], data: Dataset) -> list[Entry]:
+        """``meta.max_models``: the candidates that use at most that many base models."""
+        budget = self.config.meta.max_models
+        if budget is None:
+            return candidates
+        used = _models_used(stack, data)
+        eligible = [e for e in candidates if len(used[e.name]) <= budget]
+        if not eligible:
+            counts = ", ".join(f"{e.name}: {len(used[e.name])}" for e in candidates)
+            raise ConfigError(
+                f"meta.max_models: {budget}, but every last-level candidate uses more base "
+                f"models ({counts}); raise meta.max_models or add a candidate that uses "
+                "fewer, such as selection with a small n_iter"
+            )
+        return eligible
 
     def _predict_test(self, stack, preds, data: Dataset, level1) -> dict[str, np.ndarray]:
         """Every entry's test predictions; the meta levels through the served path."""
@@ -397,6 +499,82 @@ class Experiment:
                 ]
         return board
 
+    def _nested(self, level1, data: Dataset, plan: FoldPlan, levels, metric_names):
+        """``meta.nested``: the outer-fold score of the selection procedure, or None."""
+        if not self.config.meta.nested:
+            return None
+        with self.progress.stage("nested", f"{plan.n_splits} outer folds") as info:
+            score = nested_selection(
+                level1.blocks,
+                level1.features.to_numpy(),
+                data.y,
+                plan,
+                levels,
+                metric=metric_names[0],
+                task=data.task,
+                n_outputs=data.n_outputs,
+                columns_per_model=level1.columns_per_model,
+                sample_weight=data.sample_weight,
+            )
+            info["detail"] = f"winners per outer fold: {', '.join(score.winners)}"
+        scores = {}
+        for name in metric_names:
+            metric = get_metric(name)
+            value = metric(data.y, score.oof, task=data.task, sample_weight=data.sample_weight)
+            scores[f"cv_{metric.name}_selected_nested"] = value
+        return {"scores": scores, "winners": score.winners}
+
+    def _repeats(self, level1, data: Dataset, levels, entries, metric_names):
+        """``meta.repeats``: every entry's scores on each split, the fold plan's first."""
+        n_repeats = self.config.meta.repeats
+        if n_repeats == 1:
+            return {}
+        with self.progress.stage("repeats", f"{n_repeats - 1} re-splits of the meta level"):
+            plans = [resplit_fold_plan(self.config.folds, data, r) for r in range(1, n_repeats)]
+            again = repeated_oof(
+                level1.blocks,
+                level1.features.to_numpy(),
+                data.y,
+                plans,
+                levels,
+                task=data.task,
+                n_outputs=data.n_outputs,
+                columns_per_model=level1.columns_per_model,
+                sample_weight=data.sample_weight,
+            )
+        out = {}
+        for entry in entries:  # base models' OOF predictions are the same on every split
+            oofs = [entry.oof, *again.get(entry.name, [entry.oof] * (n_repeats - 1))]
+            out[entry.name] = {
+                get_metric(m).name: [
+                    get_metric(m)(data.y, o, task=data.task, sample_weight=data.sample_weight)
+                    for o in oofs
+                ]
+                for m in metric_names
+            }
+        return out
+
+    def _with_cost(self, board: pd.DataFrame, stack, data: Dataset) -> pd.DataFrame:
+        """``meta.cost``: the base models each entry uses and their parameter count."""
+        if not self.config.meta.cost:
+            return board
+        with self.progress.stage("cost", "base models used, parameters, time per 1,000 rows"):
+            used = _models_used(stack, data)
+            rows = data.train.head(_COST_ROWS)
+            source = data.source["train"]
+            views = stack.read_inputs(rows, source=source, root=Path(source).parent)
+            batch = self.config.executor.batch_size
+            cost = {
+                r.name: served_cost(r, views[r.name], len(rows), batch) for r in stack.base_models
+            }
+        board["models_used"] = [",".join(used[m]) for m in board["model"]]
+        board["n_models_used"] = [len(used[m]) for m in board["model"]]
+        board["n_params"] = [float(sum(cost[b].n_params for b in used[m])) for m in board["model"]]
+        board["seconds_per_1k_rows"] = [
+            float(sum(cost[b].seconds_per_1k for b in used[m])) for m in board["model"]
+        ]
+        return board
+
     # -- the run --------------------------------------------------------------------------
     def run(self) -> ExperimentResult:
         """Every stage in order; the results folder appears whole, then the run is logged."""
@@ -420,9 +598,13 @@ class Experiment:
         with stage("scores", f"{len(entries)} entries") as info:
             ensemble = self._select(stack, entries, data, plan, metric_names)
             test_out = self._predict_test(stack, preds, data, level1)
+        nested = self._nested(level1, data, plan, levels, metric_names)
+        repeated = self._repeats(level1, data, levels, entries, metric_names)
         with stage("intervals") as info:
             board = self._leaderboard(entries, data, metric_names, ensemble, test_out)
             info["detail"] = _interval_detail(board, self.config.meta.bootstrap)
+        board = _with_repeats(_with_nested(board, nested), repeated, metric_names)
+        board = self._with_cost(board, stack, data)
 
         fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
         inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}
@@ -440,6 +622,12 @@ class Experiment:
         )
         if digests := results.prediction_digests(recipes):
             result.metrics["prediction_files"] = digests
+        if nested is not None:
+            result.metrics["selected_nested"] = nested
+        if repeated:
+            result.metrics["repeats"] = self.config.meta.repeats
+            for name, scores in repeated.items():
+                result.metrics["entries"][name]["repeat_scores"] = scores
         result.run_id = self._write_and_record(out, data, plan, entries, result)
         self.progress.summary(preds)
         return result

@@ -22,7 +22,7 @@ from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from stacking.config import FoldsConfig
 from stacking.data import Dataset
-from stacking.errors import DataError
+from stacking.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,34 @@ def _utf8(values: np.ndarray) -> np.ndarray:
     return np.char.encode(text, "utf-8")
 
 
-def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
+def repeat_seed(seed: int, repeat: int) -> int:
+    """The seed of re-split ``repeat`` (1, 2, …) derived from the fold seed."""
+    return int(np.random.SeedSequence([seed, repeat]).generate_state(1)[0])
+
+
+def check_resplit(cfg: FoldsConfig) -> None:
+    """Refuse re-splits of a plan read from a column (the experiment calls this early)."""
+    if cfg.column is not None:
+        raise ConfigError(
+            f"meta.repeats needs a splitter to re-split the rows, but the folds come from "
+            f"the column {cfg.column!r}; set folds.kind (and folds.group for grouped rows) "
+            "instead of folds.column, or set meta.repeats: 1"
+        )
+
+
+def resplit_fold_plan(cfg: FoldsConfig, data: Dataset, repeat: int) -> FoldPlan:
+    """Re-split ``repeat`` of the rows: the configured splitter, shuffled with a seed
+    derived from ``folds.seed``, so strata and groups are kept as in the fold plan.
+
+    Only the meta level uses these plans (the base models' OOF predictions stay those of
+    the fold plan). A plan read from ``folds.column`` has no splitter to re-run.
+    """
+    check_resplit(cfg)
+    changed = cfg.model_copy(update={"shuffle": True, "seed": repeat_seed(cfg.seed, repeat)})
+    return make_fold_plan(changed, data, _shuffle_groups=True)
+
+
+def make_fold_plan(cfg: FoldsConfig, data: Dataset, *, _shuffle_groups: bool = False) -> FoldPlan:
     """Build the plan from a fold column of the data or from a scikit-learn splitter."""
     source = data.source.get("train", "the training data")
     if cfg.file is not None:
@@ -143,7 +170,9 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset) -> FoldPlan:
     else:
         if cfg.group not in data.train.columns:
             raise DataError(f"folds.group {cfg.group!r} is not a column of {source}")
-        splitter = GroupKFold(cfg.n_splits)
+        # The fold plan's groups are not shuffled (its digest must not change); re-splits are.
+        shuffled = {"shuffle": True, "random_state": seed} if _shuffle_groups else {}
+        splitter = GroupKFold(cfg.n_splits, **shuffled)
         groups, y_split = data.train[cfg.group].to_numpy(), None
     folds = np.empty(n, dtype=int)
     try:

@@ -115,6 +115,11 @@ class FrozenModel(abc.ABC):
         ]
         return np.concatenate(parts, axis=0)
 
+    @property
+    def n_params(self) -> int | None:
+        """Number of weights (trainable or not) when the format tells, else ``None``."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What ``stacking inspect`` prints: kind, inputs, outputs and layers."""
         return {

@@ -56,6 +56,10 @@ def _shape(shape) -> tuple[int | None, ...]:
 
 
 class KerasModel(FrozenModel):
+    @property
+    def n_params(self) -> int | None:
+        return int(self._model.count_params()) if self._model.built else None
+
     def __init__(self, model, path: Path, output: str | int | None) -> None:
         self.path = path
         self.kind = _model_kind(model)

@@ -77,6 +77,14 @@ def _order_of(function, specs: dict) -> list[str] | None:
 class SavedModel(FrozenModel):
     kind = "savedmodel"
 
+    @property
+    def n_params(self) -> int | None:
+        """The size of the variables the SavedModel restored (``None`` if it tracks none)."""
+        variables = getattr(self._loaded, "variables", None)
+        if not variables:
+            return None
+        return int(sum(np.prod(v.shape) for v in variables))
+
     def __init__(self, loaded, path: Path, output) -> None:
         self.path = path
         self._loaded = loaded  # keeps the variables alive

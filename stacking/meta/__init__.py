@@ -22,6 +22,13 @@ from stacking.meta._candidates import (
 from stacking.meta._combiners import CombinerClassifier, CombinerRegressor
 from stacking.meta._convex import ConvexCombinationClassifier, ConvexCombinationRegressor
 from stacking.meta._keras import KerasMLPClassifier, KerasMLPRegressor
+from stacking.meta._nested import (
+    NestedScore,
+    check_nested,
+    fit_levels,
+    nested_selection,
+    repeated_oof,
+)
 from stacking.meta._nnls import NNLSClassifier, NNLSRegressor
 from stacking.meta._registry import (
     LEVEL1_TAG,
@@ -48,12 +55,17 @@ __all__ = [
     "KerasMLPRegressor",
     "NNLSClassifier",
     "NNLSRegressor",
+    "NestedScore",
+    "check_nested",
     "cross_fit",
+    "fit_levels",
     "get_meta_learner",
     "make_candidate",
+    "nested_selection",
     "predict_output",
     "reads_blocks",
     "refit",
     "register_meta_learner",
+    "repeated_oof",
     "short_names",
 ]

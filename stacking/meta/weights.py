@@ -66,3 +66,26 @@ def weights_table(fitted: dict, inputs: dict, output_names: list[str]) -> pd.Dat
         ):
             rows += _rows_from_coef(name, coef, features, output_names)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def models_used(
+    fitted: dict, inputs: dict, base_models: list[str], output_names: list[str]
+) -> dict[str, list[str]]:
+    """The base models each candidate actually uses: those with a non-zero weight.
+
+    ``inputs`` is as for :func:`weights_table`. A candidate whose weights cannot be read
+    (a network, a tree model) uses every model it reads. A later level's candidate uses
+    the base models of the earlier candidates it weights. Candidates must come in level
+    order (as the stack lists them). Base-model names keep the order of ``base_models``.
+    """
+    table = weights_table(fitted, inputs, output_names)
+    used: dict[str, set[str]] = {m: {m} for m in base_models}
+    for name in fitted:
+        models, features = inputs[name]
+        rows = table[table.candidate == name]
+        if len(rows):
+            kept = rows[rows.weight.abs() > 0].base_model
+        else:
+            kept = pd.Series([*models, *(f.split("__")[0] for f in features if "__" in f)])
+        used[name] = set().union(*(used[m] for m in kept.unique() if m in used))
+    return {n: [m for m in base_models if m in used[n]] for n in fitted}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -94,7 +95,8 @@ def _base_params(spec: dict, metrics: dict, name: str) -> dict:
 
 
 def _test_metrics(folder: Path, ensemble: str) -> dict[str, float]:
-    """``test_<metric>`` of the chosen ensemble when the leaderboard has holdout columns."""
+    """``test_<metric>`` of the chosen ensemble when the leaderboard has holdout columns,
+    and its cost (base models used, parameters, seconds per 1,000 rows) with meta.cost."""
     path = folder / "leaderboard.csv"
     if not path.is_file():
         return {}
@@ -103,7 +105,12 @@ def _test_metrics(folder: Path, ensemble: str) -> dict[str, float]:
     if rows.empty:
         return {}
     row = rows.iloc[0]
-    return {c: float(row[c]) for c in board.columns if c.startswith("test_") and pd.notna(row[c])}
+    cost = ("n_models_used", "n_params", "seconds_per_1k_rows")  # meta.cost's columns
+    return {
+        c: float(row[c])
+        for c in board.columns
+        if (c.startswith("test_") or c in cost) and pd.notna(row[c])
+    }
 
 
 def _example(folder: Path):
@@ -122,6 +129,10 @@ def record_from_results(folder: str | Path) -> RunRecord:
     ensemble = metrics["ensemble"]
     parent = {f"cv_{m}": entries[ensemble]["scores"][m] for m in names}
     parent.update(_test_metrics(folder, ensemble))
+    parent.update((metrics.get("selected_nested") or {}).get("scores") or {})
+    for m, values in (entries[ensemble].get("repeat_scores") or {}).items():
+        parent[f"cv_{m}_repeat_mean"] = float(np.mean(values))
+        parent[f"cv_{m}_repeat_std"] = 0.0 if len(set(values)) <= 1 else float(np.std(values))
     children = []
     for name, entry in entries.items():
         if entry["role"] == "base":

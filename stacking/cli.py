@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def _predict(args) -> int:
     from stacking.predictor import load_predictor
 
     model = args.model
+    _refuse_run_id_as_path(model)
     if ":/" in model:  # an MLflow model URI, fetched through the tracker
         from stacking.tracking import MlflowTracker
 
@@ -110,6 +112,20 @@ def _predict(args) -> int:
     if args.submission:
         print(f"wrote a submission of {len(result)} rows to {submission}")
     return 0
+
+
+def _refuse_run_id_as_path(model: str) -> None:
+    """A run id where a folder was expected: name the model URI that was meant."""
+    import re
+
+    if not Path(model).exists() and re.fullmatch(r"[0-9a-f]{8,32}", model):
+        from stacking.errors import DataFileNotFoundError
+
+        raise DataFileNotFoundError(
+            f"no folder {model!r}; it looks like an MLflow run id: pass the run's model as "
+            f"runs:/{model}/ensemble (with --tracking-uri URI unless the store is MLflow's "
+            "default)"
+        )
 
 
 def _log(args) -> int:
@@ -149,10 +165,25 @@ def _runs(args) -> int:
     tracker = MlflowTracker(uri=args.tracking_uri, experiment=args.experiment)
     found = tracker.runs(max_results=args.max_results)
     if not found:
-        print(f"no runs in experiment {args.experiment!r}")
+        print(_no_runs_hint(tracker, args.experiment))
         return 0
     print(format_runs(found, metric=args.metric))
     return 0
+
+
+def _no_runs_hint(tracker, experiment: str) -> str:
+    """What to type instead when an experiment has no runs: the ones that have some."""
+    from stacking.errors import did_you_mean
+
+    others = {k: v for k, v in tracker.experiments_with_runs().items() if k != experiment}
+    if not others:
+        return f"no runs in experiment {experiment!r}, nor in any other experiment of this store"
+    listed = ", ".join(f"{k} ({n} run{'s' if n != 1 else ''})" for k, n in sorted(others.items()))
+    pick = min(others, key=lambda name: (did_you_mean(experiment, [name]) == "", name))
+    return (
+        f"no runs in experiment {experiment!r}; experiments with runs: {listed}; "
+        f"e.g. stacking runs --experiment {shlex.quote(pick)}"
+    )
 
 
 def format_runs(found, *, metric: str | None = None) -> str:

@@ -65,3 +65,16 @@ def first_line(exc: BaseException) -> str:
     library's multi-line message quoted inside one of ours, which must stay one line."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def did_you_mean(name: object, choices) -> str:
+    """``"; did you mean 'views'?"`` when one of ``choices`` is close to ``name`` (difflib's
+    ratio), else ``""``: appended to a message that already lists or names the choices, so
+    a misspelt key, view, column or experiment points at the one the user meant."""
+    import difflib
+
+    options = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(name), options, n=1, cutoff=0.6)
+    if not close:  # a case slip (`Target` for `target`) scores low on ratio
+        close = [c for c in options if c.lower() == str(name).lower()][:1]
+    return f"; did you mean {close[0]!r}?" if close else ""

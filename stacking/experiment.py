@@ -159,6 +159,7 @@ class Experiment:
         ``trust_imports``.
         """
         recorded_run = MlflowTracker(uri=tracking_uri).fetch_run(run_id)
+        run_id = recorded_run.run_id  # the full id of a short one
         raw, tags, metrics = recorded_run.config, recorded_run.tags, recorded_run.metrics
         if raw is None:
             raise DataError(

@@ -291,8 +291,12 @@ def test_load_config_missing_file_is_also_file_not_found(tmp_path):
 @pytest.mark.parametrize(
     ("text", "error", "match"),
     [
-        ("data: [1, 2\n", ConfigError, r"c\.yaml: not valid YAML"),
-        ("data:\n  train: a\n target: b\n", ConfigError, r"c\.yaml: not valid YAML"),
+        ("data: [1, 2\n", ConfigError, r"c\.yaml:2:1: not valid YAML: .*at line 1: 'data: \[1, 2'"),
+        (
+            "data:\n  train: a\n target: b\n",
+            ConfigError,
+            r"c\.yaml:3:2: not valid YAML: expected <block end>.* \(line 3: 'target: b'\)",
+        ),
         ("- 1\n- 2\n", ConfigError, r"c\.yaml: expected a mapping at the top level"),
         ("", ConfigError, r"c\.yaml: missing required key"),
     ],

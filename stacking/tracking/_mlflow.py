@@ -120,6 +120,15 @@ class MlflowTracker(Tracker):
                     pid,
                 )
 
+    def _end_dead_runs_if_writable(self, client, experiment_id: str) -> None:
+        """:meth:`_end_dead_runs` for commands that only read: a read-only store lists its
+        runs as they are."""
+        try:
+            with store_lock(resolved_uri(self.uri)):
+                self._end_dead_runs(client, experiment_id)
+        except Exception as exc:  # reading must not fail on a tidy-up
+            log.debug("could not mark dead runs KILLED: %s", one_line(exc))
+
     def log(self, record: RunRecord) -> str:
         import mlflow
 
@@ -172,14 +181,50 @@ class MlflowTracker(Tracker):
                 log_ensemble_model(mlflow, record.model_dir, record.model_example, self.register_as)
             return run.info.run_id
 
+    def resolve_run_id(self, client, run_id: str) -> str:
+        """The full id of ``run_id`` or of the one run whose id starts with it (``stacking
+        runs`` shows 12 characters); a ``TrackingError`` naming the matches when several do,
+        or naming the store when none does."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return client.get_run(run_id).info.run_id
+        except MlflowException:
+            if not run_id or len(run_id) >= 32:
+                raise
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        matches = sorted(
+            {
+                run.info.run_id
+                for run in client.search_runs(
+                    experiments, filter_string=PARENT_FILTER, max_results=50000
+                )
+                if run.info.run_id.startswith(run_id)
+            }
+        )
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise TrackingError(
+                f"run id {run_id!r} is ambiguous in {resolved_uri(self.uri)}: it starts "
+                f"{len(matches)} runs ({', '.join(matches[:5])}); give more characters"
+            )
+        raise TrackingError(
+            f"no run {run_id!r} in {resolved_uri(self.uri)}; copy an id from "
+            "`stacking runs --tracking-uri URI`, or check --tracking-uri"
+        )
+
     def fetch_run(self, run_id: str) -> RecordedRun:
         try:
             with session(self.uri, CHECK_HTTP, force=True):
                 client = self._client()
+                run_id = self.resolve_run_id(client, run_id)
                 run = client.get_run(run_id)
                 with tempfile.TemporaryDirectory() as tmp:
                     path = client.download_artifacts(run_id, "config.resolved.yaml", tmp)
                     config = yaml.safe_load(Path(path).read_text())
+        except TrackingError:
+            raise
         except Exception as exc:
             raise TrackingError(
                 f"cannot read run {run_id!r} from {resolved_uri(self.uri)}: {one_line(exc)}; "
@@ -192,11 +237,14 @@ class MlflowTracker(Tracker):
 
         try:
             with session(self.uri, LOG_HTTP):
+                uri = self._full_run_uri(uri)
                 local = Path(
                     mlflow.artifacts.download_artifacts(
                         artifact_uri=uri, tracking_uri=resolved_uri(self.uri)
                     )
                 )
+        except TrackingError:
+            raise
         except Exception as exc:
             raise TrackingError(
                 f"cannot fetch MLflow model {uri!r} from {resolved_uri(self.uri)}: "
@@ -210,6 +258,30 @@ class MlflowTracker(Tracker):
             )
         return predictor
 
+    def _full_run_uri(self, uri: str) -> str:
+        """``runs:/<short id>/path`` with the run's full id (a unique prefix is accepted)."""
+        if not uri.startswith("runs:/"):
+            return uri
+        run_id, sep, rest = uri.removeprefix("runs:/").partition("/")
+        return f"runs:/{self.resolve_run_id(self._client(), run_id)}{sep}{rest}"
+
+    def experiments_with_runs(self) -> dict[str, int]:
+        """``{experiment name: number of tf-stacking runs}`` of the store, for a hint when
+        the asked experiment has none."""
+        try:
+            with session(self.uri, CHECK_HTTP, force=True):
+                client = self._client()
+                counts = {}
+                for experiment in client.search_experiments():
+                    found = client.search_runs(
+                        [experiment.experiment_id], filter_string=PARENT_FILTER, max_results=1000
+                    )
+                    if found:
+                        counts[experiment.name] = len(found)
+        except Exception as exc:
+            raise self._fail("list the experiments of", exc, "check --tracking-uri") from exc
+        return counts
+
     def runs(self, max_results: int = 20) -> list[RecordedRun]:
         try:
             with session(self.uri, CHECK_HTTP, force=True):
@@ -217,6 +289,7 @@ class MlflowTracker(Tracker):
                 experiment = client.get_experiment_by_name(self.experiment)
                 if experiment is None:
                     return []
+                self._end_dead_runs_if_writable(client, experiment.experiment_id)
                 found = client.search_runs(
                     [experiment.experiment_id],
                     filter_string=PARENT_FILTER,

@@ -26,8 +26,21 @@ def _run(args) -> int:
     experiment = Experiment.from_yaml(
         args.config, overrides=args.set or [], output_dir=args.output, progress=not args.quiet
     )
+    if args.submission:  # before any computing: a run is long to find a bad flag after
+        _check_table_suffix("--submission", Path(args.submission))
+        if experiment.config.data.test is None:
+            raise ConfigError(
+                f"--submission {args.submission!r} needs test rows to predict; set data.test "
+                "in the config, or drop --submission"
+            )
     result = experiment.run()
     print(result.summary())
+    if args.submission:
+        assert result.test_predictions is not None  # data.test is set
+        target = _target_name(result.output_dir)
+        frame = _submission(result.test_predictions, result.predictor, False, target)
+        _write_table(frame, Path(args.submission))
+        print(f"wrote a submission of {len(frame)} rows to {args.submission}")
     if result.run_id:
         from stacking.tracking import resolved_uri
 
@@ -87,8 +100,7 @@ def _predict(args) -> int:
     out = Path(args.output)
     submission = Path(args.submission) if args.submission else out
     for flag, path in (("--output", out), ("--submission", submission)):
-        if path.suffix.lower() not in {".csv", ".parquet"}:
-            raise ConfigError(f"{flag} {str(path)!r} must end in .csv or .parquet")
+        _check_table_suffix(flag, path)
     if (args.proba or args.target_column) and not args.submission:
         raise ConfigError("--proba and --target-column shape the --submission file; add one")
     predictor = load_predictor(model)
@@ -99,18 +111,37 @@ def _predict(args) -> int:
         target = args.target_column or _target_name(Path(model))
         frames.append((submission, _submission(result, predictor, args.proba, target)))
     for path, frame in frames:
-        tmp = path.with_name(f".{path.name}.partial")
-        try:
-            if path.suffix.lower() == ".csv":
-                frame.to_csv(tmp, index=False)
-            else:
-                frame.to_parquet(tmp, index=False)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_table(frame, path)
     print(f"wrote {len(result)} predictions to {out}")
     if args.submission:
         print(f"wrote a submission of {len(result)} rows to {submission}")
+    return 0
+
+
+def _check_table_suffix(flag: str, path: Path) -> None:
+    if path.suffix.lower() not in {".csv", ".parquet"}:
+        raise ConfigError(f"{flag} {str(path)!r} must end in .csv or .parquet")
+
+
+def _write_table(frame, path: Path) -> None:
+    """CSV or Parquet by the suffix, complete or not at all (written aside, then renamed)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        if path.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _init(args) -> int:
+    from stacking.starter import write_starter_config
+
+    out = write_starter_config(args.train, test=args.test, output=args.output)
+    print(f"wrote {out}: check its guesses, add your base models under base_models:, then")
+    print(f"  stacking run {shlex.quote(str(out))}")
     return 0
 
 
@@ -306,7 +337,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quiet", action="store_true", help="print only the leaderboard (no stage lines or bars)"
     )
+    run.add_argument(
+        "--submission",
+        metavar="FILE",
+        help="at the end, write a Kaggle-style file (.csv or .parquet) of the test rows: the "
+        "id and the predicted class or value, named like the target",
+    )
     run.set_defaults(func=_run)
+
+    init = sub.add_parser(
+        "init", parents=[common], help="write a commented starting config from a training table"
+    )
+    init.add_argument("train", help="the training table (CSV or Parquet)")
+    init.add_argument("--test", help="the test table: its missing column is taken as the target")
+    init.add_argument(
+        "--output", default="config.yaml", help="config file to write (default config.yaml)"
+    )
+    init.set_defaults(func=_init)
 
     predict = sub.add_parser(
         "predict", parents=[common], help="predict new rows with a saved ensemble"

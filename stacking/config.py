@@ -345,11 +345,19 @@ class Config(_Strict):
     def _safe_name(cls, v: str) -> str:
         return _check_name(v, "name")
 
+    @field_validator("base_models", mode="before")
+    @classmethod
+    def _some(cls, v: Any) -> Any:
+        if v is None or v == {}:  # `base_models:` with only comments under it reads as None
+            raise ValueError(
+                "no base models: add at least one under base_models: with its `path:` and "
+                "`input:` (a view of data.views)"
+            )
+        return v
+
     @field_validator("base_models")
     @classmethod
     def _names(cls, v: dict[str, BaseModelConfig]) -> dict[str, BaseModelConfig]:
-        if not v:
-            raise ValueError("at least one base model is needed")
         for name in v:
             if not _NAME.match(name) or "__" in name or name.endswith("_"):
                 raise ValueError(

@@ -204,9 +204,11 @@ def test_config_good_base_model_name(name):
     assert list(_parse(raw).base_models) == [name]
 
 
-def test_config_needs_a_base_model():
-    with pytest.raises(ConfigError, match="at least one base model is needed"):
-        _parse(_raw(base_models={}))
+@pytest.mark.parametrize("empty", [{}, None])
+def test_config_needs_a_base_model(empty):
+    # None: `base_models:` with only the commented examples `stacking init` writes.
+    with pytest.raises(ConfigError, match="no base models: add at least one under base_models:"):
+        _parse(_raw(base_models=empty))
 
 
 @pytest.mark.parametrize("kind", ["proba", "logit", "rank"])

@@ -17,6 +17,7 @@ ORDER = [
     "config",
     "metrics",
     "data",
+    "starter",
     "views",
     "folds",
     "base",

@@ -1,13 +1,14 @@
 """Tracking and disk faults (issue 7): checked before computing, one line, nothing lost.
 
 Some faults need another user or a resource limit, so they run ``python -m stacking`` in a
-subprocess: read-only files are made by dropping to user ``nobody`` (``setpriv``) when
-the tests run as root (root writes through permission bits), and the file-size limit is
-``ulimit -f``.
+subprocess: when the tests run as root (root writes through permission bits), read-only
+files are made by running it as root without the capabilities that override permission
+bits, or else as user ``nobody`` (``setpriv``); the file-size limit is ``ulimit -f``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -41,13 +42,44 @@ def _stacking(args, cwd, *, unprivileged=False, file_limit_kb=None, timeout=600)
     if file_limit_kb is not None:
         cmd = ["bash", "-c", f'ulimit -f {file_limit_kb} && exec "$@"', "bash", *cmd]
     if unprivileged and os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv: cannot make a read-only file")
-        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+        cmd = [*_unprivileged_prefix(), *cmd]
         env["HOME"] = str(cwd)  # nobody's own caches (Keras, matplotlib) go there
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     lines = [line for line in done.stderr.splitlines() if line and not _TF_NOISE.match(line)]
     return done.returncode, lines
+
+
+# Root keeping its uid but losing the capabilities that bypass permission bits: it still
+# reads its own checkout and virtual environment wherever they are (a 0700 `mktemp -d`
+# folder, a private home), and a 0444 file is read-only to it.
+_NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@functools.cache
+def _unprivileged_prefix() -> tuple[str, ...]:
+    """How root runs a command for which permission bits hold, or a skip with the reason.
+
+    Dropping the override capabilities is tried first; where root may not (no CAP_SETPCAP),
+    user ``nobody``, who must be able to run this Python and import tf-stacking and MLflow,
+    which a private checkout or home folder does not allow.
+    """
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a file read-only to root")
+    probe = [sys.executable, "-c", "import stacking, mlflow"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for prefix in (_NO_OVERRIDE, _NOBODY):
+        done = subprocess.run(
+            [*prefix, *probe], env=env, cwd="/", capture_output=True, text=True, timeout=300
+        )
+        if done.returncode == 0:
+            return tuple(prefix)
+    last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+    pytest.skip(
+        "cannot make a file read-only to root here: dropping its capabilities is refused, "
+        f"and user nobody cannot run {sys.executable} with tf-stacking from {ROOT} ({last}); "
+        "clone into a folder other users may read to run this test"
+    )
 
 
 @pytest.fixture
@@ -77,7 +109,10 @@ def test_unreachable_store_fails_fast_before_any_prediction(multiclass_project, 
         "error: cannot record the run in MLflow at http://127.0.0.1:9: connection refused; "
         "nothing was computed"
     )
-    assert elapsed < 10, elapsed
+    # The retrying bug took 253 s; a fast failure takes ~1 s on a quiet machine. The bound
+    # keeps the two apart with room for a loaded one (the one-line stderr above already
+    # shows no retry WARNING was printed).
+    assert elapsed < 60, elapsed
     # Before any prediction: nothing cached, no results folder.
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))
     assert not (tmp_path / "out").exists()
@@ -90,7 +125,8 @@ def test_unreachable_store_one_line_in_a_subprocess(multiclass_project, tmp_path
     code, err = _stacking(["run", str(cfg)], tmp_path)
     assert code == 2 and len(err) == 1, err  # no urllib3 retry WARNING lines
     assert "connection refused" in err[0]
-    assert time.perf_counter() - started < 60  # TF import included; was 253 s of retries
+    # TF import included (~5 s quiet, far more on a loaded machine); was 253 s of retries.
+    assert time.perf_counter() - started < 150
 
 
 @pytest.mark.slow  # a subprocess that imports TensorFlow

@@ -8,8 +8,6 @@ unless ``--debug``); 1 an internal failure (a bug: the traceback is printed); 3 
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.util
 import json
 import logging
 import os
@@ -18,6 +16,7 @@ import sys
 from pathlib import Path
 
 from stacking.errors import ConfigError, DataError, StackingError
+from stacking.quiet import loud_tensorflow, quiet_tensorflow  # also imported by scripts
 
 
 def _run(args) -> int:
@@ -437,64 +436,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _MutedImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Loads ``tensorflow`` with file descriptor 2 pointed at /dev/null.
-
-    TensorFlow's C++ core writes its load-time notices (oneDNN, cudart, CPU features)
-    before absl logging is initialised, where TF_CPP_MIN_LOG_LEVEL does not reach them; only
-    muting the descriptor during the import does. Installed once by :func:`quiet_tensorflow`
-    and removed at the first import, so later imports cost nothing.
-    """
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        self._loader, spec.loader = spec.loader, self
-        return spec
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        module.__spec__.loader = module.__loader__ = self._loader
-        sys.stderr.flush()
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            self._loader.exec_module(module)
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
-
-
-def quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ logging off stderr, so that it holds only the CLI's lines.
-
-    Must run before TensorFlow is imported: the environment variables are read once, when
-    its C++ core loads. TF_ENABLE_ONEDNN_OPTS is left alone (turning oneDNN off changes
-    predictions by ~6e-8). A TensorFlow that fails to import still raises; ``--debug``
-    shows its C++ messages.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # after absl init: INFO to ERROR
-    os.environ.setdefault("GLOG_minloglevel", "3")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    if "tensorflow" not in sys.modules and not any(
-        isinstance(f, _MutedImport) for f in sys.meta_path
-    ):
-        sys.meta_path.insert(0, _MutedImport())
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.debug:  # --debug: TensorFlow's own logging too
+    if args.debug:  # --debug: TensorFlow's own logging and MLflow's bars too
+        loud_tensorflow()
+    else:
         quiet_tensorflow()
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # keeps errors to one line
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # if mlflow is imported already
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

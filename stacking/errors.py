@@ -11,7 +11,7 @@ built-in exception that fits, so ``except ValueError`` keeps working::
     │   └── LeakageError(BaseModelError)               a model that may have seen the row
     ├── CacheError(StackingError, RuntimeError)        corrupt cache entries (cache verify)
     ├── TrackingError(StackingError, RuntimeError)     the MLflow store refused or is away
-    └── OutputError(StackingError, OSError)            results folder not writable
+    └── OutputError(StackingError, OSError)            results folder or local store not writable
 
 The CLI turns a ``StackingError`` into one line ``error: …`` and exit code 2. Anything
 else is a bug in tf-stacking: exit code 1 with a traceback.
@@ -57,7 +57,8 @@ class TrackingError(StackingError, RuntimeError):
 
 
 class OutputError(StackingError, OSError):
-    """The results folder cannot be written: read-only, full disk, file-size limit."""
+    """The results folder or a local MLflow store cannot be written: read-only, full disk,
+    file-size limit."""
 
 
 def first_line(exc: BaseException) -> str:

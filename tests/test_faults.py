@@ -23,7 +23,7 @@ import mlflow
 import pytest
 from conftest import sqlite_store
 
-from stacking import Experiment
+from stacking import Experiment, results
 from stacking.cli import main
 from stacking.tracking import MlflowTracker, NoopTracker, preflight
 
@@ -173,6 +173,24 @@ def test_file_size_limit_is_one_line_and_leaves_nothing(multiclass_project, tmp_
 
 
 @pytest.mark.slow  # a subprocess that imports TensorFlow
+def test_file_size_limit_on_the_store_is_a_file_system_error_with_its_path(
+    multiclass_project, tmp_path
+):
+    """The start-up check's write to a fresh SQLite store refused by a file-size limit is
+    the file system's refusal, with the store's path; not an MLflow problem to turn off."""
+    store = tmp_path / "store"
+    cfg = multiclass_project.config(tmp_path, **{"tracking.uri": f"sqlite:///{store}/m.db"})
+    out = tmp_path / "runs" / "limited"
+    code, err = _stacking(["run", str(cfg), "--output", str(out)], tmp_path, file_limit_kb=4)
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: cannot write the MLflow store '{store / 'm.db'}': ")
+    assert "the file system refused a write (File too large)" in err[0]
+    assert "tracking.kind: none" not in err[0]
+    assert list(store.iterdir()) == []  # no empty m.db, no lock file beside it
+    assert not out.exists()
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
 def test_two_concurrent_first_recordings_on_a_fresh_default_store(finished, tmp_path):
     """Both processes create MLflow's default ``./mlflow.db`` at once (what two first
     ``stacking run`` do at their start and end): both succeed, no `table … already exists`."""
@@ -226,6 +244,30 @@ def finished(multiclass_project, tmp_path_factory):
     )
     Experiment.from_yaml(cfg, output_dir=tmp / "out", progress=False).run()
     return tmp / "out"
+
+
+def test_output_folder_of_a_complete_unrecorded_run_names_stacking_log(
+    finished, multiclass_project, tmp_path, capsys
+):
+    """A run killed while it was being recorded left a complete folder: a rerun into it
+    says so and names the command that records it; a recorded one names its run."""
+    out = shutil.copytree(finished, tmp_path / "out")
+    cfg = multiclass_project.config(tmp_path, **{"tracking.enabled": False})
+    assert main(["run", str(cfg), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: output directory {str(out)!r} holds a finished run that was never recorded "
+        "in MLflow (its process ended before that, or tracking was off); record it with "
+        f"`stacking log {out}`, or choose another --output"
+    ]
+    results.update_metrics(out, run_id="0123abcd" * 4)
+    assert main(["run", str(cfg), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "recorded as MLflow run 0123abcd0123abcd" in err[0], err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    assert main(["run", str(cfg), "--output", str(tmp_path / "other")]) == 2
+    assert "is not empty; choose another --output" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # a subprocess that imports TensorFlow

@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "stacking"
 # Stage order: a module may import only stages at its own position or before it.
 ORDER = [
     "errors",
+    "quiet",
     "numeric",
     "config",
     "metrics",

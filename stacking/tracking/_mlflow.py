@@ -20,16 +20,18 @@ from pathlib import Path
 
 import yaml
 
-from stacking.errors import TrackingError
+from stacking.errors import OutputError, TrackingError
 from stacking.tracking._base import RecordedRun, RunRecord, Tracker
 from stacking.tracking._model import log_datasets, log_ensemble_model, params
 from stacking.tracking._store import (
     CHECK_HTTP,
     HOST,
     LOG_HTTP,
+    file_system_refusal,
     one_line,
     pid_alive,
     session,
+    sqlite_path,
     store_lock,
 )
 
@@ -88,6 +90,8 @@ class MlflowTracker(Tracker):
     def check(self) -> None:
         """Reach the store, write to it, and mark runs of dead processes KILLED."""
         uri = resolved_uri(self.uri)
+        db = sqlite_path(uri)
+        fresh = db is not None and not db.exists()
         try:
             with session(self.uri, CHECK_HTTP, force=True), store_lock(uri):
                 client = self._client()
@@ -98,6 +102,16 @@ class MlflowTracker(Tracker):
         except TrackingError:
             raise
         except Exception as exc:
+            refused = file_system_refusal(db) if db is not None else None
+            if db is not None and fresh and db.is_file() and db.stat().st_size == 0:
+                db.unlink(missing_ok=True)  # the empty file SQLite created before failing
+            if db is not None and refused is not None:
+                raise OutputError(
+                    f"cannot write the MLflow store {str(db)!r}: {one_line(exc)}; the file "
+                    f"system refused a write ({refused}); nothing was computed; free disk space, "
+                    f"raise the file-size limit or make {str(db.parent)!r} writable, or point "
+                    "tracking.uri elsewhere"
+                ) from exc
             raise self._fail(
                 "record the run in",
                 exc,

@@ -259,3 +259,11 @@ def test_cli_runs_marks_runs_of_dead_processes_killed(tmp_path, capsys):
     assert client.get_run(gone.info.run_id).info.status == "KILLED"
     assert client.get_run(alive.info.run_id).info.status == "RUNNING"
     assert "KILLED" in out and "RUNNING" in out
+
+
+def test_check_leaves_only_the_store_in_the_users_folder(tmp_path):
+    """No `.mlflow.db.lock` beside a store kept in a repository (an untracked file after
+    every run); the lock lives in the temporary folder."""
+    folder = tmp_path / "repo"
+    MlflowTracker(uri=f"sqlite:///{folder / 'mlflow.db'}").check()
+    assert sorted(p.name for p in folder.iterdir()) == ["mlflow.db"]

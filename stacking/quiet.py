@@ -12,6 +12,7 @@ import importlib.abc
 import importlib.util
 import os
 import sys
+import warnings
 from typing import Any
 
 # TensorFlow's C++ logging: INFO and WARNING off, after (TF_CPP) and before (GLOG, ABSL)
@@ -64,7 +65,8 @@ class _MutedImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ logging and MLflow's artifact bars off stderr.
+    """Keep TensorFlow's C++ logging, MLflow's artifact bars and tqdm's notebook warning
+    off stderr.
 
     Must run before TensorFlow is imported: the environment variables are read once, when
     its C++ core loads. A TensorFlow that fails to import still raises; ``--debug`` shows
@@ -74,6 +76,9 @@ def quiet_tensorflow() -> None:
         if key not in os.environ:
             os.environ[key] = value
             _SET_BY_US.add(key)
+    # MLflow imports tqdm.auto as it loads (its GenAI simulators); in a notebook without
+    # ipywidgets that import alone warns, though no bar of ours or MLflow's is drawn there.
+    warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
     if "tensorflow" not in sys.modules and not any(
         isinstance(f, _MutedImport) for f in sys.meta_path
     ):

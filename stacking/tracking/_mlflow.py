@@ -252,6 +252,9 @@ class MlflowTracker(Tracker):
         try:
             with session(self.uri, LOG_HTTP):
                 uri = self._full_run_uri(uri)
+                client = self._client()
+                for experiment in client.search_experiments():
+                    self._end_dead_runs_if_writable(client, experiment.experiment_id)
                 local = Path(
                     mlflow.artifacts.download_artifacts(
                         artifact_uri=uri, tracking_uri=resolved_uri(self.uri)

@@ -130,6 +130,11 @@ class Experiment:
         cache: CacheStore | None = None,
         progress: bool = True,
     ) -> None:
+        if not isinstance(config, Config):
+            raise ConfigError(
+                f"Experiment takes a Config. Received: {type(config).__name__} "
+                f"{config!r:.60}; use Experiment.from_yaml(path) for a YAML file"
+            )
         self.config = config
         self.output_dir = Path(output_dir) if output_dir else None
         self.tracker = tracker if tracker is not None else get_tracker(config.tracking)

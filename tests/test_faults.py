@@ -141,6 +141,9 @@ def test_read_only_store_is_one_line(multiclass_project, shared_dir):
     code, err = _stacking(["run", str(cfg), "--quiet"], shared_dir, unprivileged=True)
     assert code == 2 and len(err) == 1, err
     assert "attempt to write a readonly database" in err[0]
+    # The file system's refusal, with the store's path; not an MLflow problem to turn off.
+    assert f"cannot write the MLflow store '{store / 'mlflow.db'}'" in err[0]
+    assert "the file system refused a write (Permission denied)" in err[0]
     assert "Traceback" not in err[0] and "SQL" not in err[0]
     assert not (shared_dir / "runs").exists()
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import pandas as pd
@@ -267,3 +268,27 @@ def test_check_leaves_only_the_store_in_the_users_folder(tmp_path):
     folder = tmp_path / "repo"
     MlflowTracker(uri=f"sqlite:///{folder / 'mlflow.db'}").check()
     assert sorted(p.name for p in folder.iterdir()) == ["mlflow.db"]
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
+def test_pyfunc_model_loads_without_tensorflow_start_up_lines(folder, tmp_path):
+    """A user's own `mlflow.pyfunc.load_model` in a fresh process: the model's code imports
+    tf-stacking, which keeps TensorFlow's C++ start-up lines off stderr."""
+    uri = sqlite_store(tmp_path)
+    run_id = MlflowTracker(uri=uri, experiment="pyfunc").log(record_from_results(folder))
+    rows = folder / "ensemble" / "example_input.parquet"
+    code = (
+        "import mlflow, pandas as pd; "
+        f"m = mlflow.pyfunc.load_model('runs:/{run_id}/ensemble'); "
+        f"print(len(m.predict(pd.read_parquet({str(rows)!r}))))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "GLOG_", "ABSL_"))}
+    env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(len(pd.read_parquet(rows)))
+    noise = [line for line in done.stderr.splitlines() if "oneDNN" in line or "cuda" in line]
+    assert not noise, done.stderr

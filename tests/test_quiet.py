@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from stacking.executors._base import Job, progress_bar
 from stacking.quiet import is_terminal
 
@@ -26,6 +28,7 @@ def _python(code: str, **env_extra: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a subprocess that imports TensorFlow
 def test_importing_stacking_keeps_tensorflow_start_up_lines_off_stderr():
     code = (
         "import os, stacking, tensorflow as tf; tf.constant(1.0) + 1.0; "

@@ -266,7 +266,7 @@ def test_check_leaves_only_the_store_in_the_users_folder(tmp_path):
     """No `.mlflow.db.lock` beside a store kept in a repository (an untracked file after
     every run); the lock lives in the temporary folder."""
     folder = tmp_path / "repo"
-    MlflowTracker(uri=f"sqlite:///{folder / 'mlflow.db'}").check()
+    MlflowTracker(uri=sqlite_store(folder)).check()
     assert sorted(p.name for p in folder.iterdir()) == ["mlflow.db"]
 
 

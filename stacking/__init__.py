@@ -22,8 +22,11 @@ from stacking.errors import (
     StackingError,
     TrackingError,
 )
+from stacking.quiet import quiet_tensorflow
 
 __version__ = "0.1.0"
+
+quiet_tensorflow()  # TensorFlow's start-up lines off in scripts, notebooks, the pyfunc model
 
 _LAZY = {
     "Experiment": "stacking.experiment",

@@ -8,15 +8,15 @@ unless ``--debug``); 1 an internal failure (a bug: the traceback is printed); 3 
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.util
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 
 from stacking.errors import ConfigError, DataError, StackingError
+from stacking.quiet import loud_tensorflow, quiet_tensorflow  # also imported by scripts
 
 
 def _run(args) -> int:
@@ -25,8 +25,21 @@ def _run(args) -> int:
     experiment = Experiment.from_yaml(
         args.config, overrides=args.set or [], output_dir=args.output, progress=not args.quiet
     )
+    if args.submission:  # before any computing: a run is long to find a bad flag after
+        _check_table_suffix("--submission", Path(args.submission))
+        if experiment.config.data.test is None:
+            raise ConfigError(
+                f"--submission {args.submission!r} needs test rows to predict; set data.test "
+                "in the config, or drop --submission"
+            )
     result = experiment.run()
     print(result.summary())
+    if args.submission:
+        assert result.test_predictions is not None  # data.test is set
+        target = _target_name(result.output_dir)
+        frame = _submission(result.test_predictions, result.predictor, False, target)
+        _write_table(frame, Path(args.submission))
+        print(f"wrote a submission of {len(frame)} rows to {args.submission}")
     if result.run_id:
         from stacking.tracking import resolved_uri
 
@@ -84,6 +97,7 @@ def _predict(args) -> int:
     from stacking.predictor import load_predictor
 
     model = args.model
+    _refuse_run_id_as_path(model)
     if ":/" in model:  # an MLflow model URI, fetched through the tracker
         from stacking.tracking import MlflowTracker
 
@@ -91,8 +105,7 @@ def _predict(args) -> int:
     out = Path(args.output)
     submission = Path(args.submission) if args.submission else out
     for flag, path in (("--output", out), ("--submission", submission)):
-        if path.suffix.lower() not in {".csv", ".parquet"}:
-            raise ConfigError(f"{flag} {str(path)!r} must end in .csv or .parquet")
+        _check_table_suffix(flag, path)
     if (args.proba or args.target_column) and not args.submission:
         raise ConfigError("--proba and --target-column shape the --submission file; add one")
     predictor = load_predictor(model)
@@ -112,19 +125,52 @@ def _predict(args) -> int:
         target = args.target_column or _target_name(Path(model))
         frames.append((submission, _submission(result, predictor, args.proba, target)))
     for path, frame in frames:
-        tmp = path.with_name(f".{path.name}.partial")
-        try:
-            if path.suffix.lower() == ".csv":
-                frame.to_csv(tmp, index=False)
-            else:
-                frame.to_parquet(tmp, index=False)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_table(frame, path)
     print(f"wrote {len(result)} predictions to {out}")
     if args.submission:
         print(f"wrote a submission of {len(result)} rows to {submission}")
     return 0
+
+
+def _check_table_suffix(flag: str, path: Path) -> None:
+    if path.suffix.lower() not in {".csv", ".parquet"}:
+        raise ConfigError(f"{flag} {str(path)!r} must end in .csv or .parquet")
+
+
+def _write_table(frame, path: Path) -> None:
+    """CSV or Parquet by the suffix, complete or not at all (written aside, then renamed)."""
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        if path.suffix.lower() == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            frame.to_parquet(tmp, index=False)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _init(args) -> int:
+    from stacking.starter import write_starter_config
+
+    out = write_starter_config(args.train, test=args.test, output=args.output)
+    print(f"wrote {out}: check its guesses, add your base models under base_models:, then")
+    print(f"  stacking run {shlex.quote(str(out))}")
+    return 0
+
+
+def _refuse_run_id_as_path(model: str) -> None:
+    """A run id where a folder was expected: name the model URI that was meant."""
+    import re
+
+    if not Path(model).exists() and re.fullmatch(r"[0-9a-f]{8,32}", model):
+        from stacking.errors import DataFileNotFoundError
+
+        raise DataFileNotFoundError(
+            f"no folder {model!r}; it looks like an MLflow run id: pass the run's model as "
+            f"runs:/{model}/ensemble (with --tracking-uri URI unless the store is MLflow's "
+            "default)"
+        )
 
 
 def _log(args) -> int:
@@ -164,10 +210,25 @@ def _runs(args) -> int:
     tracker = MlflowTracker(uri=args.tracking_uri, experiment=args.experiment)
     found = tracker.runs(max_results=args.max_results)
     if not found:
-        print(f"no runs in experiment {args.experiment!r}")
+        print(_no_runs_hint(tracker, args.experiment))
         return 0
     print(format_runs(found, metric=args.metric))
     return 0
+
+
+def _no_runs_hint(tracker, experiment: str) -> str:
+    """What to type instead when an experiment has no runs: the ones that have some."""
+    from stacking.errors import did_you_mean
+
+    others = {k: v for k, v in tracker.experiments_with_runs().items() if k != experiment}
+    if not others:
+        return f"no runs in experiment {experiment!r}, nor in any other experiment of this store"
+    listed = ", ".join(f"{k} ({n} run{'s' if n != 1 else ''})" for k, n in sorted(others.items()))
+    pick = min(others, key=lambda name: (did_you_mean(experiment, [name]) == "", name))
+    return (
+        f"no runs in experiment {experiment!r}; experiments with runs: {listed}; "
+        f"e.g. stacking runs --experiment {shlex.quote(pick)}"
+    )
 
 
 def format_runs(found, *, metric: str | None = None) -> str:
@@ -319,6 +380,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quiet", action="store_true", help="print only the leaderboard (no stage lines or bars)"
     )
+    run.add_argument(
+        "--submission",
+        metavar="FILE",
+        help="at the end, write a Kaggle-style file (.csv or .parquet) of the test rows: the "
+        "id and the predicted class or value, named like the target",
+    )
     run.set_defaults(func=_run)
 
     folds = sub.add_parser(
@@ -332,6 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
     )
     folds.set_defaults(func=_folds)
+
+    init = sub.add_parser(
+        "init", parents=[common], help="write a commented starting config from a training table"
+    )
+    init.add_argument("train", help="the training table (CSV or Parquet)")
+    init.add_argument("--test", help="the test table: its missing column is taken as the target")
+    init.add_argument(
+        "--output", default="config.yaml", help="config file to write (default config.yaml)"
+    )
+    init.set_defaults(func=_init)
 
     predict = sub.add_parser(
         "predict", parents=[common], help="predict new rows with a saved ensemble"
@@ -423,64 +500,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _MutedImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Loads ``tensorflow`` with file descriptor 2 pointed at /dev/null.
-
-    TensorFlow's C++ core writes its load-time notices (oneDNN, cudart, CPU features)
-    before absl logging is initialised, where TF_CPP_MIN_LOG_LEVEL does not reach them; only
-    muting the descriptor during the import does. Installed once by :func:`quiet_tensorflow`
-    and removed at the first import, so later imports cost nothing.
-    """
-
-    def find_spec(self, fullname, path=None, target=None):
-        if fullname != "tensorflow":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(fullname)
-        if spec is None or spec.loader is None:
-            return spec
-        self._loader, spec.loader = spec.loader, self
-        return spec
-
-    def create_module(self, spec):
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module) -> None:
-        module.__spec__.loader = module.__loader__ = self._loader
-        sys.stderr.flush()
-        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, 2)
-            self._loader.exec_module(module)
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            os.close(devnull)
-
-
-def quiet_tensorflow() -> None:
-    """Keep TensorFlow's C++ logging off stderr, so that it holds only the CLI's lines.
-
-    Must run before TensorFlow is imported: the environment variables are read once, when
-    its C++ core loads. TF_ENABLE_ONEDNN_OPTS is left alone (turning oneDNN off changes
-    predictions by ~6e-8). A TensorFlow that fails to import still raises; ``--debug``
-    shows its C++ messages.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # after absl init: INFO to ERROR
-    os.environ.setdefault("GLOG_minloglevel", "3")
-    os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
-    if "tensorflow" not in sys.modules and not any(
-        isinstance(f, _MutedImport) for f in sys.meta_path
-    ):
-        sys.meta_path.insert(0, _MutedImport())
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.debug:  # --debug: TensorFlow's own logging too
+    if args.debug:  # --debug: TensorFlow's own logging and MLflow's bars too
+        loud_tensorflow()
+    else:
         quiet_tensorflow()
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # keeps errors to one line
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # if mlflow is imported already
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

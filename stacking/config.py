@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from stacking.errors import ConfigError, DataFileNotFoundError, first_line
+from stacking.errors import ConfigError, DataFileNotFoundError, did_you_mean, first_line
 
 Task = Literal["auto", "binary", "multiclass", "multilabel", "regression"]
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")
@@ -502,11 +502,19 @@ class Config(_Strict):
     def _safe_name(cls, v: str) -> str:
         return _check_name(v, "name")
 
+    @field_validator("base_models", mode="before")
+    @classmethod
+    def _some(cls, v: Any) -> Any:
+        if v is None or v == {}:  # `base_models:` with only comments under it reads as None
+            raise ValueError(
+                "no base models: add at least one under base_models: with its `path:` and "
+                "`input:` (a view of data.views)"
+            )
+        return v
+
     @field_validator("base_models")
     @classmethod
     def _names(cls, v: dict[str, BaseModelConfig]) -> dict[str, BaseModelConfig]:
-        if not v:
-            raise ValueError("at least one base model is needed")
         for name in v:
             if not _NAME.match(name) or "__" in name or name.endswith("_"):
                 raise ValueError(
@@ -529,6 +537,7 @@ class Config(_Strict):
                     raise ValueError(
                         f"base_models.{name}.input: no view {ref!r} in data.views "
                         f"(defined: {sorted(self.data.views)})"
+                        f"{did_you_mean(ref, self.data.views)}"
                     )
         seen = {"base_mean", *self.base_models}
         levels = [self.meta.candidates] + [lv.candidates for lv in self.meta.levels]
@@ -626,16 +635,58 @@ def _key_path(loc: tuple, raw: Any, *, keep_last: bool) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def _models_in(annotation: Any) -> tuple[list[type[BaseModel]], bool]:
+    """The pydantic models an annotation may hold, and whether it is a mapping or list of
+    them (whose next key is a user's name or an index, not a field)."""
+    origin = get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation], False
+    if origin in (dict, list):
+        return _models_in(get_args(annotation)[-1])[0], True
+    if origin is Annotated:
+        return _models_in(get_args(annotation)[0])
+    models: list[type[BaseModel]] = []
+    container = False
+    for arg in get_args(annotation):
+        found, nested = _models_in(arg)
+        models += found
+        container = container or nested
+    return models, container
+
+
+def _allowed_keys(parents: tuple[str, ...]) -> set[str]:
+    """The keys the config models accept under the dotted ``parents``: what an unknown key
+    is compared with for a "did you mean"."""
+    models: list[type[BaseModel]] = [Config]
+    skip = False
+    for part in parents:
+        if skip:  # a base model's name, a view's name, a list index
+            skip = False
+            continue
+        fields = [m.model_fields[part] for m in models if part in m.model_fields]
+        models, skip = [], False
+        for info in fields:
+            found, container = _models_in(info.annotation)
+            models += found
+            skip = skip or container
+    return {name for m in models for name in m.model_fields}
+
+
 def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
     errors = exc.errors()
     # For a union (``str | ViewConfig``) pydantic reports one error per member; the most
     # specific one is the deepest, and a wrong value beats a wrong type.
     first = max(errors, key=lambda e: (len(e["loc"]), not e["type"].endswith("_type")))
+    # A misspelt key is also a missing one (`targt` for `target`): the spelling is the cause.
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    if first["type"] == "missing" and extra:
+        first = extra[0]
     path = _key_path(first["loc"], raw, keep_last=first["type"] == "missing")
     loc = ".".join(path)
     received = first.get("input")
     if first["type"] == "extra_forbidden":
-        return f"{source}: unknown key {loc!r}. Remove it or check its spelling"
+        hint = did_you_mean(path[-1], _allowed_keys(path[:-1])) if path else ""
+        return f"{source}: unknown key {loc!r}. Remove it or check its spelling{hint}"
     if first["type"] == "missing":
         return f"{source}: missing required key {loc!r}"
     if not loc and first["type"] == "value_error":  # a check across sections names its keys
@@ -745,6 +796,28 @@ def parse_config(
     return cfg.resolve_paths(root)
 
 
+def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> str:
+    """``file:line:column: not valid YAML: <problem> (line N: <the line>)``: where an editor
+    jumps to, and the line itself, since the problem is often on the line before."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or first_line(exc)
+    if mark is None:
+        return f"{path}: not valid YAML: {problem}"
+    lines = text.splitlines()
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+
+    def line(n: int) -> str:
+        return lines[n].strip() if n < len(lines) else ""
+
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if not line(mark.line) and context and start is not None:  # at the end of the file
+        return (
+            f"{where}: not valid YAML: {problem} ({context} at line {start.line + 1}: "
+            f"{line(start.line)!r})"
+        )
+    return f"{where}: not valid YAML: {problem} (line {mark.line + 1}: {line(mark.line)!r})"
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     """Read and validate a YAML config; ``overrides`` are ``dotted.key=value`` strings.
 
@@ -763,6 +836,6 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {first_line(exc)}") from exc
+        raise ConfigError(_yaml_error(path, text, exc)) from exc
     raw.setdefault("name", safe_name(path.stem)) if isinstance(raw, dict) else None
     return parse_config(raw, root=path.parent.resolve(), source=str(path), overrides=overrides)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from stacking.config import DataConfig, ViewConfig
-from stacking.errors import DataError, DataFileNotFoundError
+from stacking.errors import DataError, DataFileNotFoundError, did_you_mean
 
 ROW_ID = "row_id"
 _MAX_CLASSES_FOR_AUTO = 50
@@ -82,6 +82,7 @@ class Dataset:
     test_ids: np.ndarray | None = None
     test_y: np.ndarray | None = None  # the test rows' encoded target, when they carry it
     source: dict[str, str] = field(default_factory=dict)
+    views: dict[str, ViewConfig] = field(default_factory=dict)  # data.views, by name
 
     @property
     def target_columns(self) -> list[str]:
@@ -97,8 +98,28 @@ class Dataset:
         """Names of one model's prediction columns (``pred`` for regression)."""
         return ["pred"] if self.task == "regression" else [str(c) for c in self.classes]
 
-    def view(self, spec: ViewConfig, *, which: str = "train") -> np.ndarray:
-        """The array a model reads from the train (or test) rows; see :func:`view_array`."""
+    def view(self, spec: ViewConfig | str, *, which: str = "train") -> np.ndarray:
+        """The array a model reads from the train (or test) rows; see :func:`view_array`.
+
+        ``spec`` is a view of ``data.views`` by name, or a :class:`ViewConfig`::
+
+            x = data.view("x")                   # the training rows, as the models read them
+            x_test = data.view("x", which="test")
+        """
+        if isinstance(spec, str):
+            if spec not in self.views:
+                raise DataError(
+                    f"Dataset.view: no view {spec!r} in data.views (defined: "
+                    f"{sorted(self.views)}){did_you_mean(spec, self.views)}"
+                )
+            spec = self.views[spec]
+        if not isinstance(spec, ViewConfig):
+            raise DataError(
+                f"Dataset.view takes a view name or a ViewConfig. Received: {spec!r:.80}; "
+                f"pass one of {sorted(self.views)}"
+            )
+        if which not in ("train", "test"):
+            raise DataError(f"Dataset.view: which must be 'train' or 'test'. Received: {which!r}")
         frame = self.train if which == "train" else self.test
         if frame is None:
             raise DataError(
@@ -150,7 +171,10 @@ def resolve_columns(frame: pd.DataFrame, columns: list[str] | str, *, source: st
         return matched
     missing = [c for c in columns if c not in names]
     if missing:
-        raise DataError(f"{source} has no column(s) {missing}; columns are {names[:8]}…")
+        raise DataError(
+            f"{source} has no column(s) {missing}; columns are {names[:8]}…"
+            f"{did_you_mean(missing[0], names)}"
+        )
     return list(columns)
 
 
@@ -185,10 +209,23 @@ def _encode_target(frame: pd.DataFrame, cfg: DataConfig, source: str):
             raise DataError(f"regression target {cfg.target!r} in {source} is not numeric")
         return raw.to_numpy(dtype=float), task, []
     classes = class_order(raw.unique().tolist(), cfg.classes, target=cfg.target, source=source)
+    looks_like = infer_task(raw)  # the advice follows the values, not the declaration
     if task == "binary" and len(classes) != 2:
+        advice = (
+            f"Set data.task to {looks_like} (the values look like a {looks_like} target) or "
+            "fix the target"
+            if len(classes) > 2
+            else "Fix the target: it needs two classes"
+        )
         raise DataError(
             f"task binary needs 2 classes in {cfg.target!r}; {source} has {len(classes)}: "
-            f"{classes[:10]}. Set data.task to multiclass or fix the target"
+            f"{classes[:10]}. {advice}"
+        )
+    if task == "multiclass" and looks_like == "regression" and pd.api.types.is_float_dtype(raw):
+        raise DataError(
+            f"task multiclass needs class labels in {cfg.target!r}; {source} has "
+            f"{len(classes)} distinct fractional values such as {classes[:3]}. Set data.task "
+            "to regression (its values look continuous) or fix the target"
         )
     if len(classes) < 2:
         raise DataError(f"target {cfg.target!r} in {source} has a single class {classes}")
@@ -247,6 +284,7 @@ def _ids(frame: pd.DataFrame, id_column: str, source: str) -> np.ndarray:
         raise DataError(
             f"{source} has no column(s) [{id_column!r}] named by data.id; columns are "
             f"{names[:8]}…; fix data.id, or remove it to use row numbers"
+            f"{did_you_mean(id_column, names)}"
         )
     missing = frame[id_column].isna().to_numpy()
     if missing.any():
@@ -305,6 +343,7 @@ def load_dataset(cfg: DataConfig) -> Dataset:
         test_ids=test_ids,
         test_y=test_y,
         source=sources,
+        views=dict(cfg.views),
     )
 
 

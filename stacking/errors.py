@@ -11,7 +11,7 @@ built-in exception that fits, so ``except ValueError`` keeps working::
     │   └── LeakageError(BaseModelError)               a model that may have seen the row
     ├── CacheError(StackingError, RuntimeError)        corrupt cache entries (cache verify)
     ├── TrackingError(StackingError, RuntimeError)     the MLflow store refused or is away
-    └── OutputError(StackingError, OSError)            results folder not writable
+    └── OutputError(StackingError, OSError)            results folder or local store not writable
 
 The CLI turns a ``StackingError`` into one line ``error: …`` and exit code 2. Anything
 else is a bug in tf-stacking: exit code 1 with a traceback.
@@ -57,7 +57,8 @@ class TrackingError(StackingError, RuntimeError):
 
 
 class OutputError(StackingError, OSError):
-    """The results folder cannot be written: read-only, full disk, file-size limit."""
+    """The results folder or a local MLflow store cannot be written: read-only, full disk,
+    file-size limit."""
 
 
 def first_line(exc: BaseException) -> str:
@@ -65,3 +66,16 @@ def first_line(exc: BaseException) -> str:
     library's multi-line message quoted inside one of ours, which must stay one line."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def did_you_mean(name: object, choices) -> str:
+    """``"; did you mean 'views'?"`` when one of ``choices`` is close to ``name`` (difflib's
+    ratio), else ``""``: appended to a message that already lists or names the choices, so
+    a misspelt key, view, column or experiment points at the one the user meant."""
+    import difflib
+
+    options = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(name), options, n=1, cutoff=0.6)
+    if not close:  # a case slip (`Target` for `target`) scores low on ratio
+        close = [c for c in options if c.lower() == str(name).lower()][:1]
+    return f"; did you mean {close[0]!r}?" if close else ""

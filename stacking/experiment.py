@@ -271,6 +271,11 @@ class Experiment:
         cache: CacheStore | None = None,
         progress: bool = True,
     ) -> None:
+        if not isinstance(config, Config):
+            raise ConfigError(
+                f"Experiment takes a Config. Received: {type(config).__name__} "
+                f"{config!r:.60}; use Experiment.from_yaml(path) for a YAML file"
+            )
         self.config = config
         self.output_dir = Path(output_dir) if output_dir else None
         self.tracker = tracker if tracker is not None else get_tracker(config.tracking)
@@ -300,6 +305,7 @@ class Experiment:
         ``trust_imports``.
         """
         recorded_run = MlflowTracker(uri=tracking_uri).fetch_run(run_id)
+        run_id = recorded_run.run_id  # the full id of a short one
         raw, tags, metrics = recorded_run.config, recorded_run.tags, recorded_run.metrics
         if raw is None:
             raise DataError(

@@ -47,7 +47,7 @@ def check_output_dir(out: Path) -> Path:
     """Refuse a results folder that holds something (nothing is overwritten) or that
     cannot be written: checked before computing, so no work is lost at the end."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"output directory {str(out)!r} is not empty; choose another --output")
+        raise DataError(f"output directory {str(out)!r} {_holds(out)}")
     existing = next(p for p in [out, *out.parents] if p.exists() or p == Path(p.anchor))
     try:
         if not existing.is_dir():
@@ -61,6 +61,28 @@ def check_output_dir(out: Path) -> Path:
             "choose another --output or make the folder writable"
         ) from exc
     return out
+
+
+def _holds(out: Path) -> str:
+    """What a non-empty results folder holds, and what to do about it: a run killed while
+    it was being recorded left a complete folder that ``stacking log`` records."""
+    try:
+        metrics = json.loads((out / "metrics.json").read_text())
+        complete = (out / "config.resolved.yaml").is_file() and "ensemble" in metrics
+    except (OSError, ValueError, TypeError):
+        complete, metrics = False, {}
+    if not complete:
+        return "is not empty; choose another --output"
+    if metrics.get("run_id"):
+        return (
+            f"holds a finished run, recorded as MLflow run {metrics['run_id']}; choose another "
+            "--output"
+        )
+    return (
+        "holds a finished run that was never recorded in MLflow (its process ended before "
+        f"that, or tracking was off); record it with `stacking log {out}`, or choose another "
+        "--output"
+    )
 
 
 def _reason(exc: OSError) -> str:

@@ -265,8 +265,17 @@ ROWS = {
         "config",
         "config that is not valid YAML",
         ConfigError,
-        r"c\.yaml: not valid YAML",
+        r"c\.yaml:2:1: not valid YAML: expected ',' or '\]', but got '<stream end>' \(while "
+        r"parsing a flow sequence at line 1: 'data: \[1, 2'\)",
         _config_text(b"data: [1, 2\n"),
+    ),
+    "config-bad-yaml-indent": Row(
+        "config",
+        "a key indented one space too far",
+        ConfigError,
+        r"c\.yaml:3:10: not valid YAML: mapping values are not allowed here "
+        r"\(line 3: 'target: y'\)",
+        _config_text(b"data:\n  id: id\n   target: y\n"),
     ),
     "config-not-utf8": Row(
         "config",
@@ -286,8 +295,15 @@ ROWS = {
         "config",
         "misspelt key `data.tragt`",
         ConfigError,
-        r"unknown key 'data\.tragt'. Remove it or check its spelling",
+        r"unknown key 'data\.tragt'. Remove it or check its spelling; did you mean 'target'\?$",
         _set("data.tragt", "y"),
+    ),
+    "config-unknown-nested-key": Row(
+        "config",
+        "misspelt key `columns` inside a view",
+        ConfigError,
+        r"unknown key 'data\.views\.x\.colums'\. .*; did you mean 'columns'\?$",
+        _set("data.views.x", {"colums": "f_*"}),
     ),
     "config-wrong-type": Row(
         "config",
@@ -337,6 +353,13 @@ ROWS = {
         ConfigError,
         r"base_models\.folds\.input: no view 'nope' in data\.views \(defined: \['x'\]\)",
         sets=("base_models.folds.input=nope",),
+    ),
+    "config-misspelt-view": Row(
+        "config",
+        "`input:` names a misspelt view",
+        ConfigError,
+        r"no view 'xs' in data\.views \(defined: \['x'\]\); did you mean 'x'\?$",
+        sets=("base_models.folds.input=xs",),
     ),
     "config-cache-kind": Row(
         "cache",
@@ -401,6 +424,35 @@ ROWS = {
         DataError,
         r"task binary needs 2 classes in 'y'; .*train\.csv has 1: \['ant'\]",
         _train(lambda f: f.assign(y="ant")),
+    ),
+    "data-binary-continuous": Row(
+        "data",
+        "continuous target declared `binary`",
+        DataError,
+        r"task binary needs 2 classes in 'y'; .*train\.csv has 30: .*Set data\.task to "
+        r"regression \(the values look like a regression target\)",
+        lambda raw, tmp, root: (
+            _train(lambda f: f.assign(y=f["f_0"] * 1.5))(raw, tmp, root),
+            raw["data"].update(task="binary"),
+        ),
+    ),
+    "data-multiclass-continuous": Row(
+        "data",
+        "continuous target declared `multiclass`",
+        DataError,
+        r"task multiclass needs class labels in 'y'; .*train\.csv has 30 distinct fractional "
+        r"values .*Set data\.task to regression",
+        lambda raw, tmp, root: (
+            _train(lambda f: f.assign(y=f["f_0"] * 1.5))(raw, tmp, root),
+            raw["data"].update(task="multiclass"),
+        ),
+    ),
+    "data-misspelt-target": Row(
+        "data",
+        "`data.target` in the wrong case",
+        DataError,
+        r"train\.csv has no column\(s\) \['Y'\]; columns are .*; did you mean 'y'\?$",
+        sets=("data.target=Y",),
     ),
     "data-bad-weight": Row(
         "data",
@@ -477,6 +529,18 @@ ROWS = {
         LeakageError,
         r"base model 'folds' was trained on fold plan \w+ \(K=3\) but this experiment's plan",
         _set("folds", {"kind": "kfold", "n_splits": 3, "seed": 1}),
+    ),
+    "folds-wrong-task": Row(
+        "folds",
+        "regression fold models (another fold plan) in a multiclass experiment",
+        BaseModelError,
+        r"base model 'folds' was trained for a regression task but the data is multiclass; "
+        r"set data\.task: regression",
+        _fold_dir(
+            manifest=json.dumps(
+                {"n_splits": 3, "folds_digest": "0" * 16, "format": "keras", "task": "regression"}
+            )
+        ),
     ),
     "folds-missing-file": Row(
         "folds",
@@ -560,6 +624,13 @@ ROWS = {
         r"meta\.candidates: 'nosuch' is neither a short name .* nor an import path",
         sets=("meta.candidates=[nosuch]",),
     ),
+    "meta-misspelt-candidate": Row(
+        "meta",
+        "misspelt candidate short name",
+        ConfigError,
+        r"meta\.candidates: 'logistc' is neither a short name .*; did you mean 'logistic'\?$",
+        sets=("meta.candidates=[logistc]",),
+    ),
     "meta-candidate-not-importable": Row(
         "meta",
         "candidate import path that does not import",
@@ -636,6 +707,20 @@ ROWS = {
             str(tmp / "p.csv"),
         ],
         api=_predictor_api,
+    ),
+    "cli-predict-run-id": Row(
+        "CLI",
+        "`stacking predict RUN_ID` (a run id where a folder goes)",
+        DataFileNotFoundError,
+        r"no folder '0123abcd4567ef890123abcd4567ef89'; it looks like an MLflow run id: pass "
+        r"the run's model as runs:/0123abcd4567ef890123abcd4567ef89/ensemble",
+        argv=lambda tmp, cfg: [
+            "predict",
+            "0123abcd4567ef890123abcd4567ef89",
+            str(cfg),
+            "--output",
+            str(tmp / "p.csv"),
+        ],
     ),
     "cli-inspect-missing": Row(
         "CLI",

@@ -115,6 +115,8 @@ def test_load_base_model_multi_output_needs_output(tmp_path, x):
     np.testing.assert_array_equal(
         by_name.predict([x], batch_size=64), picked.predict([x], batch_size=64)
     )
+    with pytest.raises(BaseModelError, match=r"no such output.*did you mean 'head_b'\?$"):
+        load_base_model(tmp_path / "two.keras", output="head-b")
 
 
 @pytest.mark.parametrize(

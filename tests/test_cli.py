@@ -236,6 +236,7 @@ def test_cli_run_prints_one_line_per_stage_and_a_summary(multiclass_project, tmp
         assert stage in stages, err
     assert stages.count("meta") == 4  # a line when each candidate starts and when it ends
     assert stages[-1] == "done" and "tracking" in stages
+    assert "\r" not in err and "%|" not in err  # stderr is no terminal: no bar frames
     computed = re.search(r"cache: 0 hits, (\d+) computed", err.splitlines()[-1])
     assert computed and int(computed.group(1)) > 0
     # --quiet: the leaderboard only.

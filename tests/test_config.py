@@ -204,9 +204,11 @@ def test_config_good_base_model_name(name):
     assert list(_parse(raw).base_models) == [name]
 
 
-def test_config_needs_a_base_model():
-    with pytest.raises(ConfigError, match="at least one base model is needed"):
-        _parse(_raw(base_models={}))
+@pytest.mark.parametrize("empty", [{}, None])
+def test_config_needs_a_base_model(empty):
+    # None: `base_models:` with only the commented examples `stacking init` writes.
+    with pytest.raises(ConfigError, match="no base models: add at least one under base_models:"):
+        _parse(_raw(base_models=empty))
 
 
 @pytest.mark.parametrize("kind", ["proba", "logit", "rank"])
@@ -291,8 +293,12 @@ def test_load_config_missing_file_is_also_file_not_found(tmp_path):
 @pytest.mark.parametrize(
     ("text", "error", "match"),
     [
-        ("data: [1, 2\n", ConfigError, r"c\.yaml: not valid YAML"),
-        ("data:\n  train: a\n target: b\n", ConfigError, r"c\.yaml: not valid YAML"),
+        ("data: [1, 2\n", ConfigError, r"c\.yaml:2:1: not valid YAML: .*at line 1: 'data: \[1, 2'"),
+        (
+            "data:\n  train: a\n target: b\n",
+            ConfigError,
+            r"c\.yaml:3:2: not valid YAML: expected <block end>.* \(line 3: 'target: b'\)",
+        ),
         ("- 1\n- 2\n", ConfigError, r"c\.yaml: expected a mapping at the top level"),
         ("", ConfigError, r"c\.yaml: missing required key"),
     ],

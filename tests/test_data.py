@@ -312,3 +312,14 @@ def test_table_digest_changes_with_one_value_in_file(tmp_path):
     before = _load(tmp_path, frame).digest
     frame.loc[7, "age"] = 100.0
     assert _load(tmp_path, frame).digest != before
+
+
+def test_dataset_view_by_name_and_a_misspelt_name_is_a_typed_error(tmp_path):
+    views = {"pixels": {"columns": "px_*"}, "age": {"columns": ["age"]}}
+    data = _load(tmp_path, _frame(), id="sample", views=views)
+    assert_array_equal(data.view("pixels"), _frame()[[f"px_{i}" for i in range(4)]])
+    assert data.view("age").dtype == np.float32 and data.view("age").shape == (12, 1)
+    with pytest.raises(DataError, match=r"no view 'pixel' in data\.views .*did you mean 'pixels'"):
+        data.view("pixel")
+    with pytest.raises(DataError, match=r"takes a view name or a ViewConfig. Received: 3"):
+        data.view(3)

@@ -256,3 +256,10 @@ def test_labelled_test_table_gives_holdout_scores_equal_to_scikit_learn(
 
     run = mlflow.MlflowClient(load_config(cfg).tracking.uri).get_run(result.run_id)
     assert run.data.metrics["test_log_loss"] == pytest.approx(log_loss(y, proba))
+
+
+def test_experiment_given_a_path_instead_of_a_config_is_a_typed_error():
+    from stacking import ConfigError
+
+    with pytest.raises(ConfigError, match=r"Experiment takes a Config\. Received: str .*from_yaml"):
+        Experiment("configs/digits.yaml")

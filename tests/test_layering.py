@@ -13,11 +13,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "stacking"
 # Stage order: a module may import only stages at its own position or before it.
 ORDER = [
     "errors",
+    "quiet",
     "numeric",
     "config",
     "metrics",
     "data",
     "images",
+    "starter",
     "views",
     "folds",
     "base",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -22,6 +23,9 @@ def execute(name: str, project, tmp_path, monkeypatch) -> nbformat.NotebookNode:
     monkeypatch.setenv("STACKING_TRACKING_URI", sqlite_store(tmp_path))
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     monkeypatch.setenv("PYTHONPATH", path)
+    for key in list(os.environ):  # the kernel starts as a user's does: no muting of ours
+        if key.startswith(("TF_", "GLOG_", "ABSL_", "MLFLOW_ENABLE_ARTIFACTS")):
+            monkeypatch.delenv(key)
     nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
     client = NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
@@ -29,7 +33,48 @@ def execute(name: str, project, tmp_path, monkeypatch) -> nbformat.NotebookNode:
     client.execute()  # raises CellExecutionError on the first failing cell
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+    assert_quiet(nb)
     return nb
+
+
+# What must not reach a notebook's outputs: progress-bar frames (tqdm's `NN%|` and its
+# carriage returns, MLflow's artifact bars, the IProgress warning) and TensorFlow's
+# start-up lines (absl's `I0000 00:00:…` prefix, oneDNN, CUDA).
+_NOISE = re.compile(
+    r"\r|\d+%\||Downloading artifacts|Uploading artifacts|TqdmWarning|IProgress|"
+    r"^[IWEF]\d{4} \d\d:\d\d|oneDNN|cuda|absl::InitializeLog|TF_ENABLE_ONEDNN_OPTS",
+    re.MULTILINE,
+)
+
+
+def assert_quiet(nb) -> None:
+    """The executed outputs hold no progress frames and no TensorFlow lines."""
+    texts = [
+        o.get("text", "")
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if o.output_type == "stream"
+    ]
+    noise = [m.group(0) for text in texts for m in _NOISE.finditer(text)]
+    assert not noise, (noise[:5], texts)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_work_from_the_repository_root_like_make_demo(path, tmp_path, monkeypatch):
+    """Opened in notebooks/, a notebook moves to the repository's root first: `make demo`'s
+    cache, MLflow store (MLflow's default, sqlite:///mlflow.db) and runs/ are shared, not
+    recomputed into notebooks/."""
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")
+    monkeypatch.delenv("STACKING_CONFIG", raising=False)
+    monkeypatch.delenv("STACKING_TRACKING_URI", raising=False)
+    nb = nbformat.read(path, as_version=4)
+    first = next(c for c in nb.cells if c.cell_type == "code")
+    namespace: dict = {}
+    exec(first.source, namespace)
+    assert Path.cwd() == tmp_path
+    assert namespace["CONFIG"] == "configs/digits.yaml"  # the file `make demo` runs
+    assert namespace["TRACKING_URI"] == "sqlite:///mlflow.db"
 
 
 def outputs(nb, mime: str) -> list[str]:

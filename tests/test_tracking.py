@@ -4,9 +4,14 @@ results folder, MLflow datasets and provenance, and the ``log`` and ``runs`` com
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 from conftest import sqlite_store
@@ -183,3 +188,107 @@ def test_cli_runs_filters_one_metric(folder, tmp_path, capsys):
     code = main(["runs", "--experiment", "compare", "--tracking-uri", uri, "--metric", "nope"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "no run records a metric 'nope'" in err[0]
+
+
+def test_cli_accepts_the_short_run_id_runs_prints(folder, tmp_path, capsys):
+    """`stacking runs` shows 12 characters; `predict runs:/<those>/ensemble` and
+    `fetch_run` (what `reproduce` reads) find the run by them."""
+    uri = sqlite_store(tmp_path)
+    run_id = MlflowTracker(uri=uri, experiment="short").log(record_from_results(folder))
+    assert main(["runs", "--experiment", "short", "--tracking-uri", uri]) == 0
+    short = capsys.readouterr().out.strip().splitlines()[1].split()[2]
+    assert short == run_id[:12]
+    assert MlflowTracker(uri=uri).fetch_run(short).run_id == run_id
+    rows = tmp_path / "rows.parquet"
+    pd.read_parquet(folder / "ensemble" / "example_input.parquet").to_parquet(rows)
+    argv = ["predict", f"runs:/{short}/ensemble", str(rows), "--output", str(tmp_path / "p.csv")]
+    assert main([*argv, "--tracking-uri", uri]) == 0, capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(pd.read_parquet(rows))
+
+
+def test_ambiguous_and_unknown_short_run_ids_are_one_line(tmp_path):
+    uri = sqlite_store(tmp_path)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("many")
+    # 17 runs: two of them share a first hex digit (pigeonhole), so that prefix is ambiguous.
+    ids = [
+        client.create_run(experiment, tags={"stacking.data_digest": "d"}).info.run_id
+        for _ in range(17)
+    ]
+    first = next(c for c in "0123456789abcdef" if sum(i.startswith(c) for i in ids) > 1)
+    tracker = MlflowTracker(uri=uri)
+    with pytest.raises(
+        TrackingError, match=rf"run id '{first}' is ambiguous .* it starts \d+ runs"
+    ):
+        tracker.fetch_run(first)
+    prefix = next(
+        p for p in ("abcdef", "fedcba", "012345") if not any(map(str.startswith, ids, [p] * 17))
+    )
+    with pytest.raises(TrackingError, match=rf"no run '{prefix}' in .*copy an id from"):
+        tracker.fetch_run(prefix)
+    assert tracker.resolve_run_id(client, ids[0][:20]) == ids[0]
+
+
+def test_cli_runs_without_experiment_lists_the_experiments_with_runs(folder, tmp_path, capsys):
+    uri = sqlite_store(tmp_path)
+    MlflowTracker(uri=uri, experiment="mine").log(record_from_results(folder))
+    assert main(["runs", "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == (
+        "no runs in experiment 'tf-stacking'; experiments with runs: mine (1 run); "
+        "e.g. stacking runs --experiment mine"
+    )
+    assert main(["runs", "--tracking-uri", uri, "--experiment", "mien"]) == 0
+    assert "experiments with runs: mine (1 run)" in capsys.readouterr().out
+
+
+def test_cli_runs_marks_runs_of_dead_processes_killed(tmp_path, capsys):
+    """A run left RUNNING by a process that is gone is KILLED by the next command that
+    opens the store (here `stacking runs`); a run of a live process stays RUNNING."""
+    from stacking.tracking._store import HOST
+
+    uri = sqlite_store(tmp_path)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("tf-stacking")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    tags = {"stacking.data_digest": "d", "stacking.host": HOST}
+    gone = client.create_run(experiment, tags={**tags, "stacking.pid": str(dead.pid)})
+    alive = client.create_run(experiment, tags={**tags, "stacking.pid": str(os.getppid())})
+    assert main(["runs", "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert client.get_run(gone.info.run_id).info.status == "KILLED"
+    assert client.get_run(alive.info.run_id).info.status == "RUNNING"
+    assert "KILLED" in out and "RUNNING" in out
+
+
+def test_check_leaves_only_the_store_in_the_users_folder(tmp_path):
+    """No `.mlflow.db.lock` beside a store kept in a repository (an untracked file after
+    every run); the lock lives in the temporary folder."""
+    folder = tmp_path / "repo"
+    MlflowTracker(uri=sqlite_store(folder)).check()
+    assert sorted(p.name for p in folder.iterdir()) == ["mlflow.db"]
+
+
+@pytest.mark.slow  # a subprocess that imports TensorFlow
+def test_pyfunc_model_loads_without_tensorflow_start_up_lines(folder, tmp_path):
+    """A user's own `mlflow.pyfunc.load_model` in a fresh process: the model's code imports
+    tf-stacking, which keeps TensorFlow's C++ start-up lines off stderr."""
+    uri = sqlite_store(tmp_path)
+    run_id = MlflowTracker(uri=uri, experiment="pyfunc").log(record_from_results(folder))
+    rows = folder / "ensemble" / "example_input.parquet"
+    code = (
+        "import mlflow, pandas as pd; "
+        f"m = mlflow.pyfunc.load_model('runs:/{run_id}/ensemble'); "
+        f"print(len(m.predict(pd.read_parquet({str(rows)!r}))))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "GLOG_", "ABSL_"))}
+    env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(len(pd.read_parquet(rows)))
+    noise = [line for line in done.stderr.splitlines() if "oneDNN" in line or "cuda" in line]
+    assert not noise, done.stderr

@@ -181,6 +181,14 @@ def resolve_base_model(
             f"models were trained on this experiment's folds.csv. {_HOW}"
         )
     manifest = read_manifest(path)
+    # The task first: another task gives another fold plan (stratified or not), and the
+    # digest mismatch that follows would send the user retraining instead of to data.task.
+    if manifest["task"] != task:
+        raise BaseModelError(
+            f"base model {name!r} was trained for a {manifest['task']} task but the data is "
+            f"{task}; set data.task: {manifest['task']} if that is the task, or use a "
+            f"{task} model"
+        )
     if manifest["n_splits"] != n_splits or manifest["folds_digest"] != folds_digest:
         raise LeakageError(
             f"base model {name!r} was trained on fold plan {manifest['folds_digest']} "
@@ -188,11 +196,6 @@ def resolve_base_model(
             f"(K={n_splits}); a fold model could have seen the rows it predicts. Use the "
             f"same folds (e.g. `folds: {{column: fold}}` from the training folds.csv) or "
             f"retrain with stacking.train_fold_models"
-        )
-    if manifest["task"] != task:
-        raise BaseModelError(
-            f"base model {name!r} was trained for a {manifest['task']} task but the data is "
-            f"{task}; set data.task or use a matching model"
         )
     expected = [str(c) for c in classes]
     if manifest.get("classes") and manifest["classes"] != expected:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from stacking.errors import BaseModelError
+from stacking.errors import BaseModelError, did_you_mean
 
 KINDS = ("sequential", "functional", "subclassed", "savedmodel", "tflite", "onnx")
 
@@ -222,6 +222,7 @@ def raise_output_error(names, output, path, why) -> None:
     raise BaseModelError(
         f"model {str(path)!r} {why}. Received: output={output!r}; "
         f"set `output:` to one of {names} (or its index)"
+        f"{did_you_mean(output, names) if isinstance(output, str) else ''}"
     )
 
 

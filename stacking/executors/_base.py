@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import gc
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
+
+from stacking.quiet import is_terminal
 
 if TYPE_CHECKING:
     from stacking.base import FrozenModel
@@ -175,10 +178,14 @@ def releasing_models() -> Iterator[Callable[[], int]]:
 
 
 def progress_bar(jobs: list[Job], progress: bool) -> Any:
-    """A tqdm bar over ``jobs`` (off when ``progress`` is false or there is no job)."""
-    from tqdm.auto import tqdm
+    """A tqdm bar over ``jobs``: off when ``progress`` is false, when there is no job, and
+    when stderr is not a terminal (a log or a notebook would get every frame as a line;
+    the stage line after it says what was done). tqdm.auto is not imported: in a notebook
+    without ipywidgets, importing it alone warns (``TqdmWarning: IProgress not found``)."""
+    from tqdm.std import tqdm
 
-    return tqdm(jobs, desc="inference", unit="model", disable=not progress or not jobs)
+    shown = progress and bool(jobs) and is_terminal(sys.stderr)
+    return tqdm(jobs, desc="inference", unit="model", disable=not shown)
 
 
 def check_inputs(frozen: FrozenModel, inputs: list[np.ndarray], *, model: str, path: Path) -> None:

@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import has_fit_parameter
 
 from stacking.config import CandidateConfig
-from stacking.errors import ConfigError, StackingError, first_line
+from stacking.errors import ConfigError, StackingError, did_you_mean, first_line
 from stacking.meta._registry import get_meta_learner, reads_blocks, short_names
 
 _API = ("fit", "get_params")
@@ -57,6 +57,7 @@ def _import(path: str, where: str) -> type:
         raise ConfigError(
             f"{where}: {path!r} is neither a short name ({', '.join(short_names())}) "
             "nor an import path such as sklearn.linear_model.LogisticRegression"
+            f"{did_you_mean(path, short_names())}"
         )
     try:
         obj = getattr(importlib.import_module(module), attr)

@@ -20,16 +20,18 @@ from pathlib import Path
 
 import yaml
 
-from stacking.errors import TrackingError
+from stacking.errors import OutputError, TrackingError
 from stacking.tracking._base import RecordedRun, RunRecord, Tracker
 from stacking.tracking._model import log_datasets, log_ensemble_model, params
 from stacking.tracking._store import (
     CHECK_HTTP,
     HOST,
     LOG_HTTP,
+    file_system_refusal,
     one_line,
     pid_alive,
     session,
+    sqlite_path,
     store_lock,
 )
 
@@ -88,6 +90,8 @@ class MlflowTracker(Tracker):
     def check(self) -> None:
         """Reach the store, write to it, and mark runs of dead processes KILLED."""
         uri = resolved_uri(self.uri)
+        db = sqlite_path(uri)
+        fresh = db is not None and not db.exists()
         try:
             with session(self.uri, CHECK_HTTP, force=True), store_lock(uri):
                 client = self._client()
@@ -98,6 +102,16 @@ class MlflowTracker(Tracker):
         except TrackingError:
             raise
         except Exception as exc:
+            refused = file_system_refusal(db) if db is not None else None
+            if db is not None and fresh and db.is_file() and db.stat().st_size == 0:
+                db.unlink(missing_ok=True)  # the empty file SQLite created before failing
+            if db is not None and refused is not None:
+                raise OutputError(
+                    f"cannot write the MLflow store {str(db)!r}: {one_line(exc)}; the file "
+                    f"system refused a write ({refused}); nothing was computed; free disk space, "
+                    f"raise the file-size limit or make {str(db.parent)!r} writable, or point "
+                    "tracking.uri elsewhere"
+                ) from exc
             raise self._fail(
                 "record the run in",
                 exc,
@@ -119,6 +133,15 @@ class MlflowTracker(Tracker):
                     run.info.run_id,
                     pid,
                 )
+
+    def _end_dead_runs_if_writable(self, client, experiment_id: str) -> None:
+        """:meth:`_end_dead_runs` for commands that only read: a read-only store lists its
+        runs as they are."""
+        try:
+            with store_lock(resolved_uri(self.uri)):
+                self._end_dead_runs(client, experiment_id)
+        except Exception as exc:  # reading must not fail on a tidy-up
+            log.debug("could not mark dead runs KILLED: %s", one_line(exc))
 
     def log(self, record: RunRecord) -> str:
         import mlflow
@@ -172,14 +195,50 @@ class MlflowTracker(Tracker):
                 log_ensemble_model(mlflow, record.model_dir, record.model_example, self.register_as)
             return run.info.run_id
 
+    def resolve_run_id(self, client, run_id: str) -> str:
+        """The full id of ``run_id`` or of the one run whose id starts with it (``stacking
+        runs`` shows 12 characters); a ``TrackingError`` naming the matches when several do,
+        or naming the store when none does."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return client.get_run(run_id).info.run_id
+        except MlflowException:
+            if not run_id or len(run_id) >= 32:
+                raise
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        matches = sorted(
+            {
+                run.info.run_id
+                for run in client.search_runs(
+                    experiments, filter_string=PARENT_FILTER, max_results=50000
+                )
+                if run.info.run_id.startswith(run_id)
+            }
+        )
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise TrackingError(
+                f"run id {run_id!r} is ambiguous in {resolved_uri(self.uri)}: it starts "
+                f"{len(matches)} runs ({', '.join(matches[:5])}); give more characters"
+            )
+        raise TrackingError(
+            f"no run {run_id!r} in {resolved_uri(self.uri)}; copy an id from "
+            "`stacking runs --tracking-uri URI`, or check --tracking-uri"
+        )
+
     def fetch_run(self, run_id: str) -> RecordedRun:
         try:
             with session(self.uri, CHECK_HTTP, force=True):
                 client = self._client()
+                run_id = self.resolve_run_id(client, run_id)
                 run = client.get_run(run_id)
                 with tempfile.TemporaryDirectory() as tmp:
                     path = client.download_artifacts(run_id, "config.resolved.yaml", tmp)
                     config = yaml.safe_load(Path(path).read_text())
+        except TrackingError:
+            raise
         except Exception as exc:
             raise TrackingError(
                 f"cannot read run {run_id!r} from {resolved_uri(self.uri)}: {one_line(exc)}; "
@@ -192,11 +251,17 @@ class MlflowTracker(Tracker):
 
         try:
             with session(self.uri, LOG_HTTP):
+                uri = self._full_run_uri(uri)
+                client = self._client()
+                for experiment in client.search_experiments():
+                    self._end_dead_runs_if_writable(client, experiment.experiment_id)
                 local = Path(
                     mlflow.artifacts.download_artifacts(
                         artifact_uri=uri, tracking_uri=resolved_uri(self.uri)
                     )
                 )
+        except TrackingError:
+            raise
         except Exception as exc:
             raise TrackingError(
                 f"cannot fetch MLflow model {uri!r} from {resolved_uri(self.uri)}: "
@@ -210,6 +275,30 @@ class MlflowTracker(Tracker):
             )
         return predictor
 
+    def _full_run_uri(self, uri: str) -> str:
+        """``runs:/<short id>/path`` with the run's full id (a unique prefix is accepted)."""
+        if not uri.startswith("runs:/"):
+            return uri
+        run_id, sep, rest = uri.removeprefix("runs:/").partition("/")
+        return f"runs:/{self.resolve_run_id(self._client(), run_id)}{sep}{rest}"
+
+    def experiments_with_runs(self) -> dict[str, int]:
+        """``{experiment name: number of tf-stacking runs}`` of the store, for a hint when
+        the asked experiment has none."""
+        try:
+            with session(self.uri, CHECK_HTTP, force=True):
+                client = self._client()
+                counts = {}
+                for experiment in client.search_experiments():
+                    found = client.search_runs(
+                        [experiment.experiment_id], filter_string=PARENT_FILTER, max_results=1000
+                    )
+                    if found:
+                        counts[experiment.name] = len(found)
+        except Exception as exc:
+            raise self._fail("list the experiments of", exc, "check --tracking-uri") from exc
+        return counts
+
     def runs(self, max_results: int = 20) -> list[RecordedRun]:
         try:
             with session(self.uri, CHECK_HTTP, force=True):
@@ -217,6 +306,7 @@ class MlflowTracker(Tracker):
                 experiment = client.get_experiment_by_name(self.experiment)
                 if experiment is None:
                     return []
+                self._end_dead_runs_if_writable(client, experiment.experiment_id)
                 found = client.search_runs(
                     [experiment.experiment_id],
                     filter_string=PARENT_FILTER,

@@ -10,9 +10,11 @@ first use of a SQLite store with a lock file beside it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,9 +66,18 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(path.removeprefix("file:")) if path and path != ":memory:" else None
 
 
+def lock_path(db: Path) -> Path:
+    """The lock file of the SQLite store ``db``: in the temporary folder, named by the
+    store's absolute path, so that nothing is left beside a store the user keeps in a
+    repository (a lock file cannot be deleted safely while another process may wait on it).
+    """
+    key = hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"stacking-mlflow-{key}.lock"
+
+
 @contextlib.contextmanager
 def store_lock(uri: str) -> Iterator[None]:
-    """Hold ``.<db>.lock`` beside a SQLite store (no-op for other stores).
+    """Hold :func:`lock_path` of a SQLite store (no-op for other stores).
 
     MLflow creates the tables of a fresh database on first use; two processes doing that
     at once fail with ``table … already exists``. The lock makes the second one wait and
@@ -81,11 +92,10 @@ def store_lock(uri: str) -> Iterator[None]:
     except ImportError:  # Windows: no advisory locks; the race stays possible there
         yield
         return
-    lock = path.parent / f".{path.name}.lock"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock, "a")  # noqa: SIM115 - closed below
-    except OSError:  # a read-only folder: nobody creates the store there; MLflow says why
+        handle = open(lock_path(path), "a")  # noqa: SIM115 - closed below
+    except OSError:  # a read-only folder, another user's lock: MLflow says what fails
         yield
         return
     with handle:
@@ -94,6 +104,27 @@ def store_lock(uri: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def file_system_refusal(db: Path) -> str | None:
+    """Why the file system refuses writes to the SQLite store ``db`` (read-only, full,
+    a file-size limit), or ``None`` when it accepts them.
+
+    SQLite reports such refusals as ``disk I/O error`` or ``readonly database``; a probe
+    write of our own gets the operating system's reason.
+    """
+    try:
+        if db.exists():
+            with open(db, "r+b"):
+                pass
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=db.parent, prefix=".stacking-probe-") as probe:
+            probe.write(b"\0" * (1 << 20))  # more than a fresh store's first pages
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        return exc.strerror or str(exc).splitlines()[0]
+    return None
 
 
 def pid_alive(pid: int) -> bool:

@@ -468,8 +468,7 @@ def pairwise_correlation(blocks: list[np.ndarray]) -> np.ndarray:
     columns = [np.asarray(b, dtype=np.float64).reshape(len(b), -1) for b in blocks]
     with np.errstate(invalid="ignore", divide="ignore"):
         per_column = [
-            np.corrcoef(np.array([c[:, k] for c in columns]))
-            for k in range(columns[0].shape[1])
+            np.corrcoef(np.array([c[:, k] for c in columns])) for k in range(columns[0].shape[1])
         ]
     return np.mean(per_column, axis=0)
 

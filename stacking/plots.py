@@ -339,7 +339,8 @@ def calibration_bins(
     observed frequency, each of shape ``(n_columns, n_bins)`` (NaN means where a bin is empty).
 
     Bins are :func:`~stacking.metrics.calibration_bin_index`'s, the ``ece`` metric's; the
-    sums come from one ``np.bincount`` per column instead of a boolean mask per bin, so the cost is a few passes over the rows whatever ``n_bins``.
+    sums come from one ``np.bincount`` per column instead of a boolean mask per bin,
+    so the cost is a few passes over the rows whatever ``n_bins``.
     """
     shape = (proba.shape[1], n_bins)
     count, sum_p, sum_y = np.zeros(shape, np.int64), np.zeros(shape), np.zeros(shape)

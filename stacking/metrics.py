@@ -418,7 +418,7 @@ def calibration_bin_index(proba: np.ndarray, n_bins: int = CALIBRATION_BINS) -> 
     >>> calibration_bin_index(np.array([0.0, 0.05, 0.1, 0.95, 1.0])).tolist()
     [0, 0, 1, 9, 9]
     """
-    inner = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+    inner = np.arange(1, n_bins) / n_bins  # 3 / 10 is 0.3; linspace gives 0.30000000000000004
     return np.clip(np.digitize(proba, inner), 0, n_bins - 1)
 
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from stacking.evaluate import Entry
 from stacking.metrics import (
@@ -138,17 +139,25 @@ def test_calibration_frame_sums_to_each_entry_ece(tmp_path):
     assert_png(path)
 
 
-@pytest.mark.e2e
-def test_a_run_reports_ece_per_candidate_and_writes_the_reliability_plot(
-    multiclass_project, tmp_path
-):
+@pytest.fixture(scope="session")  # test_diversity.py uses the same run
+def finished_run(multiclass_project, tmp_path_factory):
+    """One multiclass run that lists ``ece``, with plots and an MLflow store:
+    (results folder, run id, tracking URI)."""
     from stacking.experiment import Experiment
 
+    tmp = tmp_path_factory.mktemp("calibration-run")
     cfg = multiclass_project.config(
-        tmp_path, plots=True, metrics=["log_loss", "ece"], **{"meta.bootstrap": 50}
+        tmp, plots=True, metrics=["log_loss", "ece"], **{"meta.bootstrap": 50}
     )
-    out = tmp_path / "out"
-    Experiment.from_yaml(cfg, output_dir=out, progress=False).run()
+    out = tmp / "out"
+    result = Experiment.from_yaml(cfg, output_dir=out, progress=False).run()
+    uri = yaml.safe_load(cfg.read_text())["tracking"]["uri"]
+    return out, result.metrics["run_id"], uri
+
+
+@pytest.mark.e2e
+def test_a_run_reports_ece_per_candidate_and_writes_the_reliability_plot(finished_run):
+    out = finished_run[0]
     board = pd.read_csv(out / "leaderboard.csv")
     info = json.loads((out / "metrics.json").read_text())
     assert info["directions"]["ece"] == "lower"

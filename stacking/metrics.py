@@ -53,7 +53,8 @@ class Metric:
     """A named score with a direction, computed from the representation above.
 
     Exactly one of ``_row`` (per-row values, averaged then ``_finish``-ed), ``_rank`` (the
-    rank-based AUC) or ``_func`` (scikit-learn on the whole rows) defines the value.
+    rank-based AUC), ``_binned`` (the calibration error) or ``_func`` (scikit-learn on the
+    whole rows) defines the value.
     ``_labels`` makes ``_func`` receive predicted labels instead of probabilities.
     """
 
@@ -64,6 +65,7 @@ class Metric:
     _row: Callable[[np.ndarray, np.ndarray, str], np.ndarray] | None = None
     _finish: Callable[[np.ndarray], np.ndarray] | None = None
     _rank: bool = False
+    _binned: bool = False
     _labels: bool = False
 
     def __call__(self, y_true, y_pred, *, task: str, sample_weight=None) -> float:
@@ -106,6 +108,8 @@ class Metric:
             return _RowMetric(self, self._row(y, pred, task))
         if self._rank:
             return _RankMetric(y, pred, task)
+        if self._binned:
+            return _BinnedMetric(y, pred, task)
         return _CallMetric(self, y, _predicted_labels(pred, task) if self._labels else pred, task)
 
     def _finish_mean(self, mean):
@@ -332,6 +336,47 @@ class _RankMetric(PreparedMetric):
         return np.concatenate(parts)
 
 
+class _BinnedMetric(PreparedMetric):
+    """The expected calibration error: each row's bin and signed gap (confidence minus hit)
+    are fixed at ``prepare``, so any reweighting of the rows is one ``bincount`` by bin
+    (folds: by fold and bin; resamples: by resample and bin, in blocks of ``_BLOCK``)."""
+
+    def __init__(self, y: np.ndarray, pred: np.ndarray, task: str) -> None:
+        conf, hit = confidence_and_hit(y, pred, task)
+        self.bins, self.gap, self.n = calibration_bin_index(conf), conf - hit, len(conf)
+
+    def _weights(self, sample_weight) -> np.ndarray:
+        return np.ones(self.n) if sample_weight is None else np.asarray(sample_weight, float)
+
+    def score(self, sample_weight=None) -> float:
+        return expected_calibration_error_from(self.bins, self.gap, self._weights(sample_weight))
+
+    def fold_scores(self, folds, n_splits, sample_weight=None):
+        w = self._weights(sample_weight)
+        key = np.asarray(folds) * CALIBRATION_BINS + self.bins
+        size = n_splits * CALIBRATION_BINS
+        total = np.bincount(key, weights=w * self.gap, minlength=size)
+        gaps = np.abs(total.reshape(n_splits, CALIBRATION_BINS)).sum(axis=1)
+        return gaps / np.bincount(folds, weights=w, minlength=n_splits)
+
+    def resample_scores(self, idx, sample_weight=None):
+        w = self._weights(sample_weight)
+        weighted_gap = w * self.gap
+        parts = []
+        step = max(1, _BLOCK // max(self.n, 1))
+        for start in range(0, len(idx), step):
+            block = idx[start : start + step]
+            key = np.arange(len(block))[:, None] * CALIBRATION_BINS + self.bins[block]
+            total = np.bincount(
+                key.ravel(),
+                weights=weighted_gap[block].ravel(),
+                minlength=len(block) * CALIBRATION_BINS,
+            )
+            gaps = np.abs(total.reshape(len(block), CALIBRATION_BINS)).sum(axis=1)
+            parts.append(gaps / w[block].sum(axis=1))
+        return np.concatenate(parts) if parts else np.empty(0)
+
+
 def _warn_undefined(values: np.ndarray) -> np.ndarray:
     """scikit-learn's warning for an AUC that is not defined (NaN), once per call."""
     if np.isnan(values).any():
@@ -442,8 +487,12 @@ def expected_calibration_error(y, p, task, sample_weight=None, n_bins: int = CAL
     """
     conf, hit = confidence_and_hit(y, p, task)
     w = np.ones(len(conf)) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    gap = np.bincount(calibration_bin_index(conf, n_bins), weights=w * (conf - hit))
-    return float(np.abs(gap).sum() / w.sum())
+    return expected_calibration_error_from(calibration_bin_index(conf, n_bins), conf - hit, w)
+
+
+def expected_calibration_error_from(bins: np.ndarray, gap: np.ndarray, w: np.ndarray) -> float:
+    """ECE from each row's bin, signed gap ``confidence - hit`` and weight."""
+    return float(np.abs(np.bincount(bins, weights=w * gap)).sum() / w.sum())
 
 
 def pairwise_disagreement(labels: list[np.ndarray]) -> np.ndarray:
@@ -473,10 +522,6 @@ def pairwise_correlation(blocks: list[np.ndarray]) -> np.ndarray:
     return np.mean(per_column, axis=0)
 
 
-def _ece_metric(y, p, task, w):
-    return expected_calibration_error(y, p, task, w)
-
-
 def _labels(name, tasks, func, **kwargs) -> Metric:
     return Metric(name, True, tasks, _func=_label_metric(func, **kwargs), _labels=True)
 
@@ -488,7 +533,7 @@ _METRICS: dict[str, Metric] = {
         Metric("roc_auc", True, _CLS, _rank=True),
         Metric("brier_score", False, _CLS, _row=_brier_rows),
         Metric("accuracy", True, _CLS, _row=_accuracy_rows),
-        Metric("ece", False, _SINGLE, _func=_ece_metric),
+        Metric("ece", False, _SINGLE, _binned=True),
         _labels("balanced_accuracy", _SINGLE, skm.balanced_accuracy_score),
         _labels("f1", frozenset({"binary"}), skm.f1_score, average="binary"),
         _labels("f1_macro", _CLS, skm.f1_score, average="macro"),

@@ -1,9 +1,11 @@
-"""Expected calibration error: the ``ece`` metric, ``calibration.csv`` and ``reliability.png``."""
+"""Expected calibration error: the ``ece`` metric, ``calibration.csv`` and ``reliability.png``;
+the end-to-end run also checks ``diversity.csv`` (test_diversity.py has the rest)."""
 
 from __future__ import annotations
 
 import json
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,6 +40,24 @@ def _reference_ece(y, p, task, w=None, n_bins=CALIBRATION_BINS):
             gap = np.average(conf[mask], weights=w[mask]) - np.average(hit[mask], weights=w[mask])
             total += w[mask].sum() / w.sum() * abs(gap)
     return total
+
+
+def _alternating(task: str, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Rows whose calibration gap changes sign from one bin to the next (even bins mostly
+    right, odd bins mostly wrong): merging or shifting any two bins changes the ECE."""
+    k = 2 if task == "binary" else 3
+    first = 0 if task == "binary" else 4  # a top-class confidence is at least 1/3
+    bins = rng.integers(first, CALIBRATION_BINS, n)
+    conf = (bins + rng.uniform(0.05, 0.95, n)) / CALIBRATION_BINS
+    hit = (bins % 2 == 0) ^ (rng.random(n) < 0.1)
+    y = rng.integers(0, k, n)
+    if task == "binary":
+        y = hit.astype(int)
+        return y, np.column_stack([1 - conf, conf])
+    top = np.where(hit, y, (y + 1) % k)
+    proba = np.repeat(((1 - conf) / (k - 1))[:, None], k, axis=1)
+    proba[np.arange(n), top] = conf
+    return y, proba
 
 
 def test_ece_of_a_hand_example():
@@ -92,17 +112,24 @@ def test_ece_is_lower_is_better_and_zero_when_calibrated():
     assert metric([1] * 7 + [0] * 3, proba, task="binary") == pytest.approx(0.0)
 
 
-def test_ece_fold_and_bootstrap_scores_equal_the_metric_on_the_rows():
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_ece_fold_and_bootstrap_scores_equal_the_metric_on_the_rows(task, weighted):
     rng = np.random.default_rng(3)
-    y, proba = rng.integers(0, 3, 90), rng.dirichlet(np.ones(3), 90)
+    y, proba = _alternating(task, 90, rng)
+    w = rng.uniform(0.2, 2.0, 90) if weighted else None
     folds = np.arange(90) % 3
-    prepared = get_metric("ece").prepare(y, proba, task="multiclass")
-    for k, score in enumerate(prepared.fold_scores(folds, 3)):
-        rows = folds == k
-        assert score == pytest.approx(_reference_ece(y[rows], proba[rows], "multiclass"))
+    prepared = get_metric("ece").prepare(y, proba, task=task)
+    assert prepared.score(w) == pytest.approx(_reference_ece(y, proba, task, w))
+    for f, score in enumerate(prepared.fold_scores(folds, 3, w)):
+        rows = folds == f
+        sub_w = None if w is None else w[rows]
+        assert score == pytest.approx(_reference_ece(y[rows], proba[rows], task, sub_w))
     idx = rng.integers(0, 90, (4, 90))
-    for b, score in enumerate(prepared.resample_scores(idx)):
-        assert score == pytest.approx(_reference_ece(y[idx[b]], proba[idx[b]], "multiclass"))
+    for b, score in enumerate(prepared.resample_scores(idx, w)):
+        rows = idx[b]
+        sub_w = None if w is None else w[rows]
+        assert score == pytest.approx(_reference_ece(y[rows], proba[rows], task, sub_w))
 
 
 def test_ece_refuses_regression_and_multilabel():
@@ -139,7 +166,7 @@ def test_calibration_frame_sums_to_each_entry_ece(tmp_path):
     assert_png(path)
 
 
-@pytest.fixture(scope="session")  # test_diversity.py uses the same run
+@pytest.fixture(scope="module")
 def finished_run(multiclass_project, tmp_path_factory):
     """One multiclass run that lists ``ece``, with plots and an MLflow store:
     (results folder, run id, tracking URI)."""
@@ -166,6 +193,7 @@ def test_a_run_reports_ece_per_candidate_and_writes_the_reliability_plot(finishe
     oof, meta = pd.read_parquet(out / "oof.parquet"), pd.read_parquet(out / "meta_oof.parquet")
     classes = sorted(oof.y.unique())
     y = oof.y.map({c: i for i, c in enumerate(classes)}).to_numpy()
+    checked = 0
     for row in board.itertuples():
         part = table[table.model == row.model]
         used = part.rows > 0
@@ -177,4 +205,25 @@ def test_a_run_reports_ece_per_candidate_and_writes_the_reliability_plot(finishe
         if all(c in frame.columns for c in columns):  # base_mean entries are not stored
             proba = frame[columns].to_numpy()
             assert row.cv_ece == pytest.approx(_reference_ece(y, proba, "multiclass"))
+            checked += 1
+    assert checked >= 3  # the base models and the meta candidates, at least
     assert_png(out / "plots" / "reliability.png")
+
+
+@pytest.mark.e2e
+def test_a_run_writes_diversity_csv_to_the_results_and_the_mlflow_run(finished_run):
+    out, run_id, uri = finished_run
+    table = pd.read_csv(out / "diversity.csv")
+    oof = pd.read_parquet(out / "oof.parquet")
+    board = pd.read_csv(out / "leaderboard.csv")
+    bases = board.model[board.role == "base"].tolist()
+    assert len(table) == len(bases) * (len(bases) - 1) // 2
+    classes = sorted(oof.y.unique())
+    for row in table.itertuples():
+        # the run's level-1 features are probabilities (kind: proba), every class kept
+        a = oof[[f"{row.model_a}__{c}" for c in classes]].to_numpy().argmax(axis=1)
+        b = oof[[f"{row.model_b}__{c}" for c in classes]].to_numpy().argmax(axis=1)
+        assert row.disagreement == pytest.approx(np.mean(a != b))
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    names = {f.path for f in client.list_artifacts(run_id)}
+    assert {"diversity.csv", "calibration.csv"} <= names

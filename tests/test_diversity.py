@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from stacking.evaluate import Entry
 from stacking.metrics import pairwise_correlation, pairwise_disagreement
 from stacking.results import diversity_frame
-from tests.test_calibration import finished_run  # noqa: F401  (one run for both files)
 
 
 def test_disagreement_of_a_hand_example():
@@ -75,22 +73,4 @@ def test_constant_predictions_give_nan_correlation_without_a_warning():
     assert np.isnan(pairwise_correlation([const, other])[0, 1])
 
 
-@pytest.mark.e2e
-def test_a_run_writes_diversity_csv_to_the_results_and_the_mlflow_run(finished_run):  # noqa: F811
-    out, run_id, uri = finished_run
-    table = pd.read_csv(out / "diversity.csv")
-    oof = pd.read_parquet(out / "oof.parquet")
-    board = pd.read_csv(out / "leaderboard.csv")
-    bases = board.model[board.role == "base"].tolist()
-    assert len(table) == len(bases) * (len(bases) - 1) // 2
-    classes = sorted(oof.y.unique())
-    for row in table.itertuples():
-        # the run's level-1 features are probabilities (kind: proba), every class kept
-        a = oof[[f"{row.model_a}__{c}" for c in classes]].to_numpy().argmax(axis=1)
-        b = oof[[f"{row.model_b}__{c}" for c in classes]].to_numpy().argmax(axis=1)
-        assert row.disagreement == pytest.approx(np.mean(a != b))
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    names = {f.path for f in client.list_artifacts(run_id)}
-    assert {"diversity.csv", "calibration.csv"} <= names
+# The run that checks diversity.csv end to end is in test_calibration.py: one run for both.

@@ -43,13 +43,14 @@ def _reference_ece(y, p, task, w=None, n_bins=CALIBRATION_BINS):
 
 
 def _alternating(task: str, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Rows whose calibration gap changes sign from one bin to the next (even bins mostly
-    right, odd bins mostly wrong): merging or shifting any two bins changes the ECE."""
+    """Rows whose calibration gap changes sign from one bin to the next (even bins all
+    wrong: gap = confidence > 0; odd bins all right: gap = confidence - 1 < 0), so merging
+    or shifting any two bins changes the ECE."""
     k = 2 if task == "binary" else 3
     first = 0 if task == "binary" else 4  # a top-class confidence is at least 1/3
     bins = rng.integers(first, CALIBRATION_BINS, n)
     conf = (bins + rng.uniform(0.05, 0.95, n)) / CALIBRATION_BINS
-    hit = (bins % 2 == 0) ^ (rng.random(n) < 0.1)
+    hit = bins % 2 == 1
     y = rng.integers(0, k, n)
     if task == "binary":
         y = hit.astype(int)

@@ -43,6 +43,8 @@ from stacking.numeric import EPS_LOG, clip_proba, normalise_rows
 
 # Elements of a (resamples or folds) x rows weight matrix handled at once: bounds memory.
 _BLOCK = 1 << 22
+# Equal-width bins of the expected calibration error and of the reliability diagrams.
+CALIBRATION_BINS = 10
 _ONE_CLASS = "Only one class is present in y_true. ROC AUC score is not defined in that case."
 
 
@@ -51,7 +53,8 @@ class Metric:
     """A named score with a direction, computed from the representation above.
 
     Exactly one of ``_row`` (per-row values, averaged then ``_finish``-ed), ``_rank`` (the
-    rank-based AUC) or ``_func`` (scikit-learn on the whole rows) defines the value.
+    rank-based AUC), ``_binned`` (the calibration error) or ``_func`` (scikit-learn on the
+    whole rows) defines the value.
     ``_labels`` makes ``_func`` receive predicted labels instead of probabilities.
     """
 
@@ -62,6 +65,7 @@ class Metric:
     _row: Callable[[np.ndarray, np.ndarray, str], np.ndarray] | None = None
     _finish: Callable[[np.ndarray], np.ndarray] | None = None
     _rank: bool = False
+    _binned: bool = False
     _labels: bool = False
 
     def __call__(self, y_true, y_pred, *, task: str, sample_weight=None) -> float:
@@ -104,6 +108,8 @@ class Metric:
             return _RowMetric(self, self._row(y, pred, task))
         if self._rank:
             return _RankMetric(y, pred, task)
+        if self._binned:
+            return _BinnedMetric(y, pred, task)
         return _CallMetric(self, y, _predicted_labels(pred, task) if self._labels else pred, task)
 
     def _finish_mean(self, mean):
@@ -330,6 +336,47 @@ class _RankMetric(PreparedMetric):
         return np.concatenate(parts)
 
 
+class _BinnedMetric(PreparedMetric):
+    """The expected calibration error: each row's bin and signed gap (confidence minus hit)
+    are fixed at ``prepare``, so any reweighting of the rows is one ``bincount`` by bin
+    (folds: by fold and bin; resamples: by resample and bin, in blocks of ``_BLOCK``)."""
+
+    def __init__(self, y: np.ndarray, pred: np.ndarray, task: str) -> None:
+        conf, hit = confidence_and_hit(y, pred, task)
+        self.bins, self.gap, self.n = calibration_bin_index(conf), conf - hit, len(conf)
+
+    def _weights(self, sample_weight) -> np.ndarray:
+        return np.ones(self.n) if sample_weight is None else np.asarray(sample_weight, float)
+
+    def score(self, sample_weight=None) -> float:
+        return expected_calibration_error_from(self.bins, self.gap, self._weights(sample_weight))
+
+    def fold_scores(self, folds, n_splits, sample_weight=None):
+        w = self._weights(sample_weight)
+        key = np.asarray(folds) * CALIBRATION_BINS + self.bins
+        size = n_splits * CALIBRATION_BINS
+        total = np.bincount(key, weights=w * self.gap, minlength=size)
+        gaps = np.abs(total.reshape(n_splits, CALIBRATION_BINS)).sum(axis=1)
+        return gaps / np.bincount(folds, weights=w, minlength=n_splits)
+
+    def resample_scores(self, idx, sample_weight=None):
+        w = self._weights(sample_weight)
+        weighted_gap = w * self.gap
+        parts = []
+        step = max(1, _BLOCK // max(self.n, 1))
+        for start in range(0, len(idx), step):
+            block = idx[start : start + step]
+            key = np.arange(len(block))[:, None] * CALIBRATION_BINS + self.bins[block]
+            total = np.bincount(
+                key.ravel(),
+                weights=weighted_gap[block].ravel(),
+                minlength=len(block) * CALIBRATION_BINS,
+            )
+            gaps = np.abs(total.reshape(len(block), CALIBRATION_BINS)).sum(axis=1)
+            parts.append(gaps / w[block].sum(axis=1))
+        return np.concatenate(parts) if parts else np.empty(0)
+
+
 def _warn_undefined(values: np.ndarray) -> np.ndarray:
     """scikit-learn's warning for an AUC that is not defined (NaN), once per call."""
     if np.isnan(values).any():
@@ -406,6 +453,75 @@ _SINGLE = frozenset({"binary", "multiclass"})
 _REG = frozenset({"regression"})
 
 
+def calibration_bin_index(proba: np.ndarray, n_bins: int = CALIBRATION_BINS) -> np.ndarray:
+    """The equal-width bin of each probability: bin ``k`` holds ``[k/n_bins, (k+1)/n_bins)``,
+    the last bin also holds 1.0 (values outside [0, 1] fall in the first/last bin).
+
+    One function for the ``ece`` metric and the reliability plots, so a diagram's bins are
+    the bins its ECE sums over.
+
+    >>> calibration_bin_index(np.array([0.0, 0.05, 0.1, 0.95, 1.0])).tolist()
+    [0, 0, 1, 9, 9]
+    """
+    inner = np.arange(1, n_bins) / n_bins  # 3 / 10 is 0.3; linspace gives 0.30000000000000004
+    return np.clip(np.digitize(proba, inner), 0, n_bins - 1)
+
+
+def confidence_and_hit(y: np.ndarray, p: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """What calibration is measured on: binary, the positive class's probability and whether
+    the row is positive; multiclass, the top class's probability and whether it is right."""
+    p = np.asarray(p, dtype=np.float64)
+    y = np.asarray(y)
+    if task == "binary":
+        return p[:, 1], (y == 1).astype(np.float64)
+    return p.max(axis=1), (np.argmax(p, axis=1) == y).astype(np.float64)
+
+
+def expected_calibration_error(y, p, task, sample_weight=None, n_bins: int = CALIBRATION_BINS):
+    """ECE: the (weighted) share of rows in each bin times the gap between the bin's mean
+    confidence and its observed frequency, summed over the bins of
+    :func:`calibration_bin_index` (Naeini et al. 2015; Guo et al. 2017 for the top class).
+
+    >>> expected_calibration_error([1, 0], np.array([[0.2, 0.8], [0.6, 0.4]]), "binary")
+    0.3
+    """
+    conf, hit = confidence_and_hit(y, p, task)
+    w = np.ones(len(conf)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    return expected_calibration_error_from(calibration_bin_index(conf, n_bins), conf - hit, w)
+
+
+def expected_calibration_error_from(bins: np.ndarray, gap: np.ndarray, w: np.ndarray) -> float:
+    """ECE from each row's bin, signed gap ``confidence - hit`` and weight."""
+    return float(np.abs(np.bincount(bins, weights=w * gap)).sum() / w.sum())
+
+
+def pairwise_disagreement(labels: list[np.ndarray]) -> np.ndarray:
+    """``(m, m)`` share of rows where two models' predicted labels differ (multilabel: any
+    label differs); 0 on the diagonal. Diversity that correlation of probabilities misses:
+    two models can correlate highly and still change each other's decision on many rows.
+
+    >>> pairwise_disagreement([np.array([0, 1, 2, 2]), np.array([0, 2, 2, 1])]).tolist()
+    [[0.0, 0.5], [0.5, 0.0]]
+    """
+    rows = [np.asarray(a).reshape(len(a), -1) for a in labels]
+    out = np.zeros((len(rows), len(rows)))
+    for i in range(len(rows)):
+        for j in range(i + 1, len(rows)):
+            out[i, j] = out[j, i] = float((rows[i] != rows[j]).any(axis=1).mean())
+    return out
+
+
+def pairwise_correlation(blocks: list[np.ndarray]) -> np.ndarray:
+    """``(m, m)`` Pearson correlation of models' predictions, averaged over their columns
+    (each block is ``(n, k)`` with the same ``k``); NaN where a column is constant."""
+    columns = [np.asarray(b, dtype=np.float64).reshape(len(b), -1) for b in blocks]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_column = [
+            np.corrcoef(np.array([c[:, k] for c in columns])) for k in range(columns[0].shape[1])
+        ]
+    return np.mean(per_column, axis=0)
+
+
 def _labels(name, tasks, func, **kwargs) -> Metric:
     return Metric(name, True, tasks, _func=_label_metric(func, **kwargs), _labels=True)
 
@@ -417,6 +533,7 @@ _METRICS: dict[str, Metric] = {
         Metric("roc_auc", True, _CLS, _rank=True),
         Metric("brier_score", False, _CLS, _row=_brier_rows),
         Metric("accuracy", True, _CLS, _row=_accuracy_rows),
+        Metric("ece", False, _SINGLE, _binned=True),
         _labels("balanced_accuracy", _SINGLE, skm.balanced_accuracy_score),
         _labels("f1", frozenset({"binary"}), skm.f1_score, average="binary"),
         _labels("f1_macro", _CLS, skm.f1_score, average="macro"),
@@ -433,6 +550,7 @@ _METRICS: dict[str, Metric] = {
 }
 
 _ALIASES = {
+    "expected_calibration_error": "ece",
     "root_mean_squared_error": "rmse",
     "mean_squared_error": "mse",
     "mean_absolute_error": "mae",

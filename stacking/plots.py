@@ -10,6 +10,8 @@ PNGs into ``<results>/plots/``:
   bootstrap interval (``ci_low``/``ci_high``).
 - ``weights.png``: the selected ensemble's weights, when ``weights.csv`` has rows for it.
 - classification: ``confusion.png`` and ``calibration.png`` (reliability diagram);
+  binary/multiclass also ``reliability.png``, one reliability diagram per leaderboard entry
+  from ``calibration.csv``;
   regression: ``residuals.png``; all from the selected ensemble's OOF predictions.
 
 >>> write_plots("runs/digits-20261129-101500")   # [PosixPath('.../plots/correlation.png'), …]
@@ -29,9 +31,10 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from stacking.errors import DataError, DataFileNotFoundError
+from stacking.metrics import CALIBRATION_BINS, calibration_bin_index, pairwise_correlation
 
 DPI = 80  # 8 pt text stays legible; a fifth fewer pixels to rasterise and compress than 100
-N_BINS = 10
+N_BINS = CALIBRATION_BINS  # the bins of the ``ece`` metric
 CHAR_INCHES = 0.6 * 10 / 72  # mean width of one character of the 10 pt default font
 
 
@@ -210,10 +213,7 @@ def plot_correlation(results: Results, out: Path) -> Path:
     oof = results.columns(
         "oof.parquet", "correlation.png", [f"{b}__{o}" for o in shared for b in bases]
     )
-    corr = np.mean(
-        [np.corrcoef(np.array([oof[f"{b}__{o}"] for b in bases], dtype=float)) for o in shared],
-        axis=0,
-    )
+    corr = pairwise_correlation([oof[[f"{b}__{o}" for o in shared]].to_numpy() for b in bases])
     size = 2.5 + 0.6 * len(bases)
     fig = Figure(figsize=(size + 1, size))
     ax = fig.subplots()
@@ -338,15 +338,14 @@ def calibration_bins(
     """Per column and bin of the predicted probability: row count, mean prediction and
     observed frequency, each of shape ``(n_columns, n_bins)`` (NaN means where a bin is empty).
 
-    Bins are ``np.digitize`` against ``n_bins`` equal-width edges on [0, 1] (values outside
-    fall in the first/last bin); the sums come from one ``np.bincount`` per column instead
-    of a boolean mask per bin, so the cost is a few passes over the rows whatever ``n_bins``.
+    Bins are :func:`~stacking.metrics.calibration_bin_index`'s, the ``ece`` metric's; the
+    sums come from one ``np.bincount`` per column instead of a boolean mask per bin,
+    so the cost is a few passes over the rows whatever ``n_bins``.
     """
-    inner = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
     shape = (proba.shape[1], n_bins)
     count, sum_p, sum_y = np.zeros(shape, np.int64), np.zeros(shape), np.zeros(shape)
     for k in range(proba.shape[1]):
-        bins = np.clip(np.digitize(proba[:, k], inner), 0, n_bins - 1)
+        bins = calibration_bin_index(proba[:, k], n_bins)
         count[k] = np.bincount(bins, minlength=n_bins)
         sum_p[k] = np.bincount(bins, weights=proba[:, k], minlength=n_bins)
         sum_y[k] = np.bincount(bins, weights=actual[:, k], minlength=n_bins)
@@ -376,6 +375,45 @@ def plot_calibration(results: Results, out: Path) -> Path:
     ax.set_title("reliability of the ensemble's OOF probabilities")
     ax.legend(fontsize=8)
     return _save(fig, out / "calibration.png", left=0.7, bottom=0.55)
+
+
+def plot_reliability(results: Results, out: Path) -> Path:
+    """One small reliability diagram per leaderboard entry, from ``calibration.csv`` (the
+    bins of the ``ece`` metric), each titled with the entry's ECE; the single-model and
+    stacked candidates side by side show which combiner calibrates and which does not."""
+    table = results.table("calibration.csv", "reliability.png")
+    names = list(dict.fromkeys(table.model.astype(str)))
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(2.6 * cols, 2.6 * rows + 0.4))
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        part = table[table.model.astype(str) == name]
+        used = part.rows > 0
+        gap = (part.share * (part.mean_confidence - part.observed).abs())[used].sum()
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
+        ax.plot(part.mean_confidence[used], part.observed[used], marker="o")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{name}\nECE {gap:.3f}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    fig.supxlabel("mean confidence (binary: positive class; multiclass: top class)", fontsize=8)
+    fig.supylabel("observed frequency", fontsize=8)
+    # a grid, which _save (one row of axes) does not place: margins in inches here
+    width, height = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=0.6 / width,
+        right=1 - 0.2 / width,
+        bottom=0.6 / height,
+        top=1 - 0.2 / height,
+        wspace=0.35,
+        hspace=0.6,
+    )
+    path = out / "reliability.png"
+    fig.savefig(path, dpi=DPI, format="png")
+    return path
 
 
 # Every row as a dot. Line2D markers, which Agg stamps from one cached marker, draw 1M rows
@@ -435,4 +473,6 @@ def write_plots(results_dir: str | Path) -> list[Path]:
         written.append(plot_residuals(results, out))
     else:
         written += [plot_confusion(results, out), plot_calibration(results, out)]
+        if task != "multilabel" and (results.directory / "calibration.csv").is_file():
+            written.append(plot_reliability(results, out))
     return written

@@ -30,7 +30,14 @@ from stacking.data import Dataset, resolve_columns, table_digest
 from stacking.errors import DataError, OutputError
 from stacking.folds import FoldPlan
 from stacking.level1 import Level1, block_names
-from stacking.metrics import get_metric
+from stacking.metrics import (
+    CALIBRATION_BINS,
+    calibration_bin_index,
+    confidence_and_hit,
+    get_metric,
+    pairwise_correlation,
+    pairwise_disagreement,
+)
 from stacking.predictor import prediction_frame
 
 
@@ -321,6 +328,12 @@ def _write_files(tmp, config, data, plan, oof, test_frame, board, weights, metri
     if test_frame is not None:
         write_table(test_frame, tmp / "test_predictions.parquet")
     board.to_csv(tmp / "leaderboard.csv", index=False)
+    bases = [e for e in entries if e.role == "base"]
+    if len(bases) >= 2:
+        diversity_frame(bases, data.task).to_csv(tmp / "diversity.csv", index=False)
+    if data.task in ("binary", "multiclass"):
+        calibration = calibration_frame(entries, data.y, data.task, data.sample_weight)
+        calibration.to_csv(tmp / "calibration.csv", index=False)
     weights.to_csv(tmp / "weights.csv", index=False)
     plan.save(tmp / "folds.csv", id_column=data.id_column)
     (tmp / "config.resolved.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -350,3 +363,57 @@ def update_metrics(out: Path, **fields) -> dict:
     tmp.write_text(json.dumps(metrics, indent=2, default=float))
     tmp.replace(path)
     return metrics
+
+
+def diversity_frame(bases, task: str) -> pd.DataFrame:
+    """``diversity.csv``: one row per pair of base models, the Pearson correlation of their
+    OOF predictions (averaged over outputs) and the share of rows where their predicted
+    labels differ (``disagreement``; empty for regression)."""
+    names = [b.name for b in bases]
+    corr = pairwise_correlation([np.asarray(b.oof) for b in bases])
+    if task == "regression":
+        disagree = np.full(corr.shape, np.nan)
+    elif task == "multilabel":
+        disagree = pairwise_disagreement([np.asarray(b.oof) >= 0.5 for b in bases])
+    else:
+        disagree = pairwise_disagreement([np.argmax(b.oof, axis=1) for b in bases])
+    pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
+    return pd.DataFrame(
+        {
+            "model_a": [names[i] for i, _ in pairs],
+            "model_b": [names[j] for _, j in pairs],
+            "correlation": [corr[i, j] for i, j in pairs],
+            "disagreement": [disagree[i, j] for i, j in pairs],
+        }
+    )
+
+
+def calibration_frame(entries, y, task: str, sample_weight=None) -> pd.DataFrame:
+    """``calibration.csv``: every leaderboard entry's reliability table over the ``ece``
+    metric's equal-width bins. ``share`` is the bin's (weighted) share of rows, so an
+    entry's ``ece`` is the sum of ``share * |mean_confidence - observed|``."""
+    n_bins = CALIBRATION_BINS
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    frames = []
+    for e in entries:
+        conf, hit = confidence_and_hit(y, e.oof, task)
+        bins = calibration_bin_index(conf, n_bins)
+        weight = np.bincount(bins, weights=w, minlength=n_bins)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_conf = np.bincount(bins, weights=w * conf, minlength=n_bins) / weight
+            observed = np.bincount(bins, weights=w * hit, minlength=n_bins) / weight
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": e.name,
+                    "bin": np.arange(n_bins),
+                    "lower": np.arange(n_bins) / n_bins,
+                    "upper": np.arange(1, n_bins + 1) / n_bins,
+                    "rows": np.bincount(bins, minlength=n_bins),
+                    "share": weight / w.sum(),
+                    "mean_confidence": mean_conf,
+                    "observed": observed,
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

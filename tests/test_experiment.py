@@ -27,10 +27,13 @@ RESULT_FILES = {
     "metrics.json",
     "ensemble",
     "plots",
+    "diversity.csv",  # three base models: always a pair
 }
+# Reliability tables where the ``ece`` metric applies.
+PER_TASK_FILES = {"binary": {"calibration.csv"}, "multiclass": {"calibration.csv"}}
 PER_TASK_PLOTS = {
-    "binary": {"confusion.png", "calibration.png"},
-    "multiclass": {"confusion.png", "calibration.png"},
+    "binary": {"confusion.png", "calibration.png", "reliability.png"},
+    "multiclass": {"confusion.png", "calibration.png", "reliability.png"},
     "multilabel": {"confusion.png", "calibration.png"},
     "regression": {"residuals.png"},
 }
@@ -43,7 +46,8 @@ def test_experiment_runs_each_task_end_to_end(project_factory, tmp_path, task):
         project.config(tmp_path, plots=True), output_dir=tmp_path / "out", progress=False
     ).run()
 
-    assert {p.name for p in result.output_dir.iterdir()} == RESULT_FILES
+    files = RESULT_FILES | PER_TASK_FILES.get(task, set())
+    assert {p.name for p in result.output_dir.iterdir()} == files
     plots = {p.name for p in (result.output_dir / "plots").glob("*.png")}
     assert {"leaderboard.png", "correlation.png"} | PER_TASK_PLOTS[task] <= plots
     board = result.leaderboard

@@ -208,7 +208,7 @@ def test_write_plots_refuses_an_ensemble_absent_from_meta_oof(tmp_path):
 def _masked_bins(proba: np.ndarray, actual: np.ndarray, n_bins: int):
     """The reliability statistics computed directly: one boolean mask per bin and column
     (the code that ``calibration_bins`` replaced)."""
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    edges = np.arange(n_bins + 1) / n_bins  # k / n_bins, the nearest float to each edge
     count, mean_p, freq = (np.full((proba.shape[1], n_bins), np.nan) for _ in range(3))
     for k in range(proba.shape[1]):
         bins = np.clip(np.digitize(proba[:, k], edges[1:-1]), 0, n_bins - 1)

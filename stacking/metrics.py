@@ -33,6 +33,7 @@ import abc
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from sklearn import metrics as skm
@@ -384,21 +385,27 @@ def _percentage_rows(y, p, task):
     return np.abs(p - y) / np.maximum(np.abs(y), np.finfo(np.float64).eps)
 
 
-def _label_metric(func, **kwargs):
-    def compute(y, labels, task, w):
-        extra = dict(kwargs)
-        if extra.get("average") == "binary" and task == "binary":
-            extra["pos_label"] = 1
-        return func(y, labels, sample_weight=w, **extra)
+# Module-level functions bound with ``partial`` rather than closures: the metric table is
+# built at import, and a mutation tester can only switch code that runs after it.
 
-    return compute
+
+def _label_score(func, kwargs, y, labels, task, w):
+    extra = dict(kwargs)
+    if extra.get("average") == "binary" and task == "binary":
+        extra["pos_label"] = 1
+    return func(y, labels, sample_weight=w, **extra)
+
+
+def _regression_score(func, y, p, task, w):
+    return func(y, p, sample_weight=w)
+
+
+def _label_metric(func, **kwargs):
+    return partial(_label_score, func, kwargs)
 
 
 def _regression(func):
-    def compute(y, p, task, w):
-        return func(y, p, sample_weight=w)
-
-    return compute
+    return partial(_regression_score, func)
 
 
 _CLS = frozenset({"binary", "multiclass", "multilabel"})

@@ -207,3 +207,25 @@ def test_format_leaderboard_marks_the_selected_row():
     assert lines[1].split() == ["model", "cv_log_loss", "ci_low", "selected"]
     assert lines[2].split() == ["x", "0.1235"]
     assert lines[3].split() == ["y", "0.5000", "0.1000", "*"]
+
+
+def test_leaderboard_defaults_bases_only_and_ties(case):
+    """1000 resamples from seed 0 unless told; a board of base models only has no
+    intervals; equal scores keep the entries' order."""
+    y = case[0]
+    plan = FoldPlan(ids=np.arange(N).astype(str), folds=np.arange(N) % 4)
+    entries = _entries(y)
+    twin = Entry("twin", "base", 0, entries[0].oof.copy())
+    entries.insert(1, twin)  # scores equal to "weak", listed after it
+    for e in entries:
+        score_entry(e, y, plan, task="multiclass", metrics=["log_loss"])
+    kw = dict(task="multiclass", metrics=["log_loss"], selected="stack")
+    default = leaderboard(entries, y, **kw)
+    pd.testing.assert_frame_equal(default, leaderboard(entries, y, n_resamples=1000, seed=0, **kw))
+    for other in ({"n_resamples": 999, "seed": 0}, {"n_resamples": 1000, "seed": 1}):
+        changed = leaderboard(entries, y, **other, **kw)
+        assert not np.allclose(changed["ci_low"].dropna(), default["ci_low"].dropna())
+    assert default["model"].tolist()[-2:] == ["weak", "twin"]
+    bases = leaderboard(entries[:3], y, task="multiclass", metrics=["log_loss"], selected="weak")
+    assert bases["delta_vs_best_base"].isna().all() and bases["ci_low"].isna().all()
+    assert bases["model"].tolist() == ["strong", "weak", "twin"]

@@ -316,7 +316,7 @@ class _RankMetric(PreparedMetric):
             positives = np.bincount(fold, weights=pw, minlength=n_splits)
             total = positives * np.diff(cn[bounds])
             with np.errstate(invalid="ignore", divide="ignore"):
-                area /= total
+                area = area / total  # not in place: no positive rows at all give an int array
             per_column[:, j] = np.where(np.isfinite(area), area, np.nan)
         return _warn_undefined(per_column.mean(axis=1))
 
@@ -391,10 +391,8 @@ def _percentage_rows(y, p, task):
 
 
 def _label_score(func, kwargs, y, labels, task, w):
-    extra = dict(kwargs)
-    if extra.get("average") == "binary" and task == "binary":
-        extra["pos_label"] = 1
-    return func(y, labels, sample_weight=w, **extra)
+    # Binary labels are the indices 0/1, so scikit-learn's default pos_label=1 is class 1.
+    return func(y, labels, sample_weight=w, **kwargs)
 
 
 def _regression_score(func, y, p, task, w):

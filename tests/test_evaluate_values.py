@@ -229,3 +229,12 @@ def test_leaderboard_defaults_bases_only_and_ties(case):
     bases = leaderboard(entries[:3], y, task="multiclass", metrics=["log_loss"], selected="weak")
     assert bases["delta_vs_best_base"].isna().all() and bases["ci_low"].isna().all()
     assert bases["model"].tolist() == ["strong", "weak", "twin"]
+
+
+def test_paired_bootstrap_defaults_are_1000_resamples_from_seed_0(case):
+    y, a, b, _ = case
+    metric = get_metric("log_loss")
+    default = paired_bootstrap(metric, y, a, b, task="multiclass")
+    assert default == paired_bootstrap(metric, y, a, b, task="multiclass", n_resamples=1000, seed=0)
+    assert default != paired_bootstrap(metric, y, a, b, task="multiclass", n_resamples=999, seed=0)
+    assert default != paired_bootstrap(metric, y, a, b, task="multiclass", n_resamples=1000, seed=1)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn import metrics as skm
+from sklearn.exceptions import UndefinedMetricWarning
 
 from stacking.metrics import available_metrics, default_metrics, get_metric
 
@@ -240,3 +241,28 @@ def test_metric_directions_and_better():
         assert metric.better(2.0, 1.0) is greater and metric.better(1.0, 2.0) is not greater
         assert not metric.better(1.0, 1.0)
         assert metric.direction == ("higher is better" if greater else "lower is better")
+
+
+def test_auc_resamples_in_several_blocks_equal_one_block(monkeypatch):
+    """The resample blocks bound memory only: every resample is scored once, in order."""
+    from stacking import metrics
+
+    y, pred, w = _case("multiclass", seed=6)
+    idx = np.random.default_rng(3).integers(0, N, size=(7, N))
+    prepared = get_metric("roc_auc").prepare(y, pred, task="multiclass")
+    whole = prepared.resample_scores(idx, w)
+    monkeypatch.setattr(metrics, "_BLOCK", 2 * N)  # blocks of 2 resamples: 2, 2, 2, 1
+    np.testing.assert_allclose(prepared.resample_scores(idx, w), whole, rtol=1e-12)
+    assert len(set(whole.round(12))) == 7
+
+
+def test_undefined_auc_warns_at_the_callers_line():
+    y = np.zeros(6, dtype=int)
+    pred = np.column_stack([np.linspace(0, 1, 6), np.linspace(1, 0, 6)])
+    prepared = get_metric("roc_auc").prepare(y, pred, task="binary")
+    with pytest.warns(UndefinedMetricWarning, match="Only one class") as record:
+        assert np.isnan(prepared.score())
+    assert [r.filename for r in record] == [__file__]
+    with pytest.warns(UndefinedMetricWarning) as record:
+        assert np.isnan(prepared.fold_scores(np.arange(6) % 2, 2)).all()
+    assert [r.filename for r in record] == [__file__]

@@ -36,9 +36,9 @@ def test_sigmoid_equals_scipy_and_saturates_quietly():
 
 
 def test_clip_and_logit():
-    p = np.array([0.0, 1e-9, 0.3, 1.0])
-    assert clip_proba(p, 0.01).tolist() == [0.01, 0.01, 0.3, 0.99]
-    assert clip_proba(p, 0.01, upper=False).tolist() == [0.01, 0.01, 0.3, 1.0]
+    p = np.array([0.0, 1e-9, 0.3, 1.0, 1.5])
+    assert clip_proba(p, 0.01).tolist() == [0.01, 0.01, 0.3, 0.99, 0.99]
+    assert clip_proba(p, 0.01, upper=False).tolist() == [0.01, 0.01, 0.3, 1.0, 1.0]
     clipped = np.clip(p, EPS_LOGIT, 1 - EPS_LOGIT)
     np.testing.assert_allclose(logit(p), scipy_logit(clipped), rtol=1e-12)
     np.testing.assert_allclose(logit(p, 0.1), scipy_logit(np.clip(p, 0.1, 0.9)), rtol=1e-12)

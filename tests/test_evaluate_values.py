@@ -243,7 +243,7 @@ def test_paired_bootstrap_defaults_are_1000_resamples_from_seed_0(case):
 def test_one_resample_gives_its_difference_as_both_bounds(case):
     y, a, b, _ = case
     metric = get_metric("accuracy")
-    delta, low, high = paired_bootstrap(metric, y, a, b, task="multiclass", n_resamples=1, seed=3)
+    _, low, high = paired_bootstrap(metric, y, a, b, task="multiclass", n_resamples=1, seed=3)
     rows = np.random.default_rng(3).integers(0, N, size=(1, N))[0]
     diff = SKLEARN["accuracy"](y[rows], a[rows], None) - SKLEARN["accuracy"](y[rows], b[rows], None)
     assert low == pytest.approx(diff) and high == pytest.approx(diff)

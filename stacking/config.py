@@ -746,8 +746,7 @@ def import_paths(cfg: Config) -> list[tuple[str, str]]:
             found.append(
                 (f"base_models.{name}.head", head if isinstance(head, str) else head.estimator)
             )
-        modules = getattr(model, "custom_objects", None) or []
-        for module in [modules] if isinstance(modules, str) else modules:
+        for module in model.custom_objects:
             found.append((f"base_models.{name}.custom_objects", module))
     return [(key, path) for key, path in found if "." in path]
 

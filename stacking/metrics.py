@@ -33,6 +33,7 @@ import abc
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from sklearn import metrics as skm
@@ -321,7 +322,7 @@ class _RankMetric(PreparedMetric):
             positives = np.bincount(fold, weights=pw, minlength=n_splits)
             total = positives * np.diff(cn[bounds])
             with np.errstate(invalid="ignore", divide="ignore"):
-                area /= total
+                area = area / total  # not in place: no positive rows at all give an int array
             per_column[:, j] = np.where(np.isfinite(area), area, np.nan)
         return _warn_undefined(per_column.mean(axis=1))
 
@@ -431,21 +432,26 @@ def _percentage_rows(y, p, task):
     return np.abs(p - y) / np.maximum(np.abs(y), np.finfo(np.float64).eps)
 
 
-def _label_metric(func, **kwargs):
-    def compute(y, labels, task, w):
-        extra = dict(kwargs)
-        if extra.get("average") == "binary" and task == "binary":
-            extra["pos_label"] = 1
-        return func(y, labels, sample_weight=w, **extra)
-
-    return compute
+# Module-level functions bound with ``partial`` rather than closures: the metric table is
+# built at import, and a mutation tester can only switch code that runs after it. The three
+# builders below run only at import (``no mutate``); every metric's value is tested.
 
 
-def _regression(func):
-    def compute(y, p, task, w):
-        return func(y, p, sample_weight=w)
+def _label_score(func, kwargs, y, labels, task, w):
+    # Binary labels are the indices 0/1, so scikit-learn's default pos_label=1 is class 1.
+    return func(y, labels, sample_weight=w, **kwargs)
 
-    return compute
+
+def _regression_score(func, y, p, task, w):
+    return func(y, p, sample_weight=w)
+
+
+def _label_metric(func, **kwargs):  # pragma: no mutate block
+    return partial(_label_score, func, kwargs)
+
+
+def _regression(func):  # pragma: no mutate block
+    return partial(_regression_score, func)
 
 
 _CLS = frozenset({"binary", "multiclass", "multilabel"})
@@ -522,7 +528,7 @@ def pairwise_correlation(blocks: list[np.ndarray]) -> np.ndarray:
     return np.mean(per_column, axis=0)
 
 
-def _labels(name, tasks, func, **kwargs) -> Metric:
+def _labels(name, tasks, func, **kwargs) -> Metric:  # pragma: no mutate block
     return Metric(name, True, tasks, _func=_label_metric(func, **kwargs), _labels=True)
 
 

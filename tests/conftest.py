@@ -25,7 +25,18 @@ N_SPLITS = 3
 N_FEATURES = 6
 
 
-_STORE_TEMPLATE: list[Path] = []  # set once per worker by the session fixture below
+_STORE_TEMPLATE: list[Path] = []  # its folder, set once per worker by the session fixture below
+
+
+def _store_template() -> Path:
+    """The empty migrated store, made at first use: a session whose tests use no MLflow
+    store (the metric tests, each mutant of ``make mutation``) does not pay for it."""
+    path = _STORE_TEMPLATE[0] / "empty.db"
+    if not path.exists():
+        import mlflow
+
+        mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
 
 
 def sqlite_store(directory: Path) -> str:
@@ -35,7 +46,7 @@ def sqlite_store(directory: Path) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "mlflow.db"
     if not path.exists() and _STORE_TEMPLATE:
-        shutil.copy(_STORE_TEMPLATE[0], path)
+        shutil.copy(_store_template(), path)
     return f"sqlite:///{path}"
 
 
@@ -143,14 +154,16 @@ def serve_and_predict(uri: str, model_id: str, rows: pd.DataFrame, *, cwd: Path)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _mlflow_store_template(tmp_path_factory):
-    import mlflow
-
-    path = tmp_path_factory.mktemp("mlflow-template") / "empty.db"
-    mlflow.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    _STORE_TEMPLATE.append(path)
-    yield path
+def _mlflow_store_folder(tmp_path_factory):
+    _STORE_TEMPLATE.append(tmp_path_factory.mktemp("mlflow-template"))
+    yield
     _STORE_TEMPLATE.clear()
+
+
+@pytest.fixture(scope="session")
+def _mlflow_store_template(_mlflow_store_folder) -> Path:
+    """The path of the session's empty migrated MLflow store."""
+    return _store_template()
 
 
 @dataclass

@@ -67,7 +67,7 @@ def test_format_predicts_every_output_like_a_direct_call(model_zoo, name, fmt):
     assert frozen.input_dtypes == ["float32"] * len(entry.inputs)
     expected = entry.expected()
     assert len(frozen.output_names) == len(expected)
-    atol = 1e-3 if fmt == "tflite" else 1e-5
+    atol = 1e-6
     for index, output in enumerate(frozen.output_names):
         for pick in (output, index):  # by name and by index
             frozen.select_output(pick)
@@ -86,7 +86,7 @@ def test_multi_input_names_keep_declared_order_in_every_format(model_zoo, fmt):
     assert frozen.declared_order
     by_name = arrange_inputs(frozen, [alpha, zeta], ["alpha", "zeta"], model_name="m")
     assert by_name[0] is zeta and by_name[1] is alpha
-    atol = 1e-3 if fmt == "tflite" else 1e-5
+    atol = 1e-6
     expected = entry.expected()[0]
     np.testing.assert_allclose(frozen.predict(by_name, batch_size=64), expected, atol=atol)
     swapped = frozen.predict([alpha, zeta], batch_size=64)

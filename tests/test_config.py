@@ -417,13 +417,14 @@ def test_untrusted_config_allows_short_names_and_our_prefixes():
     assert len(cfg.meta.candidates) == 4
 
 
-def test_import_paths_lists_custom_objects_when_the_field_exists():
-    from stacking.config import BaseModelConfig, import_paths
+def test_import_paths_lists_custom_objects():
+    """custom_objects imports modules, so the untrusted-config check must see it (a renamed
+    field fails here instead of leaving an import unchecked)."""
+    from stacking.config import import_paths
 
-    cfg = _parse(_raw())
-    if "custom_objects" not in BaseModelConfig.model_fields:
-        pytest.skip("base_models.*.custom_objects arrives with the loaders branch")
-    cfg.base_models["cnn"].custom_objects = ["evil_pkg.layers"]
+    raw = _raw()
+    raw["base_models"]["cnn"]["custom_objects"] = ["evil_pkg.layers"]
+    cfg = _parse(raw)
     assert ("base_models.cnn.custom_objects", "evil_pkg.layers") in import_paths(cfg)
 
 

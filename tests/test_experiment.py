@@ -8,11 +8,9 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import clone
 
 from stacking import Experiment, LeakageError, load_config
 from stacking.errors import BaseModelError, DataError
-from stacking.meta import make_candidate, predict_output
 from stacking.metrics import get_metric
 
 TASKS = ["binary", "multiclass", "multilabel", "regression"]
@@ -81,12 +79,15 @@ def test_experiment_ensemble_score_matches_independent_recomputation(multiclass_
     X = oof.filter(like="__").to_numpy()
     classes = sorted(oof["y"].unique())
     y = oof["y"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    estimator = make_candidate("default", task="multiclass").estimator
+    # The "default" candidate of a classification task: LogisticRegression(max_iter=1000).
+    from sklearn.linear_model import LogisticRegression
+
     pred = np.zeros((len(y), len(classes)))
     for k in sorted(folds["fold"].unique()):
         test = folds["fold"].to_numpy() == k
-        model = clone(estimator).fit(X[~test], y[~test])
-        pred[test] = predict_output(model, X[test], task="multiclass", n_outputs=len(classes))
+        model = LogisticRegression(max_iter=1000).fit(X[~test], y[~test])
+        assert model.classes_.tolist() == list(range(len(classes)))
+        pred[test] = model.predict_proba(X[test])
     from sklearn.metrics import log_loss
 
     expected = log_loss(y, pred)

@@ -1,6 +1,7 @@
 """ONNX members: scikit-learn and LightGBM models trained on the experiment's fold plan,
-converted to ONNX, stacked with Keras models; their numbers against direct ONNX Runtime
-calls, the run's record, ``reproduce`` and the served model."""
+converted to ONNX, stacked with Keras models and a prediction-file member; their numbers
+against direct ONNX Runtime calls and the files, the run's record, ``reproduce`` and the
+served model."""
 
 from __future__ import annotations
 
@@ -42,6 +43,36 @@ def _session(path):
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
+def _write_prediction_files(data, plan, x, project, tmp) -> None:
+    """OOF and test files of a scikit-learn model fitted per fold of ``plan`` outside the
+    framework, as a competitor's notebook writes them (class names as columns)."""
+    from sklearn.linear_model import LogisticRegression
+
+    test = pd.read_parquet(project.root / "test.parquet")
+    test_x = test[FEATURES].to_numpy("float32")
+    oof = np.empty((len(x), len(CLASSES)))
+    on_test = []
+    for k in range(plan.n_splits):
+        rows = plan.test_index(k)
+        train_rows = np.setdiff1d(np.arange(len(x)), rows)
+        model = LogisticRegression(C=0.3, max_iter=500).fit(x[train_rows], data.y[train_rows])
+        oof[rows] = model.predict_proba(x[rows])
+        on_test.append(model.predict_proba(test_x))
+    frame = pd.DataFrame(oof, columns=CLASSES).assign(id=plan.ids, fold=plan.folds)
+    frame.sample(frac=1.0, random_state=0).to_parquet(tmp / "files_oof.parquet")  # any order
+    pd.DataFrame(np.mean(on_test, axis=0), columns=CLASSES).assign(id=test["id"]).to_csv(
+        tmp / "files_test.csv", index=False
+    )
+
+
+def _served_rows(project, tmp) -> pd.DataFrame:
+    """The test rows as a client sends them: the features the models read, plus the
+    prediction-file member's test predictions in its level-1 columns."""
+    rows = pd.read_parquet(project.root / "test.parquet")
+    given = pd.read_csv(tmp / "files_test.csv").rename(columns={c: f"files__{c}" for c in CLASSES})
+    return rows.merge(given, on="id", how="left", validate="one_to_one")
+
+
 @pytest.fixture(scope="module")
 def onnx_run(multiclass_project, tmp_path_factory):
     """The shared multiclass project's Keras fold set stacked with two ONNX fold sets
@@ -69,9 +100,17 @@ def onnx_run(multiclass_project, tmp_path_factory):
     (tmp / "zip.onnx").write_bytes(
         to_onnx(external, ext_x[:1].astype("float32")).SerializeToString()
     )
+    # A model trained elsewhere on the same plan, given only by its prediction files.
+    _write_prediction_files(data, plan, x, multiclass_project, tmp)
     config = multiclass_project.config(
         tmp,
         **{
+            "base_models.files": {
+                "predictions": {
+                    "oof": str(tmp / "files_oof.parquet"),
+                    "test": str(tmp / "files_test.csv"),
+                }
+            },
             "base_models.lr": {"path": str(tmp / "lr"), "input": "x"},
             "base_models.lgbm": {"path": str(tmp / "lgbm"), "input": "x"},
             "base_models.zip": {
@@ -118,22 +157,28 @@ def test_onnx_fold_set_oof_equals_direct_onnxruntime_calls(onnx_run, multiclass_
     )[0]
     direct = np.array([[row[c] for c in range(3)] for row in zipped])
     np.testing.assert_array_equal(result.oof[[f"zip__{c}" for c in CLASSES]].to_numpy(), direct)
-    assert {"wide", "logit", "outside", "lr", "lgbm", "zip"} <= set(result.leaderboard.model)
+    # The prediction-file member: its OOF columns are the file's values, row by row by id.
+    given = pd.read_parquet(tmp / "files_oof.parquet").set_index("id").loc[result.oof["id"]]
+    np.testing.assert_array_equal(
+        result.oof[[f"files__{c}" for c in CLASSES]].to_numpy(), given[CLASSES].to_numpy()
+    )
+    assert {"wide", "logit", "outside", "lr", "lgbm", "zip", "files"} <= set(
+        result.leaderboard.model
+    )
 
 
-def test_mixed_keras_onnx_stack_is_recorded_and_served_exactly(onnx_run, multiclass_project):
+def test_mixed_keras_onnx_files_stack_is_recorded_and_served_exactly(onnx_run, multiclass_project):
     import mlflow
 
-    result, _, config, _ = onnx_run
+    result, tmp, config, _ = onnx_run
     from stacking import load_config
 
     uri = load_config(config).tracking.uri
     run = mlflow.MlflowClient(tracking_uri=uri).get_run(result.run_id)
-    for name in ("lr", "lgbm", "zip", "wide"):
+    for name in ("lr", "lgbm", "zip", "wide", "files"):
         assert f"base.{name}.cv_log_loss" in run.data.metrics
     model, model_id = logged_ensemble(uri, result.run_id)
-    test = pd.read_parquet(multiclass_project.root / "test.parquet")
-    served = model.predict(test)
+    served = model.predict(_served_rows(multiclass_project, tmp))
     ensemble = [c for c in result.test_predictions.columns if c.startswith("ensemble__")]
     np.testing.assert_allclose(
         served[ensemble].to_numpy(), result.test_predictions[ensemble].to_numpy(), atol=1e-12
@@ -152,8 +197,9 @@ def test_mixed_keras_onnx_stack_is_recorded_and_served_exactly(onnx_run, multicl
 def test_cli_predict_serves_the_mixed_stack_exactly(onnx_run, multiclass_project, tmp_path):
     result, tmp, _, _ = onnx_run
     out = tmp_path / "served.csv"
-    rows = str(multiclass_project.root / "test.parquet")
-    assert main(["predict", str(tmp / "out"), rows, "--output", str(out)]) == 0
+    rows = tmp_path / "rows.parquet"
+    _served_rows(multiclass_project, tmp).to_parquet(rows)
+    assert main(["predict", str(tmp / "out"), str(rows), "--output", str(out)]) == 0
     served = pd.read_csv(out)
     ensemble = [c for c in result.test_predictions.columns if c.startswith("ensemble__")]
     np.testing.assert_allclose(
@@ -163,15 +209,16 @@ def test_cli_predict_serves_the_mixed_stack_exactly(onnx_run, multiclass_project
 
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_like_the_run(onnx_run, multiclass_project, tmp_path):
-    """The logged Keras + ONNX ensemble behind `mlflow models serve`, over HTTP."""
+    """The logged Keras + ONNX + prediction-file ensemble behind `mlflow models serve`,
+    over HTTP, given the file member's columns."""
     import mlflow
 
-    result, _, config, _ = onnx_run
+    result, tmp, config, _ = onnx_run
     from stacking import load_config
 
     uri = load_config(config).tracking.uri
     tags = mlflow.MlflowClient(tracking_uri=uri).get_run(result.run_id).data.tags
-    rows = pd.read_parquet(multiclass_project.root / "test.parquet")
+    rows = _served_rows(multiclass_project, tmp)
     served = serve_and_predict(uri, tags["stacking.ensemble_model_id"], rows, cwd=tmp_path)
     ensemble = [c for c in result.test_predictions.columns if c.startswith("ensemble__")]
     np.testing.assert_allclose(
@@ -179,7 +226,7 @@ def test_mlflow_models_serve_answers_like_the_run(onnx_run, multiclass_project, 
     )
 
 
-def test_mixed_keras_onnx_stack_reproduces_exactly(onnx_run, tmp_path, capsys):
+def test_mixed_keras_onnx_files_stack_reproduces_exactly(onnx_run, tmp_path, capsys):
     result, _, config, _ = onnx_run
     from stacking import load_config
 

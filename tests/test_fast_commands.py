@@ -48,7 +48,7 @@ def test_fast_commands_help_imports_no_tensorflow_nor_mlflow(tmp_path):
 def test_fast_commands_runs_imports_mlflow_but_no_tensorflow(tmp_path):
     uri = sqlite_store(tmp_path)
     loaded, out = _modules_after(["runs", "--tracking-uri", uri, "--experiment", "x"], tmp_path)
-    assert out == "no runs in experiment 'x'"
+    assert out.startswith("no runs in experiment 'x'"), out
     assert loaded == {"tensorflow": False, "keras": False, "mlflow": True}
 
 

@@ -436,3 +436,27 @@ def test_train_onnx_fold_models_leaves_no_half_fold_set_when_a_later_fold_fails(
         "fold_1.onnx",
         "fold_2.onnx",
     ]
+
+
+def test_onnx_model_failing_on_a_batch_names_its_file_not_the_folder_it_is_served_from(tmp_path):
+    """The message reaches an HTTP client of a served model (as a refused request), so it
+    names the file, not the server's folders."""
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [2, 3])
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],  # only a batch of 2 fits
+        "fixed_batch",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        initializer=[shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / "served" / "fold_0.onnx"
+    path.parent.mkdir()
+    path.write_bytes(model.SerializeToString())
+    frozen = load_base_model(path)
+    x = np.zeros((2, 3), dtype=np.float32)
+    np.testing.assert_array_equal(frozen.predict([x], batch_size=2), x)
+    with pytest.raises(BaseModelError, match=r"ONNX model 'fold_0\.onnx' failed on a batch of 5"):
+        frozen.predict([np.zeros((5, 3), dtype=np.float32)], batch_size=5)

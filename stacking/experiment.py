@@ -32,7 +32,14 @@ from stacking.cost import COST_ROWS, served_cost, with_cost_columns
 from stacking.data import Dataset, load_dataset
 from stacking.engine import TrainRows, predict_base_models
 from stacking.errors import ConfigError, DataError
-from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
+from stacking.evaluate import (
+    Entry,
+    best_of,
+    format_leaderboard,
+    leaderboard,
+    repeat_spread,
+    score_entry,
+)
 from stacking.executors import Executor, make_executor
 from stacking.folds import FoldPlan, check_resplit, make_fold_plan, resplit_fold_plan
 from stacking.level1 import build_level1, check_meta_columns
@@ -60,12 +67,6 @@ def _with_nested(board: pd.DataFrame, nested: dict | None) -> pd.DataFrame:
         for column, value in nested["scores"].items():
             board[column] = np.where(board["selected"], value, np.nan)
     return board
-
-
-def repeat_spread(values) -> float:
-    """Standard deviation over repeats; exactly 0 when every repeat scored the same (a
-    mean of equal floats can round, and a fixed entry must show no spread)."""
-    return 0.0 if len(set(values)) <= 1 else float(np.std(values))
 
 
 def _with_repeats(board: pd.DataFrame, repeated: dict, metric_names) -> pd.DataFrame:

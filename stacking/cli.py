@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from stacking.errors import ConfigError, DataError, StackingError
+from stacking.errors import ConfigError, DataError, OutputError, StackingError
 from stacking.quiet import loud_tensorflow, quiet_tensorflow  # also imported by scripts
 
 
@@ -26,7 +26,7 @@ def _run(args) -> int:
         args.config, overrides=args.set or [], output_dir=args.output, progress=not args.quiet
     )
     if args.submission:  # before any computing: a run is long to find a bad flag after
-        _check_table_suffix("--submission", Path(args.submission))
+        _check_table_path("--submission", Path(args.submission))
         if experiment.config.data.test is None:
             raise ConfigError(
                 f"--submission {args.submission!r} needs test rows to predict; set data.test "
@@ -105,7 +105,7 @@ def _predict(args) -> int:
     out = Path(args.output)
     submission = Path(args.submission) if args.submission else out
     for flag, path in (("--output", out), ("--submission", submission)):
-        _check_table_suffix(flag, path)
+        _check_table_path(flag, path)
     if (args.proba or args.target_column) and not args.submission:
         raise ConfigError("--proba and --target-column shape the --submission file; add one")
     predictor = load_predictor(model)
@@ -132,9 +132,16 @@ def _predict(args) -> int:
     return 0
 
 
-def _check_table_suffix(flag: str, path: Path) -> None:
+def _check_table_path(flag: str, path: Path) -> None:
+    """Refuse a table path before any work: its suffix, and a folder that is not there
+    (a run found that out only when it wrote the file at the end)."""
     if path.suffix.lower() not in {".csv", ".parquet"}:
         raise ConfigError(f"{flag} {str(path)!r} must end in .csv or .parquet")
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"{flag} {str(path)!r}: there is no folder {str(path.parent)!r}; create it or "
+            "choose another path"
+        )
 
 
 def _write_table(frame, path: Path) -> None:
@@ -146,6 +153,8 @@ def _write_table(frame, path: Path) -> None:
         else:
             frame.to_parquet(tmp, index=False)
         tmp.replace(path)
+    except OSError as exc:  # full disk, no permission: one line, no partial file
+        raise OutputError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -290,6 +290,13 @@ def interval_method(interval: str, n_rows: int, bootstrap_max_rows: int) -> str:
     return interval
 
 
+def repeat_spread(values) -> float:
+    """Standard deviation over repeats; exactly 0 when every repeat scored the same (a
+    mean of equal floats can round, and a fixed entry must show no spread). The
+    leaderboard and the MLflow run both use it, so they cannot disagree."""
+    return 0.0 if len(set(values)) <= 1 else float(np.std(values))
+
+
 def best_of(entries: list[Entry], metric: Metric) -> Entry:
     best = entries[0]
     for entry in entries[1:]:

@@ -28,11 +28,19 @@ from stacking import results
 from stacking.base import check_recorded_files
 from stacking.cache import CacheStore, open_cache
 from stacking.config import Config, FeaturesConfig, load_config, parse_config
+from stacking.cost import COST_ROWS, served_cost, with_cost_columns
 from stacking.data import Dataset, load_dataset
 from stacking.engine import TrainRows, predict_base_models
 from stacking.errors import ConfigError, DataError
-from stacking.evaluate import Entry, best_of, format_leaderboard, leaderboard, score_entry
-from stacking.executors import Executor, Job, load_job, make_executor, predict_job
+from stacking.evaluate import (
+    Entry,
+    best_of,
+    format_leaderboard,
+    leaderboard,
+    repeat_spread,
+    score_entry,
+)
+from stacking.executors import Executor, make_executor
 from stacking.folds import FoldPlan, check_resplit, make_fold_plan, resplit_fold_plan
 from stacking.level1 import build_level1, check_meta_columns
 from stacking.meta import (
@@ -51,7 +59,6 @@ from stacking.tracking import MlflowTracker, Tracker, get_tracker, log_results, 
 from stacking.views import read_view
 
 BASE_MEAN = "base_mean"
-_COST_ROWS = 1000  # training rows each served model predicts when meta.cost times it
 
 
 def _with_nested(board: pd.DataFrame, nested: dict | None) -> pd.DataFrame:
@@ -60,12 +67,6 @@ def _with_nested(board: pd.DataFrame, nested: dict | None) -> pd.DataFrame:
         for column, value in nested["scores"].items():
             board[column] = np.where(board["selected"], value, np.nan)
     return board
-
-
-def repeat_spread(values) -> float:
-    """Standard deviation over repeats; exactly 0 when every repeat scored the same (a
-    mean of equal floats can round, and a fixed entry must show no spread)."""
-    return 0.0 if len(set(values)) <= 1 else float(np.std(values))
 
 
 def _with_repeats(board: pd.DataFrame, repeated: dict, metric_names) -> pd.DataFrame:
@@ -94,41 +95,6 @@ def _check_evaluation(cfg: Config, plan: FoldPlan) -> None:
         check_nested(plan)
     if cfg.meta.repeats > 1:
         check_resplit(cfg.folds)
-
-
-@dataclass
-class ServedCost:
-    """What serving one base model costs: weights, and seconds per 1,000 rows."""
-
-    n_params: float  # NaN when a format does not tell
-    seconds_per_1k: float
-
-
-def served_cost(recipe, views: list, n_rows: int, batch_size: int) -> ServedCost:
-    """Load every model file that serving runs for this base model (the full model, or
-    each fold model when there is none), count its weights, and time its prediction of
-    ``views`` (``n_rows`` rows) after one untimed warm-up call, as a server that has
-    loaded its models would."""
-    params, seconds = 0.0, 0.0
-    for path in recipe.row_paths:
-        job = Job(
-            model=recipe.name,
-            path=path,
-            output=recipe.output,
-            inputs=[views],
-            keys=["cost"],
-            batch_size=batch_size,
-            layer=recipe.layer,
-            input_names=recipe.input_names,
-            custom_objects=recipe.custom_objects or None,
-        )
-        model = load_job(job)
-        params += np.nan if model.n_params is None else model.n_params
-        predict_job(model, job)  # warm-up: tracing and first-call allocation
-        started = time.perf_counter()
-        predict_job(model, job)
-        seconds += time.perf_counter() - started
-    return ServedCost(params, seconds * 1000 / n_rows)
 
 
 def _features(cfg: Config) -> FeaturesConfig:
@@ -566,20 +532,14 @@ class Experiment:
             return board
         with self.progress.stage("cost", "base models used, parameters, time per 1,000 rows"):
             used = _models_used(stack, data)
-            rows = data.train.head(_COST_ROWS)
+            rows = data.train.head(COST_ROWS)
             source = data.source["train"]
             views = stack.read_inputs(rows, source=source, root=Path(source).parent)
             batch = self.config.executor.batch_size
             cost = {
                 r.name: served_cost(r, views[r.name], len(rows), batch) for r in stack.base_models
             }
-        board["models_used"] = [",".join(used[m]) for m in board["model"]]
-        board["n_models_used"] = [len(used[m]) for m in board["model"]]
-        board["n_params"] = [float(sum(cost[b].n_params for b in used[m])) for m in board["model"]]
-        board["seconds_per_1k_rows"] = [
-            float(sum(cost[b].seconds_per_1k for b in used[m])) for m in board["model"]
-        ]
-        return board
+        return with_cost_columns(board, used, cost)
 
     # -- the run --------------------------------------------------------------------------
     def run(self) -> ExperimentResult:

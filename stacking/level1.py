@@ -51,6 +51,11 @@ def to_block(pred: np.ndarray, task: str) -> np.ndarray:
     return pred[:, 1:] if task == "binary" else pred
 
 
+def next_level_input(outputs: list[np.ndarray], task: str) -> np.ndarray:
+    """A level's predictions as the next level's input, in block layout."""
+    return np.hstack([to_block(o, task) for o in outputs])
+
+
 def block_names(model: str, data: Dataset, *, drop_redundant: bool = True) -> list[str]:
     return output_columns(model, data.task, data.output_names(), drop_redundant=drop_redundant)
 

@@ -55,8 +55,15 @@ from stacking.evaluate import Entry
 from stacking.executors import Executor, LocalExecutor
 from stacking.folds import FoldPlan
 from stacking.images import ImageAccess
-from stacking.level1 import Level1, block_names, level1_features, pre_features, to_block
-from stacking.meta import Candidate, cross_fit, predict_output, refit
+from stacking.level1 import (
+    Level1,
+    block_names,
+    level1_features,
+    next_level_input,
+    pre_features,
+    to_block,
+)
+from stacking.meta import Candidate, cross_fit, predict_output, refit, with_layout
 from stacking.views import ViewData, fix_columns, read_view
 
 FORMAT_VERSION = 3  # 3: one FittedStack for training and serving
@@ -329,11 +336,6 @@ def _copy_model(directory: Path, name: str, source: Path) -> Path:
     return target
 
 
-def next_level_input(outputs: list[np.ndarray], task: str) -> np.ndarray:
-    """A level's predictions as the next level's input, in block layout."""
-    return np.hstack([to_block(o, task) for o in outputs])
-
-
 def resolve_recipes(
     config: Config, data: Dataset, plan: FoldPlan, *, cache: CacheStore | None = None
 ) -> list[BaseModelRecipe]:
@@ -495,9 +497,7 @@ def fit_stack(
             X = X_blocks if cand.uses_blocks else X_features
             if on_candidate_start is not None:
                 on_candidate_start(cand.name, depth, X.shape)
-            if "columns_per_model" in cand.estimator.get_params():
-                # Explicit, so a meta fold missing a class still reads the layout right.
-                cand.estimator.set_params(columns_per_model=level1.columns_per_model)
+            with_layout(cand, level1.columns_per_model)
             oof = cross_fit(
                 cand,
                 X,

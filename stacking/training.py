@@ -16,7 +16,8 @@ one scikit-learn or LightGBM estimator per fold, each converted to ``fold_k.onnx
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,31 @@ def _empty_directory(directory: Path, overwrite: bool) -> None:
     directory.mkdir(parents=True)
 
 
+@contextmanager
+def _fresh_directory(directory: Path, overwrite: bool) -> Iterator[None]:
+    """``directory`` emptied for a new fold set; if training fails part-way, the models
+    written so far go again (a folder that was there stays, empty), so a retry meets
+    neither a half set nor a "not empty" refusal."""
+    existed = directory.exists()
+    _empty_directory(directory, overwrite)
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        if existed:
+            directory.mkdir(parents=True, exist_ok=True)
+        raise
+
+
+def _models_to_fit(fold_plan: FoldPlan, train_full: bool) -> Iterator[tuple[np.ndarray, str]]:
+    """(training rows, file stem) of every model in a fold set: each fold's, then the
+    ``full`` model's when asked for."""
+    for k in range(fold_plan.n_splits):
+        yield fold_plan.train_index(k), f"fold_{k}"
+    if train_full:
+        yield np.arange(len(fold_plan.ids)), "full"
+
+
 def _fit_ready(x: np.ndarray):
     """Strings as a ``tf.string`` tensor: Keras 3 fits no numpy array of str or object."""
     if np.asarray(x).dtype.kind not in "OUS":
@@ -97,7 +123,6 @@ def train_fold_models(
     directory = Path(directory)
     inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
     _check_rows("train_fold_models", [*inputs, y], fold_plan)
-    _empty_directory(directory, overwrite)
     fit_kwargs = {"verbose": 0, **(fit_kwargs or {})}
 
     def fit_save(rows: np.ndarray, name: str) -> None:
@@ -111,21 +136,18 @@ def train_fold_models(
         # by ``release`` below, which collects only what this fit allocated.
         keras.backend.clear_session(free_memory=False)
 
-    with releasing_models() as release:
-        for k in range(fold_plan.n_splits):
-            fit_save(fold_plan.train_index(k), f"fold_{k}")
+    with _fresh_directory(directory, overwrite), releasing_models() as release:
+        for rows, name in _models_to_fit(fold_plan, train_full):
+            fit_save(rows, name)
             release()
-        if train_full:
-            fit_save(np.arange(len(fold_plan.ids)), "full")
-            release()
-    fold_plan.save(directory / "folds.csv")
-    write_manifest(
-        directory,
-        fold_plan=fold_plan,
-        task=task,
-        classes=classes,
-        has_full=train_full,
-    )
+        fold_plan.save(directory / "folds.csv")
+        write_manifest(
+            directory,
+            fold_plan=fold_plan,
+            task=task,
+            classes=classes,
+            has_full=train_full,
+        )
     return directory
 
 
@@ -199,7 +221,6 @@ def train_onnx_fold_models(
         )
     _check_rows("train_onnx_fold_models", [x, y], fold_plan)
     n_classes = len(classes or []) if task in ("binary", "multiclass") else 0
-    _empty_directory(directory, overwrite)
     to_bytes = convert or (lambda est, n: to_onnx_bytes(est, n, input_name=input_name))
     names = []
 
@@ -218,18 +239,17 @@ def train_onnx_fold_models(
         (directory / f"{name}.onnx").write_bytes(to_bytes(estimator, x.shape[1]))
         names.append(type(estimator).__module__.split(".")[0] + "." + type(estimator).__name__)
 
-    for k in range(fold_plan.n_splits):
-        fit_save(fold_plan.train_index(k), f"fold_{k}")
-    if train_full:
-        fit_save(np.arange(len(fold_plan.ids)), "full")
-    fold_plan.save(directory / "folds.csv")
-    write_manifest(
-        directory,
-        fold_plan=fold_plan,
-        task=task,
-        classes=classes,
-        format="onnx",
-        has_full=train_full,
-        extra={"estimator": names[0]},
-    )
+    with _fresh_directory(directory, overwrite):
+        for rows, name in _models_to_fit(fold_plan, train_full):
+            fit_save(rows, name)
+        fold_plan.save(directory / "folds.csv")
+        write_manifest(
+            directory,
+            fold_plan=fold_plan,
+            task=task,
+            classes=classes,
+            format="onnx",
+            has_full=train_full,
+            extra={"estimator": names[0]},
+        )
     return directory

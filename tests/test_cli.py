@@ -61,6 +61,14 @@ def test_cli_run_prints_leaderboard_and_run_id(multiclass_project, tmp_path, cap
         ),
         (["run", "{cfg}", "--set", "tracking.uri=nosuch://x"], "error: cannot record the run"),
         (["predict", "{tmp}", "{tmp}/x.csv", "--output", "{tmp}/p.txt"], "must end in .csv"),
+        (
+            ["predict", "{tmp}", "{tmp}/x.csv", "--output", "{tmp}/no/p.csv"],
+            r"error: --output '.*/no/p\.csv': there is no folder '.*/no'",
+        ),
+        (
+            ["run", "{cfg}", "--submission", "{tmp}/no/s.csv"],
+            r"error: --submission '.*/no/s\.csv': there is no folder '.*/no'",
+        ),
     ],
 )
 def test_cli_user_errors_exit_2_with_one_line(multiclass_project, tmp_path, capsys, args, match):

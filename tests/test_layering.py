@@ -36,6 +36,7 @@ ORDER = [
     "results",
     "plots",
     "tracking",
+    "cost",
     "experiment",
     "cli",
     "_docgen",  # writes docs/configuration.md from config's models; nothing imports it

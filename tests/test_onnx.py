@@ -456,3 +456,54 @@ def test_train_onnx_fold_models_full_model_and_manifest(tmp_path):
     np.testing.assert_allclose(got, full.predict_proba(x.astype("float32")), atol=1e-5)
     with pytest.raises(ConfigError, match=r"is not empty; pass overwrite=True"):
         train_onnx_fold_models(_lr, x, y, plan, folder, task="multiclass", classes=CLASSES)
+
+
+def test_train_onnx_fold_models_leaves_no_half_fold_set_when_a_later_fold_fails(tmp_path):
+    """Fold 0 is written before fold 1 fails; the retry must not meet that fold 0 (the
+    directory is not empty) nor take it for a finished set."""
+    from stacking import train_onnx_fold_models
+    from stacking.folds import FoldPlan
+
+    ids = np.array([f"r{i}" for i in range(12)])
+    plan = FoldPlan(ids=ids, folds=np.repeat([0, 1, 2], 4))
+    y = np.array([0, 1, 0, 1] + [2] * 4 + [0, 1, 0, 1])  # fold 1's models never see class 2
+    x = np.random.default_rng(0).normal(size=(12, 3))
+    args = dict(task="multiclass", classes=["a", "b", "c"])
+    with pytest.raises(ConfigError, match=r"the fold_1 estimator learned classes \[0, 1\]"):
+        train_onnx_fold_models(_lr, x, y, plan, tmp_path / "m", **args)
+    assert not (tmp_path / "m").exists()
+    (tmp_path / "kept").mkdir()  # a folder the user made stays, empty
+    with pytest.raises(ConfigError):
+        train_onnx_fold_models(_lr, x, y, plan, tmp_path / "kept", **args)
+    assert list((tmp_path / "kept").iterdir()) == []
+    y = np.array([0, 1, 2, 0] * 3)
+    train_onnx_fold_models(_lr, x, y, plan, tmp_path / "kept", **args)  # no overwrite needed
+    assert sorted(p.name for p in (tmp_path / "kept").glob("*.onnx")) == [
+        "fold_0.onnx",
+        "fold_1.onnx",
+        "fold_2.onnx",
+    ]
+
+
+def test_onnx_model_failing_on_a_batch_names_its_file_not_the_folder_it_is_served_from(tmp_path):
+    """The message reaches an HTTP client of a served model (as a refused request), so it
+    names the file, not the server's folders."""
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [2, 3])
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],  # only a batch of 2 fits
+        "fixed_batch",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
+        initializer=[shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    path = tmp_path / "served" / "fold_0.onnx"
+    path.parent.mkdir()
+    path.write_bytes(model.SerializeToString())
+    frozen = load_base_model(path)
+    x = np.zeros((2, 3), dtype=np.float32)
+    np.testing.assert_array_equal(frozen.predict([x], batch_size=2), x)
+    with pytest.raises(BaseModelError, match=r"ONNX model 'fold_0\.onnx' failed on a batch of 5"):
+        frozen.predict([np.zeros((5, 3), dtype=np.float32)], batch_size=5)

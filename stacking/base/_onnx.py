@@ -126,8 +126,8 @@ class OnnxModel(FrozenModel):
         try:
             (out,) = self._session.run([name], feed)
         except Exception as exc:  # onnxruntime's own exception types, not exported
-            raise BaseModelError(
-                f"ONNX model {str(self.path)!r} failed on a batch of {len(batch[0])} rows: "
+            raise BaseModelError(  # the file's name only: a served model's client reads it
+                f"ONNX model {self.path.name!r} failed on a batch of {len(batch[0])} rows: "
                 f"{first_line(exc)}"
             ) from exc
         if dtype == "zipmap":  # [{class: p, ...}, ...] per row -> (n, C), classes sorted

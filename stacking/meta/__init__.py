@@ -18,6 +18,7 @@ from stacking.meta._candidates import (
     make_candidate,
     predict_output,
     refit,
+    with_layout,
 )
 from stacking.meta._combiners import CombinerClassifier, CombinerRegressor
 from stacking.meta._convex import ConvexCombinationClassifier, ConvexCombinationRegressor
@@ -68,4 +69,5 @@ __all__ = [
     "register_meta_learner",
     "repeated_oof",
     "short_names",
+    "with_layout",
 ]

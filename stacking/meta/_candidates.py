@@ -223,6 +223,14 @@ def cross_fit(
     return (oof, models) if return_models else oof
 
 
+def with_layout(candidate: Candidate, columns_per_model: int) -> Candidate:
+    """``candidate`` told the level-1 block width when its learner reads blocks, so that
+    a meta fold missing a class still reads the layout right (instead of inferring it)."""
+    if "columns_per_model" in candidate.estimator.get_params():
+        candidate.estimator.set_params(columns_per_model=columns_per_model)
+    return candidate
+
+
 def refit(candidate: Candidate, X, y, *, sample_weight=None):
     """The candidate fitted on every row, for test predictions and serving."""
     est = clone(candidate.estimator)

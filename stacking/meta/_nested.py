@@ -27,8 +27,14 @@ import numpy as np
 
 from stacking.errors import ConfigError
 from stacking.folds import FoldPlan
-from stacking.level1 import to_block
-from stacking.meta._candidates import Candidate, cross_fit, predict_output, refit
+from stacking.level1 import next_level_input
+from stacking.meta._candidates import (
+    Candidate,
+    cross_fit,
+    predict_output,
+    refit,
+    with_layout,
+)
 from stacking.metrics import get_metric
 
 
@@ -38,17 +44,6 @@ class NestedScore:
 
     oof: np.ndarray
     winners: list[str]
-
-
-def _next_input(outputs: list[np.ndarray], task: str) -> np.ndarray:
-    return np.hstack([to_block(o, task) for o in outputs])
-
-
-def _prepare(candidate: Candidate, columns_per_model: int) -> Candidate:
-    if "columns_per_model" in candidate.estimator.get_params():
-        # Explicit, so a meta fold missing a class still reads the layout right.
-        candidate.estimator.set_params(columns_per_model=columns_per_model)
-    return candidate
 
 
 def fit_levels(
@@ -74,7 +69,7 @@ def fit_levels(
     for candidates in levels:
         level_oof, level_test = {}, {}
         for cand in candidates:
-            _prepare(cand, columns_per_model)
+            with_layout(cand, columns_per_model)
             X = X_blocks if cand.uses_blocks else X_features
             level_oof[cand.name] = cross_fit(
                 cand, X, y, plan, task=task, n_outputs=n_outputs, sample_weight=sample_weight
@@ -85,9 +80,9 @@ def fit_levels(
                 level_test[cand.name] = predict_output(model, T, task=task, n_outputs=n_outputs)
         oofs.append(level_oof)
         tests.append(level_test)
-        X_blocks = X_features = _next_input(list(level_oof.values()), task)
+        X_blocks = X_features = next_level_input(list(level_oof.values()), task)
         if test is not None:
-            T_blocks = T_features = _next_input(list(level_test.values()), task)
+            T_blocks = T_features = next_level_input(list(level_test.values()), task)
     return oofs, tests
 
 

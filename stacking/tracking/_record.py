@@ -22,6 +22,7 @@ import yaml
 from stacking import results
 from stacking.base import digest_tag
 from stacking.errors import DataError, DataFileNotFoundError, first_line
+from stacking.evaluate import repeat_spread
 from stacking.tracking._base import ChildRecord, DatasetRecord, RunRecord, Tracker
 
 _NEEDED = ("metrics.json", "config.resolved.yaml")
@@ -132,7 +133,7 @@ def record_from_results(folder: str | Path) -> RunRecord:
     parent.update((metrics.get("selected_nested") or {}).get("scores") or {})
     for m, values in (entries[ensemble].get("repeat_scores") or {}).items():
         parent[f"cv_{m}_repeat_mean"] = float(np.mean(values))
-        parent[f"cv_{m}_repeat_std"] = 0.0 if len(set(values)) <= 1 else float(np.std(values))
+        parent[f"cv_{m}_repeat_std"] = repeat_spread(values)
     children = []
     for name, entry in entries.items():
         if entry["role"] == "base":

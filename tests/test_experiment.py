@@ -79,13 +79,17 @@ def test_experiment_ensemble_score_matches_independent_recomputation(multiclass_
     X = oof.filter(like="__").to_numpy()
     classes = sorted(oof["y"].unique())
     y = oof["y"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    # The "default" candidate of a classification task: LogisticRegression(max_iter=1000).
+    # The "default" candidate of a classification task: the level-1 columns standardised,
+    # then LogisticRegression(max_iter=1000).
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     pred = np.zeros((len(y), len(classes)))
     for k in sorted(folds["fold"].unique()):
         test = folds["fold"].to_numpy() == k
-        model = LogisticRegression(max_iter=1000).fit(X[~test], y[~test])
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+        model.fit(X[~test], y[~test])
         assert model.classes_.tolist() == list(range(len(classes)))
         pred[test] = model.predict_proba(X[test])
     from sklearn.metrics import log_loss

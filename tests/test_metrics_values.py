@@ -231,7 +231,8 @@ def test_default_metrics_per_task_and_the_metric_list():
     assert default_metrics("binary") == ["log_loss", "accuracy", "roc_auc"]
     assert default_metrics("multiclass") == ["log_loss", "accuracy", "roc_auc"]
     assert available_metrics() == sorted(available_metrics())
-    assert len(available_metrics()) == 16
+    assert len(available_metrics()) == 17  # 16 scorer names and ece
+    assert "ece" in available_metrics()
 
 
 def test_metric_directions_and_better():

@@ -109,6 +109,29 @@ def test_pyfunc_ensemble_model_serves_the_same_predictions(rank_run, multiclass_
     )
 
 
+def test_pyfunc_model_with_a_damaged_file_answers_without_server_paths(
+    rank_run, multiclass_project
+):
+    """A fault of the server's own (here a base-model file damaged after loading) is not the
+    request's: the answer says the server failed and names none of its paths."""
+    from mlflow.exceptions import MlflowException
+
+    from stacking import load_config
+
+    result, _tmp, cfg = rank_run
+    model, _ = logged_ensemble(load_config(cfg).tracking.uri, result.run_id)
+    folder = Path(model._model_impl.context.artifacts["predictor"])
+    damaged = sorted(p for p in folder.rglob("*.keras"))[0]
+    damaged.write_bytes(b"not a model")
+    test = pd.read_parquet(multiclass_project.root / "test.parquet")
+    with pytest.raises(MlflowException) as caught:
+        model.predict(test)
+    message = str(caught.value)
+    assert "could not answer this request" in message
+    assert str(folder) not in message and damaged.name not in message
+    assert "/" not in message, message
+
+
 def test_cli_predict_writes_file_from_results_dir(rank_run, multiclass_project, tmp_path):
     _, tmp, _ = rank_run
     out = tmp_path / "pred.csv"

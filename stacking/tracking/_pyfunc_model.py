@@ -112,8 +112,17 @@ class EnsembleModel(PythonModel):
             )
         try:
             return self.predictor.predict(model_input, source="the request", access=self.access)
-        except StackingError as exc:
+        except DataError as exc:  # the request's data: its rows and columns, no server path
             raise RequestError(str(exc)) from exc
+        except StackingError as exc:
+            # The server's own state (a damaged model file, the cache): its message names
+            # server paths, so the client only learns that the server failed.
+            _log.error("the stacking ensemble could not answer a request: %s", exc)
+            raise MlflowException(
+                "the ensemble could not answer this request (a problem on the server; its "
+                "log has the details)",
+                error_code=INTERNAL_ERROR,
+            ) from exc
         except Exception as exc:  # a bug: the details stay in the server's log
             _log.exception("the stacking ensemble failed on a request")
             raise MlflowException(

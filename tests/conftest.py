@@ -332,6 +332,17 @@ def load_raw(path: Path) -> dict:
     return raw
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_in_tmp_path(tmp_path_factory):
+    """Module- and session-scoped fixtures run before each test's own folder is entered:
+    they start from a folder of the session, so a run they make (MLflow's ./mlruns) never
+    lands in the checkout."""
+    before = Path.cwd()
+    os.chdir(tmp_path_factory.mktemp("session-cwd"))
+    yield
+    os.chdir(before)
+
+
 @pytest.fixture(autouse=True)
 def _work_in_tmp_path(tmp_path, monkeypatch):
     """Run every test from its own folder: MLflow's artifact root (./mlruns), the default

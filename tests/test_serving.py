@@ -110,7 +110,7 @@ def test_pyfunc_ensemble_model_serves_the_same_predictions(rank_run, multiclass_
 
 
 def test_pyfunc_model_with_a_damaged_file_answers_without_server_paths(
-    rank_run, multiclass_project
+    rank_run, multiclass_project, tmp_path
 ):
     """A fault of the server's own (here a base-model file damaged after loading) is not the
     request's: the answer says the server failed and names none of its paths."""
@@ -119,8 +119,16 @@ def test_pyfunc_model_with_a_damaged_file_answers_without_server_paths(
     from stacking import load_config
 
     result, _tmp, cfg = rank_run
-    model, _ = logged_ensemble(load_config(cfg).tracking.uri, result.run_id)
-    folder = Path(model._model_impl.context.artifacts["predictor"])
+    uri = load_config(cfg).tracking.uri
+    _, model_id = logged_ensemble(uri, result.run_id)
+    mlflow.set_tracking_uri(uri)
+    try:  # a copy of its own: the logged model stays whole for the other tests
+        folder = Path(
+            mlflow.artifacts.download_artifacts(f"models:/{model_id}", dst_path=str(tmp_path))
+        )
+    finally:
+        mlflow.set_tracking_uri(None)
+    model = mlflow.pyfunc.load_model(str(folder))
     damaged = sorted(p for p in folder.rglob("*.keras"))[0]
     damaged.write_bytes(b"not a model")
     test = pd.read_parquet(multiclass_project.root / "test.parquet")

@@ -312,12 +312,12 @@ def test_docs_links_resolve_inside_the_repository(path):
 
 def test_docs_link_check_catches_dead_and_outside_links():
     text = (
-        "# Page\n[a](../../shared/DESIGN.md) [b](https://example.org) [c](nosuch.md)\n"
+        "# Page\n[a](../../elsewhere/DESIGN.md) [b](https://example.org) [c](nosuch.md)\n"
         "[d](#nosuch) [e](user-guide.md#nosuch) `[f](nosuch.md)`\n"
         "[g](user-guide.md#running) [h](serving.md#threat-model) [i](#page) [j](../Makefile)\n"
     )
     assert link_problems(ROOT / "docs" / "page.md", text) == [
-        "../../shared/DESIGN.md: points outside the repository",
+        "../../elsewhere/DESIGN.md: points outside the repository",
         "https://example.org: points outside the repository",
         "nosuch.md: no such file",
         "#nosuch: no heading with anchor #nosuch",

@@ -136,6 +136,25 @@ class FrozenModel(abc.ABC):
         }
 
 
+class InputTriples(FrozenModel):
+    """A frozen model that keeps its inputs as ``(name, shape, dtype)`` triples in declared
+    order (Keras, ONNX): the three input descriptions are read from that one list."""
+
+    _inputs: list[tuple[str, tuple[int | None, ...], str]]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [n for n, _, _ in self._inputs]
+
+    @property
+    def input_shapes(self) -> list[tuple[int | None, ...]]:
+        return [s for _, s, _ in self._inputs]
+
+    @property
+    def input_dtypes(self) -> list[str]:
+        return [d for _, _, d in self._inputs]
+
+
 class ModelLoader(abc.ABC):
     """Loads one model format. Stateless and thread safe (see the module docstring)."""
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from stacking.base._base import (
-    FrozenModel,
+    InputTriples,
     ModelLoader,
     dtype_name,
     import_custom_objects,
@@ -55,7 +55,7 @@ def _shape(shape) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in shape)
 
 
-class KerasModel(FrozenModel):
+class KerasModel(InputTriples):
     @property
     def n_params(self) -> int | None:
         return int(self._model.count_params()) if self._model.built else None
@@ -130,18 +130,6 @@ class KerasModel(FrozenModel):
         if self._struct == "dict":
             return dict(zip(self.input_names, arrays))
         return list(arrays) if self._struct == "list" else arrays[0]
-
-    @property
-    def input_names(self):
-        return [n for n, _, _ in self._inputs]
-
-    @property
-    def input_shapes(self):
-        return [s for _, s, _ in self._inputs]
-
-    @property
-    def input_dtypes(self):
-        return [d for _, _, d in self._inputs]
 
     @property
     def output_names(self):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from stacking.base._base import (
-    FrozenModel,
+    InputTriples,
     ModelLoader,
     import_custom_objects,
     register_loader,
@@ -68,7 +68,7 @@ def _shape(shape) -> tuple[int | None, ...]:
     return tuple(d if isinstance(d, int) and d >= 0 else None for d in list(shape or [])[1:])
 
 
-class OnnxModel(FrozenModel):
+class OnnxModel(InputTriples):
     kind = "onnx"
 
     def __init__(self, session, path: Path, output) -> None:
@@ -92,18 +92,6 @@ class OnnxModel(FrozenModel):
         if output is None and len(self._outputs) > 1 and len(scores) == 1:
             output = scores[0]  # a classifier's probabilities beside its labels
         super()._select_if_given(output)
-
-    @property
-    def input_names(self):
-        return [n for n, _, _ in self._inputs]
-
-    @property
-    def input_shapes(self):
-        return [s for _, s, _ in self._inputs]
-
-    @property
-    def input_dtypes(self):
-        return [d for _, _, d in self._inputs]
 
     @property
     def output_names(self):

@@ -323,7 +323,7 @@ def _folds(args) -> int:
     from stacking.data import load_dataset
     from stacking.folds import make_fold_plan
 
-    config = load_config(args.config, args.set or [])
+    config = load_config(args.config, args.set or [], require_base_models=False)
     data = load_dataset(config.data)
     plan = make_fold_plan(config.folds, data)
     out = Path(args.output)

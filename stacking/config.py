@@ -25,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -504,8 +505,10 @@ class Config(_Strict):
 
     @field_validator("base_models", mode="before")
     @classmethod
-    def _some(cls, v: Any) -> Any:
+    def _some(cls, v: Any, info: ValidationInfo) -> Any:
         if v is None or v == {}:  # `base_models:` with only comments under it reads as None
+            if (info.context or {}).get("base_models_optional"):
+                return {}  # `stacking folds`: the plan comes before any model
             raise ValueError(
                 "no base models: add at least one under base_models: with its `path:` and "
                 "`input:` (a view of data.views)"
@@ -773,11 +776,14 @@ def parse_config(
     source: str = "config",
     overrides: Sequence[str] = (),
     trusted_imports: bool = True,
+    require_base_models: bool = True,
 ) -> Config:
     """Validate a raw mapping (e.g. from YAML) into a :class:`Config`.
 
     ``trusted_imports=False`` (configs read back from a tracking server) refuses every
     import path outside ``stacking.`` and ``sklearn.``: see :func:`check_trusted_imports`.
+    ``require_base_models=False`` accepts an empty ``base_models:``, for what needs only the
+    data and the folds (exporting the fold plan before any model is trained).
     """
     if not isinstance(raw, dict):
         raise ConfigError(
@@ -787,7 +793,7 @@ def parse_config(
     for override in overrides:
         _apply_override(raw, override)
     try:
-        cfg = Config.model_validate(raw)
+        cfg = Config.model_validate(raw, context={"base_models_optional": not require_base_models})
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, source, raw)) from exc
     if not trusted_imports:
@@ -817,7 +823,9 @@ def _yaml_error(path: Path, text: str, exc: yaml.YAMLError) -> str:
     return f"{where}: not valid YAML: {problem} (line {mark.line + 1}: {line(mark.line)!r})"
 
 
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+def load_config(
+    path: str | Path, overrides: Sequence[str] = (), *, require_base_models: bool = True
+) -> Config:
     """Read and validate a YAML config; ``overrides`` are ``dotted.key=value`` strings.
 
     A config file the user wrote is trusted like a script: its import paths are resolved.
@@ -837,4 +845,10 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(_yaml_error(path, text, exc)) from exc
     raw.setdefault("name", safe_name(path.stem)) if isinstance(raw, dict) else None
-    return parse_config(raw, root=path.parent.resolve(), source=str(path), overrides=overrides)
+    return parse_config(
+        raw,
+        root=path.parent.resolve(),
+        source=str(path),
+        overrides=overrides,
+        require_base_models=require_base_models,
+    )

@@ -154,7 +154,8 @@ def starter_config(train_path: Path, *, test: Path | None = None, at: Path) -> s
     lines += [*block({"data": data}), ""]
     lines += [
         "# Every base model's out-of-fold predictions must come from this fold plan: train",
-        "# them with stacking.train_fold_models (or on the folds.csv a run writes).",
+        "# them with stacking.train_fold_models, or anywhere on the plan that",
+        "# `stacking folds THIS_FILE --output folds.csv` writes (works before any model).",
         *block({"folds": {"n_splits": 5, "seed": 0}}),
         "",
         "# Add one entry per base model (at least one), for example:",

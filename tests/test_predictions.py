@@ -159,6 +159,28 @@ def test_folds_command_writes_the_plan_the_experiment_uses(prediction_project, t
     assert again.digest == plan.digest and np.array_equal(again.folds, plan.folds)
 
 
+def test_folds_command_needs_no_base_model_yet(tmp_path, capsys):
+    """The plan comes first: a config as `stacking init` writes it (data and folds, an
+    empty base_models:) exports its fold plan; `stacking run` still asks for a model."""
+    rows = pd.DataFrame({"id": [f"r{i}" for i in range(40)], "x": range(40)})
+    rows["y"] = ["a", "b"] * 20
+    rows.to_csv(tmp_path / "train.csv", index=False)
+    config = tmp_path / "start.yaml"
+    config.write_text(
+        "data: {train: train.csv, id: id, target: y, views: {numeric: {columns: [x]}}}\n"
+        "folds: {n_splits: 4, seed: 0}\n"
+        "base_models:\n"
+        "#  my_model: {path: models/my_model, input: numeric}\n"
+    )
+    out = tmp_path / "folds.csv"
+    assert main(["folds", str(config), "--output", str(out)]) == 0, capsys.readouterr().err
+    plan = FoldPlan.from_csv(out)
+    assert sorted(plan.ids.tolist()) == sorted(rows["id"]) and plan.n_splits == 4
+    capsys.readouterr()
+    assert main(["run", str(config), "--output", str(tmp_path / "run")]) == 2
+    assert "no base models" in capsys.readouterr().err
+
+
 def test_oof_columns_equal_the_files_exactly(prediction_project, tmp_path):
     result = Experiment.from_yaml(
         prediction_project.config(tmp_path), output_dir=tmp_path / "out", progress=False

@@ -82,11 +82,13 @@ format: install-dev
 	$(BIN)/ruff check --fix stacking tests experiments
 
 ## bench: end to end at 100k rows (ratios to the tutorial loop, matmul peak, warm rerun, RSS;
-## ~2 min on a quiet machine), then one compiled call vs model.predict. For the 1M-row run:
+## ~2 min on a quiet machine), then one compiled call vs model.predict, then one traced function
+## per architecture vs one per fold model. For the 1M-row run:
 ## BENCH_ARGS="--rows 1000000 --rss-counts 2,8 --repeats 1" (~8 min).
 bench: install-dev
 	$(BIN)/python experiments/benchmarks/bench_end_to_end.py --profile $(BENCH_ARGS)
 	$(BIN)/python experiments/benchmarks/bench_inference.py
+	$(BIN)/python experiments/benchmarks/bench_shared_trace.py
 
 ## mutation: mutmut over the modules that compute reported numbers ([tool.mutmut] in
 ## pyproject.toml), each mutant against the unit tests that run its code; then the list of

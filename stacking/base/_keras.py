@@ -14,9 +14,15 @@ the shapes they were built with, and their outputs by one probe call).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import threading
 import zipfile
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,8 +38,9 @@ from stacking.errors import BaseModelError, first_line
 
 
 class _DropRetracingNotice(logging.Filter):
-    """Each frozen model traces its own function once, by design; TF's heuristic counts
-    those first traces across models as 'retracing' and warns. Drop only that notice."""
+    """Models of different architectures (and subclassed models) trace their own function
+    once, by design; TF's heuristic counts those first traces across models as
+    'retracing' and warns. Drop only that notice."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "triggered tf.function retracing" not in record.getMessage()
@@ -65,7 +72,7 @@ class KerasModel(InputTriples):
         self.kind = _model_kind(model)
         self._model = model
         self._model.trainable = False
-        self._fn = None
+        self._fn: Callable[..., Any] | None = None
         if self.kind == "subclassed":
             self._describe_subclassed()
         else:
@@ -145,18 +152,26 @@ class KerasModel(InputTriples):
             return []
         return [lyr.name for lyr in self._model.layers if type(lyr).__name__ != "InputLayer"]
 
-    def _compiled(self):
+    def _compiled(self) -> Callable[..., Any]:
         import keras
         import tensorflow as tf
 
         if self._fn is None:
-            model, index, pack = self._model, self.output_index, self._pack
-
-            def call(*args):
-                return keras.tree.flatten(model(pack(args), training=False))[index]
-
             specs = [tf.TensorSpec((None, *s), tf.as_dtype(d)) for _, s, d in self._inputs]
-            self._fn = tf.function(call, input_signature=specs, reduce_retracing=True)
+            key = architecture_key(
+                self._model, self.kind, self.output_index, self._inputs, self._struct
+            )
+            if key is not None:  # the fold models of one architecture share one trace
+                weights = [tf.convert_to_tensor(v.value) for v in self._model.variables]
+                shared = SHARED_FUNCTIONS.get(key, lambda: _stateless_function(self, specs))
+                self._fn = lambda *batch: shared(weights, *batch)
+            else:
+                model, index, pack = self._model, self.output_index, self._pack
+
+                def call(*args: Any) -> Any:
+                    return keras.tree.flatten(model(pack(args), training=False))[index]
+
+                self._fn = tf.function(call, input_signature=specs, reduce_retracing=True)
         return self._fn
 
     def _predict_batch(self, batch):
@@ -165,6 +180,141 @@ class KerasModel(InputTriples):
     def select_output(self, output):
         super().select_output(output)
         self._fn = None  # traced for the selected output
+
+
+def _stateless_function(template: KerasModel, specs: list[Any]) -> Callable[..., Any]:
+    """A function of (weights, *inputs) traced once for ``template``'s architecture: any
+    model of the same architecture runs through it with its own weights as arguments
+    (``stateless_call``), so the fold models of a set do not each trace a graph."""
+    import keras
+    import tensorflow as tf
+
+    model, index, pack = template._model, template.output_index, template._pack
+    weight_specs = [tf.TensorSpec(v.shape, tf.as_dtype(v.dtype)) for v in model.variables]
+    n_trainable = len(model.trainable_variables)  # 0: a loaded model is set non-trainable
+
+    def call(weights: list[Any], *args: Any) -> Any:
+        out, _ = model.stateless_call(
+            weights[:n_trainable], weights[n_trainable:], pack(args), training=False
+        )
+        return keras.tree.flatten(out)[index]
+
+    return tf.function(call, input_signature=[weight_specs, *specs], reduce_retracing=True)
+
+
+class SharedFunctions:
+    """The traced functions shared by models of one architecture, least recently used
+    first out (each holds its template model alive). Thread safe: executor threads load
+    fold models of one set at the same time."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        self.capacity = capacity
+        self._fns: OrderedDict[str, Callable[..., Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.traced = 0  # functions built since the last clear(), for tests and benchmarks
+
+    def get(self, key: str, build: Callable[[], Callable[..., Any]]) -> Callable[..., Any]:
+        with self._lock:
+            fn = self._fns.get(key)
+            if fn is None:
+                fn = self._fns[key] = build()
+                self.traced += 1
+                while len(self._fns) > self.capacity:
+                    self._fns.popitem(last=False)
+            self._fns.move_to_end(key)
+            return fn
+
+    def tracing_count(self) -> int:
+        """Graphs traced by the shared functions still held (one each when nothing
+        retraced)."""
+        with self._lock:
+            fns = list(self._fns.values())
+        counts: list[int] = [fn.experimental_get_tracing_count() for fn in fns]  # type: ignore[attr-defined]
+        return sum(counts)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._fns.clear()
+            self.traced = 0
+
+
+SHARED_FUNCTIONS = SharedFunctions()
+
+
+def _layer_names(config: Any) -> set[str]:
+    """The names of the model and of every layer in its configuration (a Sequential
+    model's input layer and nested models' layers included)."""
+    names: set[str] = set()
+    if isinstance(config, dict):
+        for key, value in config.items():
+            if key == "layers" and isinstance(value, list):
+                for layer in value:
+                    if isinstance(layer, dict):
+                        for named in (layer, layer.get("config")):
+                            if isinstance(named, dict) and isinstance(named.get("name"), str):
+                                names.add(named["name"])
+            names |= _layer_names(value)
+    elif isinstance(config, list):
+        for value in config:
+            names |= _layer_names(value)
+    return names
+
+
+def _canonical(config: Any, layers: set[str], names: dict[str, str]) -> Any:
+    """``config`` with layer names replaced by their order of first appearance, only where
+    Keras stores a layer's name (``name``) or a reference to one (``keras_history``, a
+    model's ``input_layers``/``output_layers``): fold models built in one session are
+    named ``dense``, ``dense_1``, ... but have the same architecture. Other names (a
+    dtype policy's) are kept as they are."""
+
+    def token(name: Any) -> Any:
+        if not isinstance(name, str) or name not in layers:
+            return name
+        return names.setdefault(name, f"#{len(names)}")
+
+    def refs(value: Any) -> Any:  # [name, node, tensor] or a list of them
+        if isinstance(value, list) and value and isinstance(value[0], list):
+            return [refs(v) for v in value]
+        if isinstance(value, list) and value:
+            return [token(value[0]), *value[1:]]
+        return value
+
+    if isinstance(config, dict):
+        out = {}
+        for k, v in config.items():
+            if k == "name":
+                out[k] = token(v)
+            elif k in ("keras_history", "input_layers", "output_layers"):
+                out[k] = refs(v)
+            else:
+                out[k] = _canonical(v, layers, names)
+        return out
+    if isinstance(config, (list, tuple)):
+        return [_canonical(v, layers, names) for v in config]
+    return config
+
+
+def architecture_key(
+    model: Any, kind: str, output_index: int | None, inputs: list[Any], struct: str
+) -> str | None:
+    """A digest that two models share exactly when one traced function computes both:
+    the same class, layer configuration (names aside), variable shapes and dtypes,
+    selected output and inputs (their names too when they are fed by name). ``None`` (no
+    sharing) for subclassed models, whose ``call`` may depend on state their configuration
+    does not show."""
+    if kind == "subclassed" or output_index is None:
+        return None
+    try:
+        raw = model.get_config()
+        config = _canonical(raw, _layer_names(raw) | {model.name}, {})
+    except Exception:  # a layer without get_config: trace this model on its own
+        return None
+    variables = [[list(v.shape), str(v.dtype), bool(v.trainable)] for v in model.variables]
+    parts = [type(model).__module__, type(model).__qualname__, config, variables]
+    named = struct == "dict"  # fed by name: the names are part of the call
+    parts += [output_index, struct, [[n if named else "", list(s), d] for n, s, d in inputs]]
+    text = json.dumps(parts, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _load_error(path: Path, exc: Exception) -> BaseModelError:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from stacking.engine import BaseModelRecipe
 from stacking.executors import Job, load_job, predict_job
 
 COST_ROWS = 1000  # training rows each served model predicts when meta.cost times it
@@ -25,7 +26,7 @@ class ServedCost:
     seconds_per_1k: float
 
 
-def served_cost(recipe, views: list, n_rows: int, batch_size: int) -> ServedCost:
+def served_cost(recipe: BaseModelRecipe, views: list, n_rows: int, batch_size: int) -> ServedCost:
     """Load every model file that serving runs for this base model (the full model, or
     each fold model when there is none), count its weights, and time its prediction of
     ``views`` (``n_rows`` rows) after one untimed warm-up call, as a server that has

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +44,7 @@ class _DropRetracingNotice(logging.Filter):
 logging.getLogger("tensorflow").addFilter(_DropRetracingNotice())
 
 
-def _model_kind(model) -> str:
+def _model_kind(model: Any) -> str:
     import keras
     from keras.src.models.functional import Functional
 
@@ -51,7 +53,7 @@ def _model_kind(model) -> str:
     return "functional" if isinstance(model, Functional) else "subclassed"
 
 
-def _shape(shape) -> tuple[int | None, ...]:
+def _shape(shape: Sequence[int | None]) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in shape)
 
 
@@ -60,12 +62,12 @@ class KerasModel(InputTriples):
     def n_params(self) -> int | None:
         return int(self._model.count_params()) if self._model.built else None
 
-    def __init__(self, model, path: Path, output: str | int | None) -> None:
+    def __init__(self, model: Any, path: Path, output: str | int | None) -> None:
         self.path = path
         self.kind = _model_kind(model)
         self._model = model
         self._model.trainable = False
-        self._fn = None
+        self._fn: Callable[..., Any] | None = None
         if self.kind == "subclassed":
             self._describe_subclassed()
         else:
@@ -126,43 +128,43 @@ class KerasModel(InputTriples):
         flat = keras.tree.flatten(out)
         self._outputs = [(n, _shape(t.shape[1:])) for n, t in zip(names, flat)]
 
-    def _pack(self, arrays):
+    def _pack(self, arrays: Sequence[np.ndarray]) -> Any:
         if self._struct == "dict":
             return dict(zip(self.input_names, arrays))
         return list(arrays) if self._struct == "list" else arrays[0]
 
     @property
-    def output_names(self):
+    def output_names(self) -> list[str]:
         return [n for n, _ in self._outputs]
 
     @property
-    def output_shapes(self):
+    def output_shapes(self) -> list[tuple[int | None, ...]]:
         return [s for _, s in self._outputs]
 
     @property
-    def layer_names(self):
+    def layer_names(self) -> list[str]:
         if self.kind == "subclassed":
             return []
         return [lyr.name for lyr in self._model.layers if type(lyr).__name__ != "InputLayer"]
 
-    def _compiled(self):
+    def _compiled(self) -> Callable[..., Any]:
         import keras
         import tensorflow as tf
 
         if self._fn is None:
             model, index, pack = self._model, self.output_index, self._pack
 
-            def call(*args):
+            def call(*args: Any) -> Any:
                 return keras.tree.flatten(model(pack(args), training=False))[index]
 
             specs = [tf.TensorSpec((None, *s), tf.as_dtype(d)) for _, s, d in self._inputs]
             self._fn = tf.function(call, input_signature=specs, reduce_retracing=True)
         return self._fn
 
-    def _predict_batch(self, batch):
+    def _predict_batch(self, batch: list[np.ndarray]) -> np.ndarray:
         return np.asarray(self._compiled()(*batch))
 
-    def select_output(self, output):
+    def select_output(self, output: str | int | None) -> None:
         super().select_output(output)
         self._fn = None  # traced for the selected output
 
@@ -194,7 +196,14 @@ class KerasLoader(ModelLoader):
     def matches(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() in self.suffixes
 
-    def load(self, path: Path, *, output=None, layer=None, custom_objects=None) -> KerasModel:
+    def load(
+        self,
+        path: Path,
+        *,
+        output: str | int | None = None,
+        layer: str | None = None,
+        custom_objects: list[str] | None = None,
+    ) -> KerasModel:
         import keras
 
         import_custom_objects(custom_objects, path=path)
@@ -214,7 +223,7 @@ class KerasLoader(ModelLoader):
         return KerasModel(model, path, output)
 
     @staticmethod
-    def _embedding_model(model, path: Path, layer: str):
+    def _embedding_model(model: Any, path: Path, layer: str) -> Any:
         import keras
 
         if _model_kind(model) == "subclassed":

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from importlib import import_module
 from typing import Any
 
+from stacking.config import TrackingConfig
 from stacking.errors import ConfigError
 from stacking.tracking._base import (
     ChildRecord,
@@ -65,7 +66,7 @@ def register_tracker(kind: str, factory: Callable[[Any], Tracker]) -> None:
     _TRACKERS[kind] = factory
 
 
-def get_tracker(cfg) -> Tracker:
+def get_tracker(cfg: TrackingConfig) -> Tracker:
     """The tracker a :class:`~stacking.config.TrackingConfig` asks for."""
     kind = "none" if not getattr(cfg, "enabled", True) else cfg.kind
     if kind not in _TRACKERS:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from stacking.engine import BaseModelRecipe
 from stacking.executors import Job, load_job, predict_job
+
+if TYPE_CHECKING:  # a type only: importing the engine here would load the whole pipeline
+    from stacking.engine import BaseModelRecipe
 
 COST_ROWS = 1000  # training rows each served model predicts when meta.cost times it
 

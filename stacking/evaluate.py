@@ -30,13 +30,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from stacking.folds import FoldPlan
+if TYPE_CHECKING:  # a type only: scoring needs no fold machinery at run time
+    from stacking.folds import FoldPlan
+
 from stacking.metrics import Metric, PreparedMetric, Weights, get_metric
 from stacking.numeric import normalise_rows
 

@@ -18,12 +18,14 @@ import tempfile
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stacking.base._base import is_model
 from stacking.base._digest import path_digest
 from stacking.errors import BaseModelError
-from stacking.folds import FoldPlan
+
+if TYPE_CHECKING:  # not at run time: loading a model needs no fold machinery
+    from stacking.folds import FoldPlan
 
 MANIFEST = "stacking.json"
 FORMAT_VERSION = 1

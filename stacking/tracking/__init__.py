@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stacking.config import TrackingConfig
 from stacking.errors import ConfigError
 from stacking.tracking._base import (
     ChildRecord,
@@ -27,6 +26,9 @@ from stacking.tracking._base import (
 )
 from stacking.tracking._mlflow import MlflowTracker, resolved_uri
 from stacking.tracking._noop import NoopTracker
+
+if TYPE_CHECKING:  # `stacking runs` and `log` import this package and need no config models
+    from stacking.config import TrackingConfig
 
 # The results-folder path (pandas, the fold plan, scikit-learn) loads on first use, so that
 # `stacking runs` imports only MLflow's client.

@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from stacking.config import CandidateConfig
 from stacking.errors import ConfigError
+from stacking.folds import FoldPlan
 from stacking.meta import cross_fit, make_candidate, predict_output
+from stacking.meta._candidates import FittedEstimator
 
 
 def cross_fit_head(
     name: str,
-    head,
+    head: str | CandidateConfig,
     embeddings: np.ndarray,
     test_embeddings: np.ndarray | None,
     y: np.ndarray,
-    plan,
+    plan: FoldPlan,
     *,
     task: str,
     n_outputs: int,
     sample_weight: np.ndarray | None = None,
-):
+) -> tuple[np.ndarray, np.ndarray | None, list[FittedEstimator]]:
     """``(oof, test, heads)``: the head's honest predictions and its K fold fits."""
     where = f"base_models.{name}.head"
     candidate = make_candidate(head, task=task, where=where)
@@ -56,7 +59,9 @@ def cross_fit_head(
     return oof, test, heads
 
 
-def predict_heads(heads: list, embeddings: np.ndarray, *, task: str, n_outputs: int):
+def predict_heads(
+    heads: list[FittedEstimator], embeddings: np.ndarray, *, task: str, n_outputs: int
+) -> np.ndarray:
     """The mean of the fold heads' predictions for new rows."""
     return np.mean(
         [predict_output(h, embeddings, task=task, n_outputs=n_outputs) for h in heads], axis=0

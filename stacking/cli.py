@@ -14,12 +14,19 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stacking.errors import ConfigError, DataError, OutputError, StackingError
 from stacking.quiet import loud_tensorflow, quiet_tensorflow  # also imported by scripts
 
+if TYPE_CHECKING:  # the commands import these lazily: `stacking --help` stays fast
+    import pandas as pd
 
-def _run(args) -> int:
+    from stacking.predictor import EnsemblePredictor
+    from stacking.tracking import MlflowTracker, RecordedRun
+
+
+def _run(args: argparse.Namespace) -> int:
     from stacking.experiment import Experiment
 
     experiment = Experiment.from_yaml(
@@ -49,7 +56,7 @@ def _run(args) -> int:
     return 0
 
 
-def _reproduce(args) -> int:
+def _reproduce(args: argparse.Namespace) -> int:
     _say(f"reproducing run {args.run_id}: reading its config, data and fold plan")
     from stacking.experiment import Experiment
 
@@ -91,7 +98,7 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _predict(args) -> int:
+def _predict(args: argparse.Namespace) -> int:
     _say(f"loading the ensemble from {args.model}")
     from stacking.data import read_table
     from stacking.predictor import load_predictor
@@ -144,7 +151,7 @@ def _check_table_path(flag: str, path: Path) -> None:
         )
 
 
-def _write_table(frame, path: Path) -> None:
+def _write_table(frame: pd.DataFrame, path: Path) -> None:
     """CSV or Parquet by the suffix, complete or not at all (written aside, then renamed)."""
     tmp = path.with_name(f".{path.name}.partial")
     try:
@@ -159,7 +166,7 @@ def _write_table(frame, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _init(args) -> int:
+def _init(args: argparse.Namespace) -> int:
     from stacking.starter import write_starter_config
 
     out = write_starter_config(args.train, test=args.test, output=args.output)
@@ -182,7 +189,7 @@ def _refuse_run_id_as_path(model: str) -> None:
         )
 
 
-def _log(args) -> int:
+def _log(args: argparse.Namespace) -> int:
     """Record a finished results folder (e.g. one whose tracking failed at the end)."""
     import yaml
 
@@ -212,7 +219,7 @@ def _log(args) -> int:
     return 0
 
 
-def _runs(args) -> int:
+def _runs(args: argparse.Namespace) -> int:
     """A comparison table of the experiment's recent runs, newest first."""
     from stacking.tracking import MlflowTracker
 
@@ -225,7 +232,7 @@ def _runs(args) -> int:
     return 0
 
 
-def _no_runs_hint(tracker, experiment: str) -> str:
+def _no_runs_hint(tracker: MlflowTracker, experiment: str) -> str:
     """What to type instead when an experiment has no runs: the ones that have some."""
     from stacking.errors import did_you_mean
 
@@ -240,7 +247,7 @@ def _no_runs_hint(tracker, experiment: str) -> str:
     )
 
 
-def format_runs(found, *, metric: str | None = None) -> str:
+def format_runs(found: list[RecordedRun], *, metric: str | None = None) -> str:
     """One row per run: date, run id, ensemble, its cv_/test_ metrics, digests."""
     import pandas as pd
 
@@ -252,7 +259,7 @@ def format_runs(found, *, metric: str | None = None) -> str:
             if metric
             else sorted({k.split("_", 1)[1] for k in run.metrics if k.startswith(("cv_", "test_"))})
         )
-        row = {
+        row: dict[str, str | float] = {
             "date": pd.Timestamp(run.start_time, unit="ms").strftime("%Y-%m-%d %H:%M"),
             "run_id": run.run_id[:12],
             "name": run.name,
@@ -293,7 +300,9 @@ def _target_name(model: Path) -> str:
     return "prediction"
 
 
-def _submission(result, predictor, proba: bool, target: str):
+def _submission(
+    result: pd.DataFrame, predictor: EnsemblePredictor, proba: bool, target: str
+) -> pd.DataFrame:
     """Kaggle's layout: the id column, then the label (or value) named like the target;
     ``proba``: one column per class named by the class. Multilabel: one 0/1 (or
     probability) column per label."""
@@ -316,7 +325,7 @@ def _submission(result, predictor, proba: bool, target: str):
     return pd.DataFrame({id_column: result[id_column], target: result["prediction"]})
 
 
-def _folds(args) -> int:
+def _folds(args: argparse.Namespace) -> int:
     """Write the experiment's fold plan before any model exists, for models trained
     elsewhere (``stacking folds CONFIG --output folds.csv``)."""
     from stacking.config import load_config
@@ -345,7 +354,7 @@ def _folds(args) -> int:
     return 0
 
 
-def _inspect(args) -> int:
+def _inspect(args: argparse.Namespace) -> int:
     from stacking.base import inspect_model
 
     info = inspect_model(args.model_path, custom_objects=args.custom_objects or None)
@@ -353,7 +362,7 @@ def _inspect(args) -> int:
     return 0
 
 
-def _cache(args) -> int:
+def _cache(args: argparse.Namespace) -> int:
     from stacking.cache import LocalCacheStore, verify_cache
 
     store = LocalCacheStore(args.dir)

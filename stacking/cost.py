@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from stacking.executors import Job, load_job, predict_job
+
+if TYPE_CHECKING:  # a type only: importing the engine here would load the whole pipeline
+    from stacking.engine import BaseModelRecipe
 
 COST_ROWS = 1000  # training rows each served model predicts when meta.cost times it
 
@@ -25,7 +29,7 @@ class ServedCost:
     seconds_per_1k: float
 
 
-def served_cost(recipe, views: list, n_rows: int, batch_size: int) -> ServedCost:
+def served_cost(recipe: BaseModelRecipe, views: list, n_rows: int, batch_size: int) -> ServedCost:
     """Load every model file that serving runs for this base model (the full model, or
     each fold model when there is none), count its weights, and time its prediction of
     ``views`` (``n_rows`` rows) after one untimed warm-up call, as a server that has

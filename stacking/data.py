@@ -178,7 +178,9 @@ def resolve_columns(frame: pd.DataFrame, columns: list[str] | str, *, source: st
     return list(columns)
 
 
-def _encode_target(frame: pd.DataFrame, cfg: DataConfig, source: str):
+def _encode_target(
+    frame: pd.DataFrame, cfg: DataConfig, source: str
+) -> tuple[np.ndarray, str, list]:
     targets = cfg.target if isinstance(cfg.target, list) else [cfg.target]  # no Dataset yet
     resolve_columns(frame, targets, source=source)
     raw = frame[targets] if isinstance(cfg.target, list) else frame[cfg.target]

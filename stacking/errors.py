@@ -22,6 +22,8 @@ says how to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class StackingError(Exception):
     """Root of every error a user can fix by changing config, data or models."""
@@ -68,7 +70,7 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def did_you_mean(name: object, choices) -> str:
+def did_you_mean(name: object, choices: Iterable[object]) -> str:
     """``"; did you mean 'views'?"`` when one of ``choices`` is close to ``name`` (difflib's
     ratio), else ``""``: appended to a message that already lists or names the choices, so
     a misspelt key, view, column or experiment points at the one the user meant."""

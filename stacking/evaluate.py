@@ -28,12 +28,18 @@ whole leaderboard.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
-from stacking.metrics import Metric, PreparedMetric, get_metric
+if TYPE_CHECKING:  # a type only: scoring needs no fold machinery at run time
+    from stacking.folds import FoldPlan
+
+from stacking.metrics import Metric, PreparedMetric, Weights, get_metric
 from stacking.numeric import normalise_rows
 
 # Resample rows drawn at once (a block of the (n_resamples, n) index matrix): bounds memory.
@@ -57,7 +63,15 @@ class Entry:
     fold_scores: dict[str, list[float]] = field(default_factory=dict)
 
 
-def score_entry(entry: Entry, y, plan, *, task, metrics: list[str], sample_weight=None) -> None:
+def score_entry(
+    entry: Entry,
+    y: ArrayLike,
+    plan: FoldPlan,
+    *,
+    task: str,
+    metrics: list[str],
+    sample_weight: Weights = None,
+) -> None:
     """Fill ``entry.scores`` (all rows) and ``entry.fold_scores`` (one per fold of ``plan``).
 
     Each metric is prepared once for the entry (per-row values, or the AUC's sorted
@@ -73,7 +87,15 @@ def score_entry(entry: Entry, y, plan, *, task, metrics: list[str], sample_weigh
 
 
 def paired_bootstrap(
-    metric: Metric, y, pred_a, pred_b, *, task, n_resamples=1000, seed=0, sample_weight=None
+    metric: Metric,
+    y: ArrayLike,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    *,
+    task: str,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    sample_weight: Weights = None,
 ) -> tuple[float, float, float]:
     """Score difference ``a - b`` on all rows, and its 95 % paired-bootstrap interval.
 
@@ -84,12 +106,12 @@ def paired_bootstrap(
     >>> delta, low, high = paired_bootstrap(get_metric("log_loss"), y, ens, best, task="multiclass")
     """
     entry, base = Entry("a", "meta", 0, pred_a), Entry("b", "base", 0, pred_b)
-    kwargs = dict(n_resamples=n_resamples, seed=seed, sample_weight=sample_weight)
+    kwargs: dict[str, Any] = dict(n_resamples=n_resamples, seed=seed, sample_weight=sample_weight)
     return _compare_with_base([entry], base, y, task=task, metric=metric, **kwargs)[id(entry)]
 
 
 def _resample_scores(
-    prepared: list[PreparedMetric], n: int, n_resamples: int, seed: int, sample_weight
+    prepared: list[PreparedMetric], n: int, n_resamples: int, seed: int, sample_weight: Weights
 ) -> np.ndarray:
     """``(len(prepared), n_resamples)`` scores, all on the same seeded resamples.
 
@@ -117,7 +139,15 @@ def _interval(delta: float, diffs: np.ndarray) -> tuple[float, float, float]:
 
 
 def _compare_with_base(
-    entries: list[Entry], base: Entry, y, *, task, metric: Metric, n_resamples, seed, sample_weight
+    entries: list[Entry],
+    base: Entry,
+    y: ArrayLike,
+    *,
+    task: str,
+    metric: Metric,
+    n_resamples: int,
+    seed: int,
+    sample_weight: Weights,
 ) -> dict[int, tuple[float, float, float]]:
     """``paired_bootstrap`` of every entry against ``base``, keyed by ``id(entry)``.
 
@@ -129,7 +159,9 @@ def _compare_with_base(
     prepared_base = metric.prepare(y, base.oof, task=task)
     base_score = prepared_base.score(sample_weight)
     groups = [entries] if metric.decomposable else [[e] for e in entries]
-    resample = dict(n=len(y), n_resamples=n_resamples, seed=seed, sample_weight=sample_weight)
+    resample: dict[str, Any] = dict(
+        n=len(y), n_resamples=n_resamples, seed=seed, sample_weight=sample_weight
+    )
     base_scores, out = None, {}
     for group in groups:
         prepared = [metric.prepare(y, e.oof, task=task) for e in group]
@@ -176,7 +208,7 @@ def _auc_columns(y: np.ndarray, pred: np.ndarray, task: str) -> tuple[np.ndarray
     return np.ascontiguousarray(scores.T), positive  # a contiguous column sorts faster
 
 
-def _delong(y, pred, *, task: str) -> tuple[float, np.ndarray] | None:
+def _delong(y: ArrayLike, pred: ArrayLike, *, task: str) -> tuple[float, np.ndarray] | None:
     """The macro AUC and the per-row terms of its DeLong variance (see
     :func:`delong_components`); None when a column has < 2 positives or negatives."""
     columns, positive = _auc_columns(np.asarray(y), np.asarray(pred, dtype=float), task)
@@ -194,7 +226,7 @@ def _delong(y, pred, *, task: str) -> tuple[float, np.ndarray] | None:
     return float(np.mean(aucs)), total / len(columns)
 
 
-def delong_components(y, pred, *, task: str) -> np.ndarray | None:
+def delong_components(y: ArrayLike, pred: ArrayLike, *, task: str) -> np.ndarray | None:
     """Per-row terms ``(n,)`` of the macro AUC's DeLong variance, or None (a column with
     fewer than two positives or negatives).
 
@@ -208,7 +240,9 @@ def delong_components(y, pred, *, task: str) -> np.ndarray | None:
     return None if found is None else found[1]
 
 
-def _terms(metric: Metric, y, pred, *, task, sample_weight) -> tuple[float, np.ndarray] | None:
+def _terms(
+    metric: Metric, y: np.ndarray, pred: np.ndarray, *, task: str, sample_weight: Weights
+) -> tuple[float, np.ndarray] | None:
     """The score and its per-row linearisation, for an analytic interval; None without
     a closed form. A mean of rows: ``f'(mean) (value - mean)``, ``f`` the metric's finish
     (identity, or sqrt for rmse: the delta method). ROC AUC: DeLong's terms."""
@@ -225,7 +259,7 @@ def _terms(metric: Metric, y, pred, *, task, sample_weight) -> tuple[float, np.n
 
 
 def _combine(
-    a: tuple[float, np.ndarray], b: tuple[float, np.ndarray], metric: Metric, sample_weight
+    a: tuple[float, np.ndarray], b: tuple[float, np.ndarray], metric: Metric, sample_weight: Weights
 ) -> tuple[float, float, float, str] | None:
     from scipy import stats
 
@@ -243,7 +277,13 @@ def _combine(
 
 
 def analytic_interval(
-    metric: Metric, y, pred_a, pred_b, *, task, sample_weight=None
+    metric: Metric,
+    y: ArrayLike,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    *,
+    task: str,
+    sample_weight: Weights = None,
 ) -> tuple[float, float, float, str] | None:
     """Score difference ``a - b``, its 95 % analytic interval and the method (``t`` or
     ``delong``), in O(n); None where there is no closed form (then use the bootstrap).
@@ -258,7 +298,14 @@ def analytic_interval(
 
 
 def _intervals(
-    compared: list[Entry], base: Entry, y, *, task, metric: Metric, method: str, **bootstrap
+    compared: list[Entry],
+    base: Entry,
+    y: np.ndarray,
+    *,
+    task: str,
+    metric: Metric,
+    method: str,
+    **bootstrap: Any,
 ) -> dict[int, tuple[float, float, float, str]]:
     """Each compared entry's ``(delta, low, high, ci_method)`` against ``base`` (whose
     terms are computed once)."""
@@ -290,7 +337,7 @@ def interval_method(interval: str, n_rows: int, bootstrap_max_rows: int) -> str:
     return interval
 
 
-def repeat_spread(values) -> float:
+def repeat_spread(values: Sequence[float]) -> float:
     """Standard deviation over repeats; exactly 0 when every repeat scored the same (a
     mean of equal floats can round, and a fixed entry must show no spread). The
     leaderboard and the MLflow run both use it, so they cannot disagree."""
@@ -307,14 +354,14 @@ def best_of(entries: list[Entry], metric: Metric) -> Entry:
 
 def leaderboard(
     entries: list[Entry],
-    y,
+    y: ArrayLike,
     *,
     task: str,
     metrics: list[str],
     selected: str,
     n_resamples: int = 1000,
     seed: int = 0,
-    sample_weight=None,
+    sample_weight: Weights = None,
     interval: str = "auto",
     bootstrap_max_rows: int = BOOTSTRAP_MAX_ROWS,
 ) -> pd.DataFrame:

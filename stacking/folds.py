@@ -12,6 +12,7 @@ model that saw it. The digest depends only on the id → fold mapping, not on ro
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -73,7 +74,7 @@ class FoldPlan:
     def test_index(self, k: int) -> np.ndarray:
         return np.flatnonzero(self.folds == k)
 
-    def split(self):
+    def split(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(train_index, test_index)`` like a scikit-learn splitter."""
         for k in range(self.n_splits):
             yield self.train_index(k), self.test_index(k)

@@ -9,10 +9,13 @@ made are changed, and :func:`loud_tensorflow` undoes exactly those.
 from __future__ import annotations
 
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 import sys
+import types
 import warnings
+from collections.abc import Sequence
 from typing import Any
 
 # TensorFlow's C++ logging: INFO and WARNING off, after (TF_CPP) and before (GLOG, ABSL)
@@ -38,7 +41,12 @@ class _MutedImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     and removed at the first import, so later imports cost nothing.
     """
 
-    def find_spec(self, fullname, path=None, target=None):
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None = None,
+        target: types.ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != "tensorflow":
             return None
         sys.meta_path.remove(self)
@@ -48,10 +56,11 @@ class _MutedImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self._loader, spec.loader = spec.loader, self
         return spec
 
-    def create_module(self, spec):
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
         return self._loader.create_module(spec)
 
-    def exec_module(self, module) -> None:
+    def exec_module(self, module: types.ModuleType) -> None:
+        assert module.__spec__ is not None  # the import system made it from find_spec's spec
         module.__spec__.loader = module.__loader__ = self._loader
         sys.stderr.flush()
         saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)

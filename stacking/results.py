@@ -21,13 +21,16 @@ import time
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from stacking.data import Dataset, resolve_columns, table_digest
+from stacking.engine import BaseModelRecipe
 from stacking.errors import DataError, OutputError
+from stacking.evaluate import Entry
 from stacking.folds import FoldPlan
 from stacking.level1 import Level1, block_names
 from stacking.metrics import (
@@ -38,7 +41,7 @@ from stacking.metrics import (
     pairwise_correlation,
     pairwise_disagreement,
 )
-from stacking.predictor import prediction_frame
+from stacking.predictor import EnsemblePredictor, prediction_frame
 
 
 def default_dir(name: str) -> Path:
@@ -137,7 +140,9 @@ def oof_frame(data: Dataset, plan: FoldPlan, level1: Level1) -> pd.DataFrame:
     return pd.concat([head, targets, level1.features], axis=1)
 
 
-def test_frame(data: Dataset, level1: Level1, ensemble_test) -> pd.DataFrame | None:
+def test_frame(
+    data: Dataset, level1: Level1, ensemble_test: np.ndarray | None
+) -> pd.DataFrame | None:
     """``test_predictions.parquet``: id, level-1 test features, the ensemble's output."""
     if data.test is None or ensemble_test is None:
         return None
@@ -148,7 +153,9 @@ def test_frame(data: Dataset, level1: Level1, ensemble_test) -> pd.DataFrame | N
     return pd.concat([head, level1.test_features, predictions], axis=1)
 
 
-def model_example(data: Dataset, predictor, test_predictions: pd.DataFrame | None):
+def model_example(
+    data: Dataset, predictor: EnsemblePredictor, test_predictions: pd.DataFrame | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A few input rows and the ensemble's output for them: the served model's signature.
 
     The rows hold only the id and the columns the base models' views read (never the
@@ -156,7 +163,7 @@ def model_example(data: Dataset, predictor, test_predictions: pd.DataFrame | Non
     """
     frame = data.test if test_predictions is not None and data.test is not None else data.train
     needed: list[str] = []
-    stack = getattr(predictor, "stack", predictor)  # a FittedStack holds the recipes
+    stack = predictor.stack  # the FittedStack holds the recipes
     frame = _with_given_columns(frame.head(5), stack.base_models, test=frame is data.test)
     for recipe in stack.base_models:
         for view in recipe.views:
@@ -173,7 +180,9 @@ def model_example(data: Dataset, predictor, test_predictions: pd.DataFrame | Non
     return rows, predictor.predict(rows)
 
 
-def _with_given_columns(rows: pd.DataFrame, recipes, *, test: bool) -> pd.DataFrame:
+def _with_given_columns(
+    rows: pd.DataFrame, recipes: list[BaseModelRecipe], *, test: bool
+) -> pd.DataFrame:
     """``rows`` with each prediction-file member's served columns: its predictions of
     these rows (rows to serve carry them, as the member has no model)."""
     rows = rows.reset_index(drop=True)
@@ -224,7 +233,14 @@ def provenance() -> dict:
     return {"git_commit": commit, "versions": versions}
 
 
-def metrics_json(data: Dataset, plan: FoldPlan, entries, ensemble, metric_names, board) -> dict:
+def metrics_json(
+    data: Dataset,
+    plan: FoldPlan,
+    entries: list[Entry],
+    ensemble: Entry,
+    metric_names: list[str],
+    board: pd.DataFrame,
+) -> dict:
     """``metrics.json``: directions, digests, and every entry's overall and fold scores."""
     metrics = [get_metric(m) for m in metric_names]
     return {
@@ -252,7 +268,7 @@ def metrics_json(data: Dataset, plan: FoldPlan, entries, ensemble, metric_names,
     }
 
 
-def prediction_digests(recipes) -> dict[str, dict[str, str]]:
+def prediction_digests(recipes: list[BaseModelRecipe]) -> dict[str, dict[str, str]]:
     """The sha256 of every prediction-file member's files, by member and file role
     (``oof``, ``test``): recorded with the run and checked again by ``reproduce``."""
     return {
@@ -273,8 +289,8 @@ def write_partial(
     board: pd.DataFrame,
     weights: pd.DataFrame,
     metrics: dict,
-    entries,
-    predictor,
+    entries: list[Entry],
+    predictor: EnsemblePredictor,
 ) -> Path:
     """Write every result file into ``.<out>.partial`` and return that folder.
 
@@ -316,7 +332,18 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     frame.to_parquet(path, index=False, use_dictionary=dictionary)
 
 
-def _write_files(tmp, config, data, plan, oof, test_frame, board, weights, metrics, entries):
+def _write_files(
+    tmp: Path,
+    config: dict,
+    data: Dataset,
+    plan: FoldPlan,
+    oof: pd.DataFrame,
+    test_frame: pd.DataFrame | None,
+    board: pd.DataFrame,
+    weights: pd.DataFrame,
+    metrics: dict,
+    entries: list[Entry],
+) -> None:
     """The tables and files of the results directory of docs/architecture.md."""
     write_table(oof, tmp / "oof.parquet")
     meta = pd.DataFrame({data.id_column: data.ids, "fold": plan.folds})
@@ -354,7 +381,7 @@ def move_into_place(tmp: Path, out: Path) -> Path:
     return out
 
 
-def update_metrics(out: Path, **fields) -> dict:
+def update_metrics(out: Path, **fields: Any) -> dict:
     """Add ``fields`` to ``out/metrics.json`` (e.g. the run id once recorded), atomically."""
     path = out / "metrics.json"
     metrics = json.loads(path.read_text())
@@ -365,7 +392,7 @@ def update_metrics(out: Path, **fields) -> dict:
     return metrics
 
 
-def diversity_frame(bases, task: str) -> pd.DataFrame:
+def diversity_frame(bases: list[Entry], task: str) -> pd.DataFrame:
     """``diversity.csv``: one row per pair of base models, the Pearson correlation of their
     OOF predictions (averaged over outputs) and the share of rows where their predicted
     labels differ (``disagreement``; empty for regression)."""
@@ -388,7 +415,9 @@ def diversity_frame(bases, task: str) -> pd.DataFrame:
     )
 
 
-def calibration_frame(entries, y, task: str, sample_weight=None) -> pd.DataFrame:
+def calibration_frame(
+    entries: list[Entry], y: np.ndarray, task: str, sample_weight: np.ndarray | None = None
+) -> pd.DataFrame:
     """``calibration.csv``: every leaderboard entry's reliability table over the ``ece``
     metric's equal-width bins. ``share`` is the bin's (weighted) share of rows, so an
     entry's ``ece`` is the sum of ``share * |mean_confidence - observed|``."""

@@ -87,7 +87,7 @@ def _models_to_fit(fold_plan: FoldPlan, train_full: bool) -> Iterator[tuple[np.n
         yield np.arange(len(fold_plan.ids)), "full"
 
 
-def _fit_ready(x: np.ndarray):
+def _fit_ready(x: np.ndarray) -> Any:
     """Strings as a ``tf.string`` tensor: Keras 3 fits no numpy array of str or object."""
     if np.asarray(x).dtype.kind not in "OUS":
         return x

@@ -263,7 +263,9 @@ def _column(frame: pd.DataFrame, name: str, what: str, source: str) -> pd.Series
     return values
 
 
-def _images(frame, spec: ViewConfig, source: str, access: ImageAccess, ids) -> ImageData:
+def _images(
+    frame: pd.DataFrame, spec: ViewConfig, source: str, access: ImageAccess, ids: list[Any]
+) -> ImageData:
     assert spec.image is not None and spec.size is not None
     items = []
     for i, value in enumerate(_column(frame, spec.image, "image", source)):
@@ -279,7 +281,7 @@ def _images(frame, spec: ViewConfig, source: str, access: ImageAccess, ids) -> I
     )
 
 
-def _text(frame, spec: ViewConfig, source: str) -> ArrayData:
+def _text(frame: pd.DataFrame, spec: ViewConfig, source: str) -> ArrayData:
     assert spec.text is not None
     values = _column(frame, spec.text, "text", source)
     return ArrayData(values.astype(str).to_numpy(dtype=object).reshape(-1, 1), "string")
@@ -304,7 +306,7 @@ def _load_array(location: str, source: str) -> np.ndarray:
         raise DataError(f"cannot read array file {str(path)!r}: {exc}") from exc
 
 
-def _array(frame, spec: ViewConfig, which: str, source: str) -> ArrayData:
+def _array(frame: pd.DataFrame, spec: ViewConfig, which: str, source: str) -> ArrayData:
     assert spec.array is not None
     location = {"train": spec.array.train, "test": spec.array.test}.get(which)
     if location is None:

@@ -130,7 +130,13 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 
 def resolve_base_model(
-    name: str, cfg: BaseModelConfig, *, folds_digest: str, n_splits: int, task: str, classes
+    name: str,
+    cfg: BaseModelConfig,
+    *,
+    folds_digest: str,
+    n_splits: int,
+    task: str,
+    classes: list,
 ) -> BaseModelSource:
     """Check a configured base model against the experiment and find its files.
 

@@ -237,7 +237,7 @@ def pick_output(names: list[str], output: str | int | None, *, path: Path) -> in
     raise AssertionError  # unreachable
 
 
-def raise_output_error(names, output, path, why) -> None:
+def raise_output_error(names: list[str], output: str | int | None, path: Path, why: str) -> None:
     raise BaseModelError(
         f"model {str(path)!r} {why}. Received: output={output!r}; "
         f"set `output:` to one of {names} (or its index)"

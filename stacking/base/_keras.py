@@ -20,7 +20,7 @@ import logging
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ class _DropRetracingNotice(logging.Filter):
 logging.getLogger("tensorflow").addFilter(_DropRetracingNotice())
 
 
-def _model_kind(model) -> str:
+def _model_kind(model: Any) -> str:
     import keras
     from keras.src.models.functional import Functional
 
@@ -58,7 +58,7 @@ def _model_kind(model) -> str:
     return "functional" if isinstance(model, Functional) else "subclassed"
 
 
-def _shape(shape) -> tuple[int | None, ...]:
+def _shape(shape: Sequence[int | None]) -> tuple[int | None, ...]:
     return tuple(None if d is None else int(d) for d in shape)
 
 
@@ -67,7 +67,7 @@ class KerasModel(InputTriples):
     def n_params(self) -> int | None:
         return int(self._model.count_params()) if self._model.built else None
 
-    def __init__(self, model, path: Path, output: str | int | None) -> None:
+    def __init__(self, model: Any, path: Path, output: str | int | None) -> None:
         self.path = path
         self.kind = _model_kind(model)
         self._model = model
@@ -133,21 +133,21 @@ class KerasModel(InputTriples):
         flat = keras.tree.flatten(out)
         self._outputs = [(n, _shape(t.shape[1:])) for n, t in zip(names, flat)]
 
-    def _pack(self, arrays):
+    def _pack(self, arrays: Sequence[np.ndarray]) -> Any:
         if self._struct == "dict":
             return dict(zip(self.input_names, arrays))
         return list(arrays) if self._struct == "list" else arrays[0]
 
     @property
-    def output_names(self):
+    def output_names(self) -> list[str]:
         return [n for n, _ in self._outputs]
 
     @property
-    def output_shapes(self):
+    def output_shapes(self) -> list[tuple[int | None, ...]]:
         return [s for _, s in self._outputs]
 
     @property
-    def layer_names(self):
+    def layer_names(self) -> list[str]:
         if self.kind == "subclassed":
             return []
         return [lyr.name for lyr in self._model.layers if type(lyr).__name__ != "InputLayer"]
@@ -174,10 +174,10 @@ class KerasModel(InputTriples):
                 self._fn = tf.function(call, input_signature=specs, reduce_retracing=True)
         return self._fn
 
-    def _predict_batch(self, batch):
+    def _predict_batch(self, batch: list[np.ndarray]) -> np.ndarray:
         return np.asarray(self._compiled()(*batch))
 
-    def select_output(self, output):
+    def select_output(self, output: str | int | None) -> None:
         super().select_output(output)
         self._fn = None  # traced for the selected output
 
@@ -344,7 +344,14 @@ class KerasLoader(ModelLoader):
     def matches(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() in self.suffixes
 
-    def load(self, path: Path, *, output=None, layer=None, custom_objects=None) -> KerasModel:
+    def load(
+        self,
+        path: Path,
+        *,
+        output: str | int | None = None,
+        layer: str | None = None,
+        custom_objects: list[str] | None = None,
+    ) -> KerasModel:
         import keras
 
         import_custom_objects(custom_objects, path=path)
@@ -364,7 +371,7 @@ class KerasLoader(ModelLoader):
         return KerasModel(model, path, output)
 
     @staticmethod
-    def _embedding_model(model, path: Path, layer: str):
+    def _embedding_model(model: Any, path: Path, layer: str) -> Any:
         import keras
 
         if _model_kind(model) == "subclassed":

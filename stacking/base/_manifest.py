@@ -15,13 +15,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stacking.base._base import is_model
 from stacking.base._digest import path_digest
 from stacking.errors import BaseModelError
+
+if TYPE_CHECKING:  # not at run time: loading a model needs no fold machinery
+    from stacking.folds import FoldPlan
 
 MANIFEST = "stacking.json"
 FORMAT_VERSION = 1
@@ -31,7 +35,7 @@ _REQUIRED = ("n_splits", "folds_digest", "format", "task")
 def write_manifest(
     directory: str | Path,
     *,
-    fold_plan,
+    fold_plan: FoldPlan,
     task: str,
     classes: list | None = None,
     format: str = "keras",
@@ -118,7 +122,9 @@ def check_model_files(manifest: dict[str, Any], paths: list[Path]) -> dict[str, 
     return status
 
 
-def verify_model_files(name: str, directory: Path, manifest: dict[str, Any], paths) -> None:
+def verify_model_files(
+    name: str, directory: Path, manifest: dict[str, Any], paths: Iterable[Path]
+) -> None:
     """Refuse a model file that is not the one the manifest recorded (swapped, replaced)."""
     status = check_model_files(manifest, list(paths)) or {}
     for file, state in status.items():

@@ -20,7 +20,9 @@ too-narrow declared label shape) are kept off the console; errors still raise.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +47,7 @@ _SCORE_DTYPES = ("float32", "float64", "float16")
 _INSTALL = "install it with `pip install 'tf-stacking[onnx]'` (onnxruntime)"
 
 
-def _onnxruntime(path: Path):
+def _onnxruntime(path: Path) -> Any:
     try:
         import onnxruntime
     except ImportError as exc:
@@ -63,7 +65,7 @@ def _element(type_name: str) -> str:
     return _DTYPES.get(inner, inner)
 
 
-def _shape(shape) -> tuple[int | None, ...]:
+def _shape(shape: Sequence[int | str | None] | None) -> tuple[int | None, ...]:
     """A graph shape without its batch axis; symbolic sizes (``'N'``) are ``None``."""
     return tuple(d if isinstance(d, int) and d >= 0 else None for d in list(shape or [])[1:])
 
@@ -71,7 +73,7 @@ def _shape(shape) -> tuple[int | None, ...]:
 class OnnxModel(InputTriples):
     kind = "onnx"
 
-    def __init__(self, session, path: Path, output) -> None:
+    def __init__(self, session: Any, path: Path, output: str | int | None) -> None:
         self.path = path
         self._session = session  # InferenceSession.run is thread safe
         self._inputs = [(i.name, _shape(i.shape), _element(i.type)) for i in session.get_inputs()]
@@ -87,21 +89,22 @@ class OnnxModel(InputTriples):
         ]
         self._select_if_given(output)
 
-    def _select_if_given(self, output) -> None:
+    def _select_if_given(self, output: str | int | None) -> None:
         scores = [n for n, _, d in self._outputs if d in (*_SCORE_DTYPES, "zipmap")]
         if output is None and len(self._outputs) > 1 and len(scores) == 1:
             output = scores[0]  # a classifier's probabilities beside its labels
         super()._select_if_given(output)
 
     @property
-    def output_names(self):
+    def output_names(self) -> list[str]:
         return [n for n, _, _ in self._outputs]
 
     @property
-    def output_shapes(self):
+    def output_shapes(self) -> list[tuple[int | None, ...]]:
         return [s for _, s, _ in self._outputs]
 
-    def _predict_batch(self, batch):
+    def _predict_batch(self, batch: list[np.ndarray]) -> np.ndarray:
+        assert self.output_index is not None  # predict() selects the output first
         feed = {}
         for (name, _, dtype), x in zip(self._inputs, batch):
             if dtype == "string":  # ONNX Runtime takes str objects, not bytes
@@ -133,7 +136,14 @@ class OnnxLoader(ModelLoader):
     def matches(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() == ".onnx"
 
-    def load(self, path: Path, *, output=None, layer=None, custom_objects=None) -> OnnxModel:
+    def load(
+        self,
+        path: Path,
+        *,
+        output: str | int | None = None,
+        layer: str | None = None,
+        custom_objects: list[str] | None = None,
+    ) -> OnnxModel:
         if layer is not None:
             raise BaseModelError(
                 f"ONNX model {str(path)!r}: `layer:` needs a Keras model (.keras/.h5). "

@@ -121,7 +121,13 @@ def _align(frame: pd.DataFrame, ids: np.ndarray, *, what: str, id_column: str) -
 
 
 def _values(
-    frame: pd.DataFrame, rows: np.ndarray, ids, *, what: str, task: str, columns: list[str]
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    *,
+    what: str,
+    task: str,
+    columns: list[str],
 ) -> np.ndarray:
     """The output columns, by name, checked to be predictions of ``task``."""
     names = [str(c) for c in frame.columns]
@@ -165,7 +171,12 @@ def _values(
 
 
 def _check_folds(
-    name: str, path: Path, frame: pd.DataFrame, rows: np.ndarray, ids, plan_folds
+    name: str,
+    path: Path,
+    frame: pd.DataFrame,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    plan_folds: np.ndarray,
 ) -> None:
     """The OOF file's folds must be the experiment's plan, row for row."""
     what = f"base model {name!r}: OOF file {str(path)!r}"

@@ -18,6 +18,7 @@ sorted by number.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from stacking.base._base import (
 from stacking.errors import BaseModelError, first_line
 
 
-def _positional_order(loaded, specs: dict) -> list[str] | None:
+def _positional_order(loaded: Any, specs: dict[str, Any]) -> list[str] | None:
     """Signature input names in the positional order of a saved function that takes the
     same inputs: Keras' ``serve`` endpoint, or a ``tf.Module``'s ``__call__``."""
     for attribute in ("serve", "__call__"):
@@ -42,7 +43,7 @@ def _positional_order(loaded, specs: dict) -> list[str] | None:
     return None
 
 
-def _order_of(function, specs: dict) -> list[str] | None:
+def _order_of(function: Any, specs: dict[str, Any]) -> list[str] | None:
     import tensorflow as tf
 
     functions = getattr(function, "concrete_functions", None) or []
@@ -85,7 +86,7 @@ class SavedModel(FrozenModel):
             return None
         return int(sum(np.prod(v.shape) for v in variables))
 
-    def __init__(self, loaded, path: Path, output) -> None:
+    def __init__(self, loaded: Any, path: Path, output: str | int | None) -> None:
         self.path = path
         self._loaded = loaded  # keeps the variables alive
         signatures = dict(loaded.signatures)
@@ -108,26 +109,27 @@ class SavedModel(FrozenModel):
         self._select_if_given(output)
 
     @property
-    def input_names(self):
+    def input_names(self) -> list[str]:
         return list(self._names)
 
     @property
-    def input_shapes(self):
+    def input_shapes(self) -> list[tuple[int | None, ...]]:
         return [tuple(spec.shape[1:]) for spec in self._specs]
 
     @property
-    def input_dtypes(self):
+    def input_dtypes(self) -> list[str]:
         return [dtype_name(spec.dtype) for spec in self._specs]
 
     @property
-    def output_names(self):
+    def output_names(self) -> list[str]:
         return list(self._outputs)
 
     @property
-    def output_shapes(self):
+    def output_shapes(self) -> list[tuple[int | None, ...]]:
         return [tuple(spec.shape[1:]) for spec in self._output_specs]
 
-    def _predict_batch(self, batch):
+    def _predict_batch(self, batch: list[np.ndarray]) -> np.ndarray:
+        assert self.output_index is not None  # predict() selects the output first
         feed = dict(zip(self._names, batch))
         return np.asarray(self._fn(**feed)[self._outputs[self.output_index]])
 
@@ -139,7 +141,14 @@ class SavedModelLoader(ModelLoader):
     def matches(self, path: Path) -> bool:
         return path.is_dir() and (path / "saved_model.pb").is_file()
 
-    def load(self, path: Path, *, output=None, layer=None, custom_objects=None) -> SavedModel:
+    def load(
+        self,
+        path: Path,
+        *,
+        output: str | int | None = None,
+        layer: str | None = None,
+        custom_objects: list[str] | None = None,
+    ) -> SavedModel:
         import tensorflow as tf
 
         if layer is not None:

@@ -12,6 +12,7 @@ resized to each batch.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from stacking.base._base import (
 from stacking.errors import BaseModelError, first_line
 
 
-def _interpreter_class():
+def _interpreter_class() -> Any:
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:  # pragma: no cover - depends on the installed extras
@@ -47,7 +48,7 @@ def _named(details: list[dict], by_name: dict[str, dict] | None) -> list[tuple[s
 class TFLiteModel(FrozenModel):
     kind = "tflite"
 
-    def __init__(self, path: Path, output) -> None:
+    def __init__(self, path: Path, output: str | int | None) -> None:
         self.path = path
         try:
             self._it = _interpreter_class()(model_path=str(path))
@@ -75,32 +76,33 @@ class TFLiteModel(FrozenModel):
         self._select_if_given(output)
 
     @property
-    def input_names(self):
+    def input_names(self) -> list[str]:
         return [n for n, _ in self._inputs]
 
     @property
-    def input_shapes(self):
+    def input_shapes(self) -> list[tuple[int | None, ...]]:
         return [
             tuple(None if d < 0 else int(d) for d in spec["shape_signature"][1:])
             for _, spec in self._inputs
         ]
 
     @property
-    def input_dtypes(self):
+    def input_dtypes(self) -> list[str]:
         return [dtype_name(spec["dtype"]) for _, spec in self._inputs]
 
     @property
-    def output_names(self):
+    def output_names(self) -> list[str]:
         return [n for n, _ in self._outputs]
 
     @property
-    def output_shapes(self):
+    def output_shapes(self) -> list[tuple[int | None, ...]]:
         return [
             tuple(None if d < 0 else int(d) for d in spec["shape_signature"][1:])
             for _, spec in self._outputs
         ]
 
-    def _predict_batch(self, batch):
+    def _predict_batch(self, batch: list[np.ndarray]) -> np.ndarray:
+        assert self.output_index is not None  # predict() selects the output first
         for (_, spec), x in zip(self._inputs, batch):
             self._it.resize_tensor_input(spec["index"], list(x.shape))
         self._it.allocate_tensors()
@@ -118,7 +120,14 @@ class TFLiteLoader(ModelLoader):
     def matches(self, path: Path) -> bool:
         return path.is_file() and path.suffix.lower() == ".tflite"
 
-    def load(self, path: Path, *, output=None, layer=None, custom_objects=None) -> TFLiteModel:
+    def load(
+        self,
+        path: Path,
+        *,
+        output: str | int | None = None,
+        layer: str | None = None,
+        custom_objects: list[str] | None = None,
+    ) -> TFLiteModel:
         if layer is not None:
             raise BaseModelError(
                 f"LiteRT model {str(path)!r}: `layer:` needs a Keras model (.keras/.h5). "

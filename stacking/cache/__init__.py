@@ -29,6 +29,7 @@ from stacking.cache._base import (
 )
 from stacking.cache._local import LocalCacheStore
 from stacking.cache._memory import MemoryCacheStore, NullCacheStore
+from stacking.config import CacheConfig
 from stacking.errors import CacheError, ConfigError
 
 __all__ = [
@@ -61,7 +62,7 @@ def register_cache(kind: str, factory: Callable[..., CacheStore]) -> None:
     STORES[kind] = factory
 
 
-def get_cache(cfg) -> CacheStore:
+def get_cache(cfg: CacheConfig) -> CacheStore:
     """The store a :class:`~stacking.config.CacheConfig` asks for (``enabled: false``: none)."""
     if not cfg.enabled:
         return NullCacheStore()

@@ -17,7 +17,7 @@ import io
 import json
 import logging
 import os
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -53,15 +53,15 @@ def make_key(**parts: Any) -> str:
 class _HashingWriter:
     """A write-only file object that hashes what it forwards (``np.save`` writes to it)."""
 
-    def __init__(self, fh) -> None:
+    def __init__(self, fh: IO[bytes]) -> None:
         self.fh, self.sha = fh, hashlib.sha256()
 
-    def write(self, data) -> int:
+    def write(self, data: bytes) -> int:
         self.sha.update(data)
         return self.fh.write(data)
 
 
-def write_entry(fh, array: np.ndarray) -> None:
+def write_entry(fh: IO[bytes], array: np.ndarray) -> None:
     """Write one entry to the binary file ``fh``: ``.npy`` data, then ``MAGIC`` + sha256.
 
     Streams: no copy of the array is made beyond numpy's own write buffer.
@@ -71,7 +71,7 @@ def write_entry(fh, array: np.ndarray) -> None:
     fh.write(MAGIC + writer.sha.digest())
 
 
-def check_entry(fh) -> None:
+def check_entry(fh: IO[bytes]) -> None:
     """Verify the entry in the seekable binary file ``fh``; :class:`CacheError` if it is
     truncated or altered. Leaves ``fh`` at its start."""
     size = fh.seek(0, os.SEEK_END)
@@ -94,7 +94,7 @@ def check_entry(fh) -> None:
     fh.seek(0)
 
 
-def read_entry(fh) -> np.ndarray:
+def read_entry(fh: IO[bytes]) -> np.ndarray:
     """The array of the entry in ``fh`` after :func:`check_entry`."""
     check_entry(fh)
     try:

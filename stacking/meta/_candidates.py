@@ -13,10 +13,12 @@ predictions give its scores and are the features of the next level.
 from __future__ import annotations
 
 import importlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeAlias, overload
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -24,6 +26,7 @@ from sklearn.utils.validation import has_fit_parameter
 
 from stacking.config import CandidateConfig
 from stacking.errors import ConfigError, StackingError, did_you_mean, first_line
+from stacking.folds import FoldPlan
 from stacking.meta._registry import get_meta_learner, reads_blocks, short_names
 
 _API = ("fit", "get_params")
@@ -35,6 +38,13 @@ class Estimator(Protocol):
     def get_params(self, deep: bool = True) -> dict[str, Any]: ...
 
     def set_params(self, **params: Any) -> Any: ...
+
+    def fit(self, X: Any, y: Any, **fit_params: Any) -> Any: ...
+
+
+# A fitted candidate: what it offers (``predict_proba``, ``classes_``, a Pipeline's steps)
+# depends on its class, and scikit-learn ships no type hints to say so.
+FittedEstimator: TypeAlias = Any
 
 
 @dataclass
@@ -116,7 +126,9 @@ def make_candidate(spec: str | CandidateConfig, *, task: str, where: str = "meta
     return Candidate(name=name, estimator=estimator, uses_blocks=uses_blocks)
 
 
-def predict_output(estimator, X, *, task: str, n_outputs: int) -> np.ndarray:
+def predict_output(
+    estimator: FittedEstimator, X: np.ndarray, *, task: str, n_outputs: int
+) -> np.ndarray:
     """The candidate's prediction in the common representation (probas or values)."""
     if task == "regression":
         return np.asarray(estimator.predict(X), dtype=float).ravel()
@@ -141,7 +153,7 @@ def predict_output(estimator, X, *, task: str, n_outputs: int) -> np.ndarray:
     return out
 
 
-def _weight_kwargs(estimator, sample_weight) -> dict[str, Any] | None:
+def _weight_kwargs(estimator: Estimator, sample_weight: np.ndarray) -> dict[str, Any] | None:
     """``fit``'s keyword arguments carrying ``sample_weight``; None when it takes none. A
     Pipeline (a scaled linear default) hands the weights to every step that takes them."""
     if not isinstance(estimator, Pipeline):
@@ -156,7 +168,14 @@ def _weight_kwargs(estimator, sample_weight) -> dict[str, Any] | None:
     }
 
 
-def _fit(estimator, X, y, sample_weight, name, rows: str):
+def _fit(
+    estimator: Estimator,
+    X: np.ndarray,
+    y: np.ndarray,
+    sample_weight: np.ndarray | None,
+    name: str,
+    rows: str,
+) -> FittedEstimator:
     kwargs: dict[str, Any] = {}
     if sample_weight is not None:
         found = _weight_kwargs(estimator, sample_weight)
@@ -185,7 +204,7 @@ def _fit(estimator, X, y, sample_weight, name, rows: str):
 SMALL_LEVEL1 = 1 << 22
 
 
-def _blas_threads(X: np.ndarray):
+def _blas_threads(X: np.ndarray) -> AbstractContextManager[object]:
     """One BLAS thread for a small level 1; the library's own choice otherwise. OpenMP
     pools (LightGBM) and TensorFlow's (Keras meta-models) are left alone."""
     from contextlib import nullcontext
@@ -197,17 +216,45 @@ def _blas_threads(X: np.ndarray):
     return threadpool_limits(1, user_api="blas")
 
 
+@overload
 def cross_fit(
     candidate: Candidate,
-    X,
-    y,
-    plan,
+    X: ArrayLike,
+    y: np.ndarray,
+    plan: FoldPlan,
     *,
-    task,
-    n_outputs,
-    sample_weight=None,
+    task: str,
+    n_outputs: int,
+    sample_weight: np.ndarray | None = ...,
+    return_models: Literal[False] = ...,
+) -> np.ndarray: ...
+
+
+@overload
+def cross_fit(
+    candidate: Candidate,
+    X: ArrayLike,
+    y: np.ndarray,
+    plan: FoldPlan,
+    *,
+    task: str,
+    n_outputs: int,
+    sample_weight: np.ndarray | None = ...,
+    return_models: Literal[True],
+) -> tuple[np.ndarray, list[FittedEstimator]]: ...
+
+
+def cross_fit(
+    candidate: Candidate,
+    X: ArrayLike,
+    y: np.ndarray,
+    plan: FoldPlan,
+    *,
+    task: str,
+    n_outputs: int,
+    sample_weight: np.ndarray | None = None,
     return_models: bool = False,
-):
+) -> np.ndarray | tuple[np.ndarray, list[FittedEstimator]]:
     """Out-of-fold predictions of ``candidate`` over ``plan`` (and the K fold fits)."""
     X = np.asarray(X, dtype=float)
     oof = np.zeros((len(X),) if task == "regression" else (len(X), n_outputs))
@@ -231,7 +278,9 @@ def with_layout(candidate: Candidate, columns_per_model: int) -> Candidate:
     return candidate
 
 
-def refit(candidate: Candidate, X, y, *, sample_weight=None):
+def refit(
+    candidate: Candidate, X: ArrayLike, y: np.ndarray, *, sample_weight: np.ndarray | None = None
+) -> FittedEstimator:
     """The candidate fitted on every row, for test predictions and serving."""
     est = clone(candidate.estimator)
     X = np.asarray(X, dtype=float)

@@ -22,7 +22,9 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
+from sklearn.utils import Tags
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
@@ -64,7 +66,7 @@ def _normalise_rows(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def _resolve_weights(method: str, weights, n_models: int) -> np.ndarray:
+def _resolve_weights(method: str, weights: ArrayLike | None, n_models: int) -> np.ndarray:
     """One weight per base model, summing to 1 (equal unless ``method='weighted'``)."""
     if method != "weighted":
         if weights is not None:
@@ -100,7 +102,7 @@ class _BlockClassifier(ClassifierMixin, BaseEstimator):
     (``K = L``) for multilabel ones.
     """
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         # A combination of probability blocks cannot fit arbitrary features.
         tags.classifier_tags.poor_score = True
@@ -108,7 +110,9 @@ class _BlockClassifier(ClassifierMixin, BaseEstimator):
         tags.target_tags.multi_output = True
         return tags
 
-    def _fit_blocks(self, X, y, sample_weight=None):
+    def _fit_blocks(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Validate and set the fitted layout; return ``(P, y_encoded, sample_weight)``.
 
         ``y_encoded`` holds class indices ``0..C-1`` (the :mod:`stacking.metrics`
@@ -184,7 +188,7 @@ class _BlockClassifier(ClassifierMixin, BaseEstimator):
             blocks = np.concatenate([np.clip(first, 0.0, 1.0) if clip else first, blocks], 2)
         return blocks
 
-    def _predict_blocks(self, X, clip: bool = True) -> np.ndarray:
+    def _predict_blocks(self, X: np.ndarray, clip: bool = True) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return self._probability_blocks(X, clip=clip)
@@ -195,7 +199,7 @@ class _BlockClassifier(ClassifierMixin, BaseEstimator):
             return np.clip(scores, 0.0, 1.0)
         return _normalise_rows(np.clip(scores, 0.0, None))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Class of highest combined probability; ``(n, L)`` 0/1 labels for multilabel."""
         proba = self.predict_proba(X)
         if self._task == "multilabel":
@@ -250,19 +254,26 @@ class CombinerClassifier(_BlockClassifier):
         "columns_per_model": _COLUMNS_PER_MODEL,
     }
 
-    def __init__(self, method: str = "mean", weights=None, columns_per_model="auto"):
+    def __init__(
+        self,
+        method: str = "mean",
+        weights: ArrayLike | None = None,
+        columns_per_model: int | str = "auto",
+    ) -> None:
         self.method = method
         self.weights = weights
         self.columns_per_model = columns_per_model
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = self.method != "vote"
         tags.target_tags.multi_output = self.method != "vote"
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None) -> CombinerClassifier:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> CombinerClassifier:
         """Validate the layout of ``X`` against ``y`` and set the fitted attributes."""
         _, _, sample_weight = self._fit_blocks(X, y, sample_weight)
         if self.method == "vote" and self._task == "multilabel":
@@ -276,7 +287,7 @@ class CombinerClassifier(_BlockClassifier):
             self.rank_reference_ = rank_reference(scores, sample_weight)
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Combined probabilities: ``(n, n_classes)``, or ``(n, n_labels)`` for multilabel."""
         if self.method == "rank":
             return self._rank_mean(self._predict_blocks(X, clip=False))
@@ -321,7 +332,7 @@ class _BlockRegressor(RegressorMixin, BaseEstimator):
     _stacking_level1 = "blocks"  # tf-stacking's estimator tag: reads prediction blocks
     """Base of the regressors that weight per-model prediction columns (no intercept)."""
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         # A weighting of the columns cannot fit arbitrary features.
         tags.regressor_tags.poor_score = True
@@ -353,12 +364,14 @@ class CombinerRegressor(_BlockRegressor):
         "weights": ["array-like", None],
     }
 
-    def __init__(self, method: str = "mean", weights=None):
+    def __init__(self, method: str = "mean", weights: ArrayLike | None = None) -> None:
         self.method = method
         self.weights = weights
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None) -> CombinerRegressor:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> CombinerRegressor:
         """Validate ``X`` and ``y`` and set ``n_models_`` and ``weights_``."""
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         if sample_weight is not None:
@@ -367,7 +380,7 @@ class CombinerRegressor(_BlockRegressor):
         self.weights_ = _resolve_weights(self.method, self.weights, self.n_models_)
         return self
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Combined prediction, shape ``(n,)``."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)

@@ -45,16 +45,16 @@ def _convex_layer() -> type:
     class ConvexCombination(layer_base):
         """``sum_m softmax(logits)[m] * blocks[:, m]``; rows renormalised if asked."""
 
-        def __init__(self, n_models: int, n_columns: int, renormalise: bool, **kwargs):
+        def __init__(self, n_models: int, n_columns: int, renormalise: bool, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self.n_models, self.n_columns, self.renormalise = n_models, n_columns, renormalise
 
-        def build(self, input_shape):
+        def build(self, input_shape: tuple[int | None, ...]) -> None:
             self.logits = self.add_weight(
                 shape=(self.n_models, self.n_columns), initializer="zeros", name="logits"
             )
 
-        def call(self, blocks):
+        def call(self, blocks: Any) -> Any:
             combined = ops.sum(blocks * ops.softmax(self.logits, axis=0), axis=1)
             if self.renormalise:
                 total = ops.sum(combined, axis=-1, keepdims=True)
@@ -107,7 +107,7 @@ def _fit_convex(
         w = np.exp(logits - logits.max(axis=0))
         return w / w.sum(axis=0)
 
-    def monitor(weights, rows):
+    def monitor(weights: np.ndarray, rows: np.ndarray) -> float:
         return _weighted_loss(row_loss(_combine(blocks[rows], weights), target[rows]), sw[rows])
 
     best, curve = _train(
@@ -190,9 +190,9 @@ class ConvexCombinationClassifier(_BlockClassifier):
         epochs: int = 300,
         patience: int = 20,
         validation_fraction: float = 0.0,
-        random_state=None,
-        columns_per_model="auto",
-    ):
+        random_state: int | np.random.RandomState | None = None,
+        columns_per_model: int | str = "auto",
+    ) -> None:
         self.per_class = per_class
         self.learning_rate = learning_rate
         self.epochs = epochs
@@ -202,21 +202,23 @@ class ConvexCombinationClassifier(_BlockClassifier):
         self.columns_per_model = columns_per_model
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None) -> ConvexCombinationClassifier:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> ConvexCombinationClassifier:
         """Learn ``weights_``; ``sample_weight`` weights each row's log loss."""
         blocks, encoded, _ = self._fit_blocks(X, y, sample_weight)
         sw = _normalised_weights(sample_weight, blocks[:, 0])
         if self._task == "multilabel":
             kind, target = "multilabel", encoded.astype(np.float64)
 
-            def row_loss(p, t):
+            def row_loss(p: np.ndarray, t: np.ndarray) -> np.ndarray:
                 p = np.clip(p, _EPS, 1 - _EPS)
                 return -(t * np.log(p) + (1 - t) * np.log(1 - p)).mean(axis=1)
 
         else:
             kind, target = "multiclass", encoded
 
-            def row_loss(p, t):
+            def row_loss(p: np.ndarray, t: np.ndarray) -> np.ndarray:
                 p = p / np.maximum(p.sum(axis=1, keepdims=True), _EPS)
                 return -np.log(np.clip(p[np.arange(t.size), t], _EPS, 1.0))
 
@@ -226,7 +228,7 @@ class ConvexCombinationClassifier(_BlockClassifier):
         self.n_iter_ = len(self.loss_curve_)
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Combined probabilities ``(n, n_classes)``, or ``(n, n_labels)`` for multilabel."""
         return self._as_probabilities(_combine(self._predict_blocks(X), self.weights_))
 
@@ -260,8 +262,8 @@ class ConvexCombinationRegressor(_BlockRegressor):
         epochs: int = 300,
         patience: int = 20,
         validation_fraction: float = 0.0,
-        random_state=None,
-    ):
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.learning_rate = learning_rate
         self.epochs = epochs
         self.patience = patience
@@ -269,7 +271,9 @@ class ConvexCombinationRegressor(_BlockRegressor):
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None) -> ConvexCombinationRegressor:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> ConvexCombinationRegressor:
         """Learn ``weights_``; ``sample_weight`` weights each row's squared error."""
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         sw = _normalised_weights(sample_weight, X)
@@ -278,7 +282,7 @@ class ConvexCombinationRegressor(_BlockRegressor):
         blocks = ((X - mean) / scale)[:, :, None]
         target = (y[:, None] - mean) / scale
 
-        def row_loss(pred, t):
+        def row_loss(pred: np.ndarray, t: np.ndarray) -> np.ndarray:
             return ((pred - t) ** 2)[:, 0]
 
         self.weights_, self.loss_curve_ = _fit_convex(
@@ -287,7 +291,7 @@ class ConvexCombinationRegressor(_BlockRegressor):
         self.n_iter_ = len(self.loss_curve_)
         return self
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Weighted sum of the base predictions, shape ``(n,)``."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)

@@ -11,12 +11,13 @@ without importing TensorFlow. ``n_iter_`` is the number of epochs run and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context
-from sklearn.utils import check_random_state
+from sklearn.utils import Tags, check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import (
@@ -40,7 +41,7 @@ from stacking.meta._keras_common import (
 from stacking.meta._registry import register_meta_learner
 
 
-def _check_hidden_units(hidden_units) -> tuple[int, ...]:
+def _check_hidden_units(hidden_units: Sequence[int]) -> tuple[int, ...]:
     units = np.asarray(hidden_units, dtype=object)
     if units.ndim != 1 or not all(
         isinstance(u, Integral) and not isinstance(u, bool) and int(u) >= 1 for u in units
@@ -82,7 +83,7 @@ class _KerasMLP(BaseEstimator):
 
     def __init__(
         self,
-        hidden_units=(32,),
+        hidden_units: Sequence[int] = (32,),
         dropout: float = 0.0,
         l2: float = 0.0,
         learning_rate: float = 1e-3,
@@ -90,8 +91,8 @@ class _KerasMLP(BaseEstimator):
         batch_size: int = 256,
         validation_fraction: float = 0.1,
         patience: int = 10,
-        random_state=None,
-    ):
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.hidden_units = hidden_units
         self.dropout = dropout
         self.l2 = l2
@@ -102,7 +103,7 @@ class _KerasMLP(BaseEstimator):
         self.patience = patience
         self.random_state = random_state
 
-    def _fit_network(self, X: np.ndarray, target: np.ndarray, sw: np.ndarray, kind: str):
+    def _fit_network(self, X: np.ndarray, target: np.ndarray, sw: np.ndarray, kind: str) -> None:
         """Standardise ``X``, train the network and store its best weights in NumPy.
 
         ``kind`` is the output: ``softmax`` (``target`` holds class indices), ``sigmoid``
@@ -140,7 +141,7 @@ class _KerasMLP(BaseEstimator):
         model.compile(keras.optimizers.Adam(self.learning_rate), loss=loss, jit_compile=False)
         model.optimizer.build(model.trainable_variables)  # else the first step is traced twice
 
-        def monitor(weights, rows):
+        def monitor(weights: list[list[np.ndarray]], rows: np.ndarray) -> float:
             out = _mlp_forward(z[rows], *zip(*weights, strict=True))
             return _weighted_loss(_mlp_row_losses(kind, out, target[rows]), sw[rows])
 
@@ -162,7 +163,7 @@ class _KerasMLP(BaseEstimator):
         self.intercepts_ = [b for _, b in best]
         self.n_iter_ = len(self.loss_curve_)
 
-    def _forward(self, X) -> np.ndarray:
+    def _forward(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return _mlp_forward((X - self.x_mean_) / self.x_scale_, self.coefs_, self.intercepts_)
@@ -215,13 +216,15 @@ class KerasMLPClassifier(ClassifierMixin, _KerasMLP):
     (200, 2)
     """
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None) -> KerasMLPClassifier:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> KerasMLPClassifier:
         """Train the network; ``sample_weight`` weights each row's loss."""
         _check_hidden_units(self.hidden_units)
         X, y = validate_data(self, X, y, multi_output=True, dtype=np.float64)
@@ -250,14 +253,14 @@ class KerasMLPClassifier(ClassifierMixin, _KerasMLP):
         self._fit_network(X, encoded, sw, "softmax")
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, n_classes)``; label probabilities for multilabel."""
         out = self._forward(X)
         if self._multilabel:
             return _sigmoid(out)
         return np.exp(_log_softmax(out))
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Most probable class; an ``(n, L)`` 0/1 matrix (probability > 0.5) for multilabel."""
         proba = self.predict_proba(X)
         if self._multilabel:
@@ -282,13 +285,15 @@ class KerasMLPRegressor(RegressorMixin, _KerasMLP):
     (200,)
     """
 
-    def __sklearn_tags__(self):
+    def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None) -> KerasMLPRegressor:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> KerasMLPRegressor:
         """Train the network; ``sample_weight`` weights each row's loss."""
         _check_hidden_units(self.hidden_units)
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
@@ -301,7 +306,7 @@ class KerasMLPRegressor(RegressorMixin, _KerasMLP):
         self._fit_network(X, (y2d - self.y_mean_) / self.y_scale_, sw, "linear")
         return self
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Predictions ``(n,)``, or ``(n, n_targets)`` for a 2-D training target."""
         pred = self._forward(X) * self.y_scale_ + self.y_mean_
         return pred[:, 0] if self._single_output else pred

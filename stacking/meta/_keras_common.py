@@ -50,7 +50,7 @@ def _import_keras() -> Any:
 # ----------------------------------------------------------------------------- training
 
 
-def _normalised_weights(sample_weight, X: np.ndarray) -> np.ndarray:
+def _normalised_weights(sample_weight: np.ndarray | None, X: np.ndarray) -> np.ndarray:
     """Validated non-negative weights rescaled to mean 1 (the loss scale stays that of
     unweighted data, so ``learning_rate`` means the same with or without weights)."""
     sw = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)

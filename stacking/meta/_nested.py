@@ -77,6 +77,7 @@ def fit_levels(
             if test is not None:
                 model = refit(cand, X, y, sample_weight=sample_weight)
                 T = T_blocks if cand.uses_blocks else T_features
+                assert T is not None  # set from ``test`` whenever ``test`` is given
                 level_test[cand.name] = predict_output(model, T, task=task, n_outputs=n_outputs)
         oofs.append(level_oof)
         tests.append(level_test)
@@ -86,7 +87,13 @@ def fit_levels(
     return oofs, tests
 
 
-def _best(oof: dict[str, np.ndarray], y, metric_name: str, task: str, sample_weight) -> str:
+def _best(
+    oof: dict[str, np.ndarray],
+    y: np.ndarray,
+    metric_name: str,
+    task: str,
+    sample_weight: np.ndarray | None,
+) -> str:
     """The candidate the experiment would select: best score, the first one on ties."""
     metric = get_metric(metric_name)
     best, best_score = "", float("nan")

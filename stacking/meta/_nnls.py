@@ -78,12 +78,14 @@ class NNLSClassifier(_BlockClassifier):
         "columns_per_model": _COLUMNS_PER_MODEL,
     }
 
-    def __init__(self, normalize: bool = True, columns_per_model="auto"):
+    def __init__(self, normalize: bool = True, columns_per_model: int | str = "auto") -> None:
         self.normalize = normalize
         self.columns_per_model = columns_per_model
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None) -> NNLSClassifier:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> NNLSClassifier:
         """Solve for one non-negative weight per base model."""
         blocks, y_encoded, sample_weight = self._fit_blocks(X, y, sample_weight)
         n_rows, n_models, n_outputs = blocks.shape
@@ -98,7 +100,7 @@ class NNLSClassifier(_BlockClassifier):
         self.coef_, self.weights_ = _nnls_weights(design, target, sample_weight, self.normalize)
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Weighted sum of the blocks: ``(n, n_classes)``, or ``(n, n_labels)``."""
         blocks = self._predict_blocks(X)
         return self._as_probabilities(np.einsum("nmk,m->nk", blocks, self.weights_))
@@ -129,11 +131,13 @@ class NNLSRegressor(_BlockRegressor):
 
     _parameter_constraints: dict = {"normalize": ["boolean"]}
 
-    def __init__(self, normalize: bool = True):
+    def __init__(self, normalize: bool = True) -> None:
         self.normalize = normalize
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None) -> NNLSRegressor:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> NNLSRegressor:
         """Solve for one non-negative weight per base model."""
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         if sample_weight is not None:
@@ -142,7 +146,7 @@ class NNLSRegressor(_BlockRegressor):
         self.coef_, self.weights_ = _nnls_weights(X, y, sample_weight, self.normalize)
         return self
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Weighted sum of the base predictions, shape ``(n,)``."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)

@@ -55,7 +55,12 @@ def _metric_for(scoring: str | None, default: str, task: str) -> Metric:
 
 
 def _greedy_path(
-    preds: np.ndarray, candidates: np.ndarray, score: Callable, metric: Metric, n_init, n_iter
+    preds: np.ndarray,
+    candidates: np.ndarray,
+    score: Callable,
+    metric: Metric,
+    n_init: int,
+    n_iter: int,
 ) -> tuple[list[int], list[float]]:
     """Caruana's selection on ``preds[:, m]`` for ``m`` in ``candidates``.
 
@@ -184,9 +189,9 @@ class EnsembleSelectionClassifier(_EnsembleSelectionMixin, _BlockClassifier):
         n_init: int = 1,
         n_bags: int = 1,
         bag_fraction: float = 0.5,
-        random_state=None,
-        columns_per_model="auto",
-    ):
+        random_state: int | np.random.RandomState | None = None,
+        columns_per_model: int | str = "auto",
+    ) -> None:
         self.n_iter = n_iter
         self.scoring = scoring
         self.n_init = n_init
@@ -196,7 +201,9 @@ class EnsembleSelectionClassifier(_EnsembleSelectionMixin, _BlockClassifier):
         self.columns_per_model = columns_per_model
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None) -> EnsembleSelectionClassifier:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> EnsembleSelectionClassifier:
         """Select base models greedily on ``(X, y)``."""
         blocks, y_encoded, sample_weight = self._fit_blocks(X, y, sample_weight)
         metric = _metric_for(self.scoring, "log_loss", self._task)
@@ -208,7 +215,7 @@ class EnsembleSelectionClassifier(_EnsembleSelectionMixin, _BlockClassifier):
         self._select(blocks, score, metric)
         return self
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Weighted average of the blocks: ``(n, n_classes)``, or ``(n, n_labels)``."""
         blocks = self._predict_blocks(X)
         return self._as_probabilities(np.einsum("nmk,m->nk", blocks, self.weights_))
@@ -238,8 +245,8 @@ class EnsembleSelectionRegressor(_EnsembleSelectionMixin, _BlockRegressor):
         n_init: int = 1,
         n_bags: int = 1,
         bag_fraction: float = 0.5,
-        random_state=None,
-    ):
+        random_state: int | np.random.RandomState | None = None,
+    ) -> None:
         self.n_iter = n_iter
         self.scoring = scoring
         self.n_init = n_init
@@ -248,7 +255,9 @@ class EnsembleSelectionRegressor(_EnsembleSelectionMixin, _BlockRegressor):
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None) -> EnsembleSelectionRegressor:
+    def fit(
+        self, X: np.ndarray, y: np.ndarray, sample_weight: np.ndarray | None = None
+    ) -> EnsembleSelectionRegressor:
         """Select base models greedily on ``(X, y)``."""
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         if sample_weight is not None:
@@ -261,7 +270,7 @@ class EnsembleSelectionRegressor(_EnsembleSelectionMixin, _BlockRegressor):
         self._select(X, score, metric)
         return self
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X: np.ndarray) -> np.ndarray:
         """Weighted average of the base predictions, shape ``(n,)``."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float64)

@@ -10,13 +10,23 @@ the level-1 feature itself (``coef_ / scale_``), as an unscaled model's would be
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TypeAlias
+
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
+
+from stacking.meta._candidates import FittedEstimator
 
 COLUMNS = ["candidate", "base_model", "feature", "output", "weight"]
+# One row of the table, in the order of COLUMNS.
+Row: TypeAlias = tuple[str, str, str, str, float]
 
 
-def _rows_from_weights(name, weights, models, outputs):
+def _rows_from_weights(
+    name: str, weights: ArrayLike, models: Sequence[str], outputs: Sequence[str]
+) -> list[Row]:
     weights = np.asarray(weights, dtype=float)
     if weights.ndim == 1:
         return [(name, m, "", "all", float(w)) for m, w in zip(models, weights)]
@@ -27,7 +37,9 @@ def _rows_from_weights(name, weights, models, outputs):
     ]
 
 
-def _rows_from_coef(name, coef, features, outputs):
+def _rows_from_coef(
+    name: str, coef: ArrayLike, features: Sequence[str], outputs: Sequence[str]
+) -> list[Row]:
     coef = np.atleast_2d(np.asarray(coef, dtype=float))
     labels = outputs if coef.shape[0] == len(outputs) else [outputs[-1]] * coef.shape[0]
     return [
@@ -37,7 +49,7 @@ def _rows_from_coef(name, coef, features, outputs):
     ]
 
 
-def _coef(model):
+def _coef(model: FittedEstimator) -> np.ndarray | None:
     """``coef_`` of a linear model, or of a (StandardScaler, linear model) Pipeline in
     units of its unscaled inputs; None for anything else."""
     steps = getattr(model, "steps", None)

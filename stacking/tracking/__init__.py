@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stacking.errors import ConfigError
 from stacking.tracking._base import (
@@ -26,6 +26,9 @@ from stacking.tracking._base import (
 )
 from stacking.tracking._mlflow import MlflowTracker, resolved_uri
 from stacking.tracking._noop import NoopTracker
+
+if TYPE_CHECKING:  # `stacking runs` and `log` import this package and need no config models
+    from stacking.config import TrackingConfig
 
 # The results-folder path (pandas, the fold plan, scikit-learn) loads on first use, so that
 # `stacking runs` imports only MLflow's client.
@@ -65,7 +68,7 @@ def register_tracker(kind: str, factory: Callable[[Any], Tracker]) -> None:
     _TRACKERS[kind] = factory
 
 
-def get_tracker(cfg) -> Tracker:
+def get_tracker(cfg: TrackingConfig) -> Tracker:
     """The tracker a :class:`~stacking.config.TrackingConfig` asks for."""
     kind = "none" if not getattr(cfg, "enabled", True) else cfg.kind
     if kind not in _TRACKERS:

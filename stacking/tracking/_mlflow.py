@@ -17,6 +17,8 @@ import os
 import tempfile
 from contextlib import nullcontext
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import yaml
 
@@ -67,12 +69,12 @@ class MlflowTracker(Tracker):
             f"cannot {doing} MLflow at {resolved_uri(self.uri)}: {one_line(exc)}; {fix}"
         )
 
-    def _client(self):
+    def _client(self) -> Any:  # an mlflow.MlflowClient
         import mlflow
 
         return mlflow.MlflowClient(tracking_uri=resolved_uri(self.uri))
 
-    def _experiment_id(self, client) -> str:
+    def _experiment_id(self, client: Any) -> str:
         from mlflow.exceptions import MlflowException
 
         found = client.get_experiment_by_name(self.experiment)
@@ -118,7 +120,7 @@ class MlflowTracker(Tracker):
                 "nothing was computed; check tracking.uri, or set tracking.kind: none",
             ) from exc
 
-    def _end_dead_runs(self, client, experiment_id: str) -> None:
+    def _end_dead_runs(self, client: Any, experiment_id: str) -> None:
         running = client.search_runs(
             [experiment_id],
             filter_string=f"attributes.status = 'RUNNING' and tags.`stacking.host` = '{HOST}'",
@@ -134,7 +136,7 @@ class MlflowTracker(Tracker):
                     pid,
                 )
 
-    def _end_dead_runs_if_writable(self, client, experiment_id: str) -> None:
+    def _end_dead_runs_if_writable(self, client: Any, experiment_id: str) -> None:
         """:meth:`_end_dead_runs` for commands that only read: a read-only store lists its
         runs as they are."""
         try:
@@ -162,7 +164,7 @@ class MlflowTracker(Tracker):
                 f"`stacking log {record.artifacts_dir}`",
             ) from exc
 
-    def _log(self, mlflow, record: RunRecord, experiment_id: str) -> str:
+    def _log(self, mlflow: ModuleType, record: RunRecord, experiment_id: str) -> str:
         owner = {"stacking.host": HOST, "stacking.pid": str(os.getpid())}
         active = mlflow.active_run()
         if active is None:
@@ -195,7 +197,7 @@ class MlflowTracker(Tracker):
                 log_ensemble_model(mlflow, record.model_dir, record.model_example, self.register_as)
             return run.info.run_id
 
-    def resolve_run_id(self, client, run_id: str) -> str:
+    def resolve_run_id(self, client: Any, run_id: str) -> str:
         """The full id of ``run_id`` or of the one run whose id starts with it (``stacking
         runs`` shows 12 characters); a ``TrackingError`` naming the matches when several do,
         or naming the store when none does."""
@@ -318,7 +320,7 @@ class MlflowTracker(Tracker):
         return [_recorded(run, None) for run in found]
 
 
-def _recorded(run, config: dict | None) -> RecordedRun:
+def _recorded(run: Any, config: dict | None) -> RecordedRun:
     return RecordedRun(
         run_id=run.info.run_id,
         name=run.info.run_name or "",

@@ -12,9 +12,18 @@ import warnings
 from collections.abc import Collection
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from stacking.tracking._base import DatasetRecord, flatten
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from stacking.predictor import EnsemblePredictor
+
+# Example rows and the ensemble's output for them: what the logged signature is inferred from.
+Example: TypeAlias = "tuple[pd.DataFrame, pd.DataFrame]"
 
 # The pyfunc model's settings (keys of its model_config), kept beside it for logging.
 SERVING_SETTINGS = ("image_root", "max_rows", "max_image_bytes", "max_image_pixels")
@@ -70,7 +79,7 @@ def _requirements(model_suffixes: Collection[str] = ()) -> list[str]:
     return pins
 
 
-def _view_specs(predictor) -> list[dict[str, Any]]:
+def _view_specs(predictor: EnsemblePredictor) -> list[dict[str, Any]]:
     """Every view the predictor's base models read, as plain dicts."""
     return [
         view if isinstance(view, dict) else view.model_dump()
@@ -79,7 +88,7 @@ def _view_specs(predictor) -> list[dict[str, Any]]:
     ]
 
 
-def float_columns(predictor, names: list[str]) -> set[str]:
+def float_columns(predictor: EnsemblePredictor, names: list[str]) -> set[str]:
     """The columns of ``names`` that a column view reads as floats (``dtype: float32``,
     the default): a served row may hold them as integers or floats, as a run's may."""
     found: set[str] = set()
@@ -92,7 +101,12 @@ def float_columns(predictor, names: list[str]) -> set[str]:
     return found
 
 
-def _signature(mlflow, example, id_column: str | None, floats: set[str] | None = None):
+def _signature(
+    mlflow: ModuleType,
+    example: Example | None,
+    id_column: str | None,
+    floats: set[str] | None = None,
+) -> Any:
     """Signature inferred from real rows; the id column is optional (unlabeled rows may
     come without one, and the model then numbers them). Columns the views read as floats
     are ``double`` whatever the example's type: one-hot columns stored as integers would
@@ -111,7 +125,7 @@ def _signature(mlflow, example, id_column: str | None, floats: set[str] | None =
     return signature
 
 
-def request_shape(predictor) -> dict[str, Any] | None:
+def request_shape(predictor: EnsemblePredictor) -> dict[str, Any] | None:
     """What each image column of a request holds, for the logged model's metadata (the
     signature can only say ``string``): the image itself, never a server path."""
     images = {}
@@ -125,7 +139,12 @@ def request_shape(predictor) -> dict[str, Any] | None:
     return {"stacking.image_columns": images} if images else None
 
 
-def log_ensemble_model(mlflow, model_dir: Path, example=None, register_as: str | None = None):
+def log_ensemble_model(
+    mlflow: ModuleType,
+    model_dir: Path,
+    example: Example | None = None,
+    register_as: str | None = None,
+) -> str:
     """Log the predictor folder, base models copied in, as the pyfunc model ``ensemble``.
 
     "Models from code": the model is ``_pyfunc_model.py`` plus the predictor folder as an
@@ -167,7 +186,7 @@ def log_ensemble_model(mlflow, model_dir: Path, example=None, register_as: str |
     return info.model_id
 
 
-def log_datasets(mlflow, datasets: list[DatasetRecord]) -> None:
+def log_datasets(mlflow: ModuleType, datasets: list[DatasetRecord]) -> None:
     """Log each table as a run input (context ``training``/``test``) with the project's
     full-content digest; MLflow's own digest would read only the first 10,000 rows."""
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -190,7 +209,7 @@ def log_datasets(mlflow, datasets: list[DatasetRecord]) -> None:
         _log_input(mlflow, dataset, context=ds.context, tags={"stacking.n_rows": str(ds.n_rows)})
 
 
-def _log_input(mlflow, dataset, *, context: str, tags: dict[str, str]) -> None:
+def _log_input(mlflow: ModuleType, dataset: Any, *, context: str, tags: dict[str, str]) -> None:
     """``mlflow.log_input``, retried when a concurrent run inserted the same dataset first.
 
     Two runs recording the same table at once both try to create its dataset row; the

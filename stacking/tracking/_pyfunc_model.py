@@ -33,7 +33,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc import PythonModel, PythonModelContext
 
 from stacking.errors import ConfigError, DataError, StackingError
 
@@ -91,7 +91,7 @@ def _image_root(value: Any, name: str) -> Path | None:
 
 
 class EnsembleModel(PythonModel):
-    def load_context(self, context):
+    def load_context(self, context: PythonModelContext) -> None:
         from stacking.images import ImageAccess
         from stacking.predictor import EnsemblePredictor
 
@@ -103,7 +103,12 @@ class EnsembleModel(PythonModel):
         )
         self.predictor = EnsemblePredictor.load(context.artifacts["predictor"])
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+    def predict(
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
+    ) -> pd.DataFrame:
         max_rows = self.settings["max_rows"]
         if len(model_input) > max_rows:
             raise RequestError(

@@ -114,7 +114,7 @@ def _test_metrics(folder: Path, ensemble: str) -> dict[str, float]:
     }
 
 
-def _example(folder: Path):
+def _example(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     inputs, outputs = folder / "example_input.parquet", folder / "example_output.parquet"
     if inputs.is_file() and outputs.is_file():
         return pd.read_parquet(inputs), pd.read_parquet(outputs)
@@ -170,7 +170,9 @@ def record_from_results(folder: str | Path) -> RunRecord:
     )
 
 
-def log_results(tracker: Tracker, folder: str | Path, tags: dict[str, str] | None = None):
+def log_results(
+    tracker: Tracker, folder: str | Path, tags: dict[str, str] | None = None
+) -> str | None:
     """Record a finished results folder; write the run id into its ``metrics.json``.
 
     ``tags`` (e.g. ``stacking.reproduces``) are kept in ``metrics.json`` first, so a later

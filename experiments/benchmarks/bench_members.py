@@ -27,7 +27,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_end_to_end import external_models, make_workload, write_config  # noqa: E402
+from bench_end_to_end import external_models, make_workload, write_config
 
 N_BYTES_PER_VALUE = 8  # level 1 is float64
 
@@ -71,9 +71,7 @@ def main() -> None:
         raw = make_workload(root, args.rows, n_models=1)  # one fold set: the config needs a model
         runs = {}
         for n in counts:
-            config = write_config(
-                root, raw, f"members{n}", base_models=external_models(root, n)
-            )
+            config = write_config(root, raw, f"members{n}", base_models=external_models(root, n))
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
             command = [sys.executable, __file__, "--child", str(config)]
             if args.profile and n == max(counts):

@@ -33,6 +33,13 @@ from matplotlib.figure import Figure
 from stacking.errors import DataError, DataFileNotFoundError
 from stacking.metrics import CALIBRATION_BINS, calibration_bin_index, pairwise_correlation
 
+# Past these sizes a figure would be drawn too large to read (and to draw: 128 base models
+# made a 79-inch correlation heatmap of 16,384 numbers): cells are left unlabelled, the
+# figure's side stops growing, and the reliability panels keep the leaderboard's first.
+MAX_LABELLED_CELLS = 20  # base models whose correlation cells carry their value
+MAX_HEATMAP_INCHES = 16.0
+MAX_TICK_LABELS = 60  # past this, every k-th base model is named on the heatmap's axes
+MAX_RELIABILITY_PANELS = 24
 DPI = 80  # 8 pt text stays legible; a fifth fewer pixels to rasterise and compress than 100
 N_BINS = CALIBRATION_BINS  # the bins of the ``ece`` metric
 CHAR_INCHES = 0.6 * 10 / 72  # mean width of one character of the 10 pt default font
@@ -214,17 +221,29 @@ def plot_correlation(results: Results, out: Path) -> Path:
         "oof.parquet", "correlation.png", [f"{b}__{o}" for o in shared for b in bases]
     )
     corr = pairwise_correlation([oof[[f"{b}__{o}" for o in shared]].to_numpy() for b in bases])
-    size = 2.5 + 0.6 * len(bases)
+    n = len(bases)
+    size = min(2.5 + 0.6 * n, MAX_HEATMAP_INCHES)
     fig = Figure(figsize=(size + 1, size))
     ax = fig.subplots()
     image = ax.imshow(corr, vmin=-1, vmax=1, cmap="RdBu_r")
-    ax.set_xticks(range(len(bases)), bases, rotation=45, ha="right")
-    ax.set_yticks(range(len(bases)), bases)
-    for (i, j), value in np.ndenumerate(corr):
-        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
+    step = -(-n // MAX_TICK_LABELS)  # every base model named up to MAX_TICK_LABELS of them
+    ticks = list(range(0, n, step))
+    named = [bases[i] for i in ticks]
+    fontsize = 10 if n <= MAX_LABELLED_CELLS else 6
+    ax.set_xticks(ticks, named, rotation=45, ha="right", fontsize=fontsize)
+    ax.set_yticks(ticks, named, fontsize=fontsize)
+    if n <= MAX_LABELLED_CELLS:
+        for (i, j), value in np.ndenumerate(corr):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8)
     fig.colorbar(image, ax=ax)
     ax.set_title(f"OOF correlation of base models ({len(shared)} output(s) averaged)")
-    return _save(fig, out / "correlation.png", left=_room(bases), bottom=_room(bases, rotated=True))
+    room = 0.6 if fontsize < 10 else 1.0  # tick labels in a smaller font take less room
+    return _save(
+        fig,
+        out / "correlation.png",
+        left=_room(named) * room,
+        bottom=_room(named, rotated=True) * room,
+    )
 
 
 def plot_leaderboard(results: Results, out: Path) -> Path:
@@ -377,12 +396,26 @@ def plot_calibration(results: Results, out: Path) -> Path:
     return _save(fig, out / "calibration.png", left=0.7, bottom=0.55)
 
 
+def reliability_panels(names: list[str], board: pd.DataFrame) -> list[str]:
+    """The entries drawn when there are more than :data:`MAX_RELIABILITY_PANELS`: the
+    leaderboard's first, in its order, with the selected entry always among them."""
+    known = set(names)
+    keep = [m for m in board.model.astype(str) if m in known][:MAX_RELIABILITY_PANELS]
+    selected = [m for m in board.model.astype(str)[board.selected.astype(bool)] if m in known]
+    if selected and selected[0] not in keep:
+        keep[-1] = selected[0]
+    return keep
+
+
 def plot_reliability(results: Results, out: Path) -> Path:
     """One small reliability diagram per leaderboard entry, from ``calibration.csv`` (the
     bins of the ``ece`` metric), each titled with the entry's ECE; the single-model and
     stacked candidates side by side show which combiner calibrates and which does not."""
     table = results.table("calibration.csv", "reliability.png")
     names = list(dict.fromkeys(table.model.astype(str)))
+    total = len(names)
+    if total > MAX_RELIABILITY_PANELS:
+        names = reliability_panels(names, results.table("leaderboard.csv", "reliability.png"))
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
     fig = Figure(figsize=(2.6 * cols, 2.6 * rows + 0.4))
@@ -401,6 +434,8 @@ def plot_reliability(results: Results, out: Path) -> Path:
         ax.set_visible(False)
     fig.supxlabel("mean confidence (binary: positive class; multiclass: top class)", fontsize=8)
     fig.supylabel("observed frequency", fontsize=8)
+    if len(names) < total:
+        fig.suptitle(f"the leaderboard's first {len(names)} of {total} entries", fontsize=8)
     # a grid, which _save (one row of axes) does not place: margins in inches here
     width, height = fig.get_size_inches()
     fig.subplots_adjust(

@@ -253,3 +253,51 @@ def test_one_hot_and_counts_equal_the_direct_computation():
     expected = np.zeros((4, 4), dtype=int)
     np.add.at(expected, (want.argmax(1), predicted), 1)
     np.testing.assert_array_equal(_counts(want.argmax(1), predicted, 4), expected)
+
+
+def _many_bases_results(root, n_bases: int):
+    """A multiclass results folder with ``n_bases`` base models and one stacked entry."""
+    rng = np.random.default_rng(3)
+    out = root / "results-many"
+    out.mkdir()
+    outputs = OUTPUTS["multiclass"]
+    names = [f"model_{i:03d}" for i in range(n_bases)]
+    frame = {"id": [f"r{i}" for i in range(N)], "fold": np.arange(N) % 3}
+    frame["y"] = rng.choice(outputs, N)
+    for m in names:
+        block = rng.dirichlet(np.ones(len(outputs)), N)
+        frame.update({f"{m}__{o}": block[:, j] for j, o in enumerate(outputs)})
+    pd.DataFrame(frame).to_parquet(out / "oof.parquet", index=False)
+    entries = ["stack", *names]
+    pd.DataFrame(
+        {
+            "model": entries,
+            "role": ["meta"] + ["base"] * n_bases,
+            "level": [2] + [1] * n_bases,
+            "cv_log_loss": np.linspace(0.5, 1.5, len(entries)),
+            "selected": [False] * (len(entries) - 1) + [True],  # the last one, on purpose
+        }
+    ).to_csv(out / "leaderboard.csv", index=False)
+    bins = pd.DataFrame(
+        [(m, b, 10, 0.1, (b + 0.5) / 10, (b + 0.4) / 10) for m in entries for b in range(10)],
+        columns=["model", "bin", "rows", "share", "mean_confidence", "observed"],
+    )
+    bins.to_csv(out / "calibration.csv", index=False)
+    info = {"task": "multiclass", "ensemble": "stack", "primary_metric": "log_loss"}
+    (out / "metrics.json").write_text(json.dumps(info))
+    return out, entries
+
+
+def test_many_base_models_give_plots_of_a_readable_size(tmp_path):
+    """128 base models once made a 79-inch heatmap of 16,384 labelled cells and 129
+    reliability panels; past the limits the figures stop growing (assert_png: ≤ 3000 px)."""
+    from stacking.plots import MAX_RELIABILITY_PANELS, plot_reliability, reliability_panels
+
+    out, entries = _many_bases_results(tmp_path, 128)
+    assert_png(plot_correlation(Results(out), out))
+    assert_png(plot_reliability(Results(out), out))
+    board = pd.read_csv(out / "leaderboard.csv")
+    panels = reliability_panels(entries, board)
+    assert len(panels) == MAX_RELIABILITY_PANELS
+    assert panels[:-1] == entries[: MAX_RELIABILITY_PANELS - 1]
+    assert panels[-1] == entries[-1]  # the selected entry, last on the leaderboard, is kept

@@ -156,7 +156,9 @@ class OnnxLoader(ModelLoader):
         options.log_severity_level = 3  # errors only: converters' shape notices stay off
         try:
             session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+                str(path),
+                sess_options=options,
+                providers=session_providers(ort.get_available_providers()),
             )
         except Exception as exc:  # InvalidProtobuf, Fail, …: not importable by name
             raise BaseModelError(
@@ -164,6 +166,19 @@ class OnnxLoader(ModelLoader):
                 "file is a complete .onnx export"
             ) from exc
         return OnnxModel(session, path, output)
+
+
+#: Execution providers used when onnxruntime offers them, fastest first. A GPU build
+#: (``onnxruntime-gpu``) offers CUDA; the CPU provider is always last, as the fallback.
+#: TensorRT is left out on purpose: it compiles an engine per model on first use.
+PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "ROCMExecutionProvider", "CPUExecutionProvider")
+
+
+def session_providers(available: list[str]) -> list[str]:
+    """The providers a session asks for: the preferred ones this onnxruntime offers, in
+    order, so that nothing pins ONNX members to the CPU when a GPU build is installed."""
+    chosen = [p for p in PREFERRED_PROVIDERS if p in available]
+    return chosen or ["CPUExecutionProvider"]
 
 
 register_loader(OnnxLoader())

@@ -26,6 +26,7 @@ from stacking.tracking._base import (
 )
 from stacking.tracking._mlflow import MlflowTracker, resolved_uri
 from stacking.tracking._noop import NoopTracker
+from stacking.tracking._seeds import StoredRun, fetch_compared_runs, seed_run, seeds_parent
 
 # The results-folder path (pandas, the fold plan, scikit-learn) loads on first use, so that
 # `stacking runs` imports only MLflow's client.
@@ -41,7 +42,9 @@ __all__ = [
     "NoopTracker",
     "RecordedRun",
     "RunRecord",
+    "StoredRun",
     "Tracker",
+    "fetch_compared_runs",
     "flatten",
     "get_tracker",
     "log_results",
@@ -50,6 +53,8 @@ __all__ = [
     "record_from_results",
     "register_tracker",
     "resolved_uri",
+    "seed_run",
+    "seeds_parent",
 ]
 
 _TRACKERS: dict[str, Callable[[Any], Tracker]] = {

@@ -1,10 +1,10 @@
 """``stacking run --seeds`` and ``stacking compare``: runs over seeds nested in a real
 MLflow store, and a table whose numbers are recomputed here from the stored files.
 
-The members are prediction files (no TensorFlow model): three noisy "models" of a
-3-class target, predicted on a fold plan written beside the data. Two configs stack them:
-``bagged`` (ensemble selection with random bags: its predictions change with the seed)
-and ``linear`` (logistic regression: deterministic, the same under every seed).
+The members are prediction files (no TensorFlow model): four noisy "models" of a
+3-class target, predicted on a fold plan written beside the data. Two configs stack them,
+both with ensemble selection over random bags (their predictions change with the seed, so
+pairing by seed matters): ``bagged`` and ``wide`` (fewer, larger bags).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from stacking.metrics import get_metric
 from stacking.seeds import config_digest, parse_seeds, seeded_config
 
 CLASSES = ["ant", "bee", "cat"]
+NOISE = (1.0, 1.1, 1.2, 1.4)  # four members of similar quality: bags change the mix
 SEEDS = [0, 1, 2]
 
 
@@ -48,7 +49,7 @@ def _members(root: Path, n: int = 150) -> None:
         root / "train.csv", index=False
     )
     pd.DataFrame({"id": ids, "fold": folds}).to_csv(root / "folds.csv", index=False)
-    for m, noise in enumerate((1.0, 1.5, 2.5)):
+    for m, noise in enumerate(NOISE):
         logits = 1.2 * np.eye(3)[y] + noise * rng.normal(size=(n, 3))
         proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         frame = pd.DataFrame(proba, columns=CLASSES)
@@ -62,7 +63,9 @@ def _config(root: Path, name: str, candidates: list, uri: str) -> Path:
         "name": name,
         "data": {"train": "train.csv", "id": "id", "target": "y"},
         "folds": {"file": "folds.csv"},
-        "base_models": {f"m{m}": {"predictions": {"oof": f"m{m}_oof.csv"}} for m in range(3)},
+        "base_models": {
+            f"m{m}": {"predictions": {"oof": f"m{m}_oof.csv"}} for m in range(len(NOISE))
+        },
         "meta": {"candidates": candidates, "bootstrap": 20},
         "tracking": {"uri": uri, "experiment": "paper"},
         "cache": {"dir": str(root / "cache")},
@@ -76,6 +79,7 @@ def _config(root: Path, name: str, candidates: list, uri: str) -> Path:
 BAGGED = [
     {"name": "bagged", "estimator": "selection", "params": {"n_bags": 5, "bag_fraction": 0.5}}
 ]
+WIDE = [{"name": "wide", "estimator": "selection", "params": {"n_bags": 3, "bag_fraction": 0.75}}]
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +89,8 @@ def seeded_runs(tmp_path_factory):
     _members(root)
     uri = sqlite_store(root)
     bagged = _config(root, "bagged", BAGGED, uri)
-    linear = _config(root, "linear", ["default"], uri)
-    for path, seeds in ((bagged, "0-2"), (linear, "0,1,2")):
+    wide = _config(root, "wide", WIDE, uri)
+    for path, seeds in ((bagged, "0-2"), (wide, "0,1,2")):
         out = root / f"runs-{path.stem}"
         argv = ["run", str(path), "--seeds", seeds, "--output", str(out), "--quiet"]
         assert main(argv) == 0
@@ -118,7 +122,7 @@ def test_run_seeds_nests_one_run_per_seed_under_a_parent(seeded_runs):
     root, uri = seeded_runs
     runs = _children(uri)
     parents = runs[runs.role == "seeds"]
-    assert sorted(parents.name) == ["bagged", "linear"]
+    assert sorted(parents.name) == ["bagged", "wide"]
     assert set(parents.seeds) == {"0,1,2"}
     for parent in parents.itertuples():
         kids = runs[runs.parent == parent.run_id].sort_values("seed")
@@ -128,8 +132,8 @@ def test_run_seeds_nests_one_run_per_seed_under_a_parent(seeded_runs):
         assert kids.cv_log_loss.notna().all()
         # each seed's run holds its own base and meta runs
         for kid in kids.run_id:
-            assert (runs.parent == kid).sum() == 4  # m0, m1, m2 and the one candidate
-    for name in ("bagged", "linear"):
+            assert (runs.parent == kid).sum() == 5  # m0 to m3 and the one candidate
+    for name in ("bagged", "wide"):
         for s in SEEDS:  # every seed's results folder, with the seeded config
             config = yaml.safe_load(
                 (root / f"runs-{name}" / f"seed-{s}" / "config.resolved.yaml").read_text()
@@ -164,7 +168,7 @@ def test_compare_table_equals_a_recomputation_from_stored_oof(seeded_runs, tmp_p
     assert "| config | seeds | log_loss mean |" in printed
     assert sorted(p.name for p in out.iterdir()) == ["compare.csv", "compare.md", "compare.tex"]
     table = pd.read_csv(out / "compare.csv").set_index("config")
-    assert table.loc[["bagged", "linear"], "n_seeds"].tolist() == [3, 3]
+    assert table.loc[["bagged", "wide"], "n_seeds"].tolist() == [3, 3]
 
     runs = _children(uri)
     scores: dict[str, dict[int, float]] = {}
@@ -178,40 +182,38 @@ def test_compare_table_equals_a_recomputation_from_stored_oof(seeded_runs, tmp_p
             scores.setdefault(parent.name, {})[s] = log_loss(y, p, labels=[0, 1, 2])
             # the stored OOF predictions give the score the run recorded
             assert scores[parent.name][s] == pytest.approx(kid.cv_log_loss, rel=1e-9)
-    for name in ("bagged", "linear"):
+    for name in ("bagged", "wide"):
         values = np.array([scores[name][s] for s in SEEDS])
         half = stats.t.ppf(0.975, 2) * values.std(ddof=1) / np.sqrt(3)
         row = table.loc[name]
         assert row["mean"] == pytest.approx(values.mean(), rel=1e-9)
         assert row["ci_low"] == pytest.approx(values.mean() - half, rel=1e-9, abs=1e-12)
         assert row["ci_high"] == pytest.approx(values.mean() + half, rel=1e-9, abs=1e-12)
-    # seeds move the bagged selection, never the deterministic logistic regression
-    assert np.ptp([scores["bagged"][s] for s in SEEDS]) > 1e-6
-    assert table.loc["linear", "std"] == 0.0
+    # seeds move both selections (else pairing by seed would not matter here)
+    for name in ("bagged", "wide"):
+        assert np.ptp([scores[name][s] for s in SEEDS]) > 1e-6
 
-    # bagged is the baseline (its runs are the oldest); linear - bagged, paired by seed
-    diffs = np.array([scores["linear"][s] - scores["bagged"][s] for s in SEEDS])
+    # bagged is the baseline (its runs are the oldest); wide - bagged, paired by seed
+    diffs = np.array([scores["wide"][s] - scores["bagged"][s] for s in SEEDS])
     half = stats.t.ppf(0.975, 2) * diffs.std(ddof=1) / np.sqrt(3)
-    linear = table.loc["linear"]
-    assert linear["n_pairs"] == 3
-    assert linear["diff"] == pytest.approx(diffs.mean(), rel=1e-9)
-    assert linear["diff_ci_low"] == pytest.approx(diffs.mean() - half, rel=1e-9)
-    assert linear["diff_ci_high"] == pytest.approx(diffs.mean() + half, rel=1e-9)
+    wide = table.loc["wide"]
+    assert wide["n_pairs"] == 3
+    assert wide["diff"] == pytest.approx(diffs.mean(), rel=1e-9)
+    assert wide["diff_ci_low"] == pytest.approx(diffs.mean() - half, rel=1e-9)
+    assert wide["diff_ci_high"] == pytest.approx(diffs.mean() + half, rel=1e-9)
 
     # the row interval: the same resampled rows for both configs, difference averaged
     def row_losses(p: np.ndarray) -> np.ndarray:  # log loss is a mean of these
         return -np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1))
 
-    gap = np.mean(
-        [row_losses(preds["linear"][s]) - row_losses(preds["bagged"][s]) for s in SEEDS], 0
-    )
+    gap = np.mean([row_losses(preds["wide"][s]) - row_losses(preds["bagged"][s]) for s in SEEDS], 0)
     draws = np.random.default_rng(0).integers(0, len(y), size=(1000, len(y)))
     low, high = np.percentile(gap[draws].mean(axis=1), [2.5, 97.5])
-    assert linear["diff_row_low"] == pytest.approx(low, rel=1e-6)
-    assert linear["diff_row_high"] == pytest.approx(high, rel=1e-6)
+    assert wide["diff_row_low"] == pytest.approx(low, rel=1e-6)
+    assert wide["diff_row_high"] == pytest.approx(high, rel=1e-6)
     assert np.isnan(table.loc["bagged", "diff"])  # the baseline has no difference
     tex = (out / "compare.tex").read_text()
-    assert r"\toprule" in tex and "linear" in tex and r"$\Delta$ vs bagged" in tex
+    assert r"\toprule" in tex and "wide" in tex and r"$\Delta$ vs bagged" in tex
 
 
 @pytest.mark.e2e
@@ -220,10 +222,10 @@ def test_compare_run_ids_pick_the_runs_and_the_baseline(seeded_runs, capsys):
     runs = _children(uri)
     kids = runs[runs.seed.isin(["0", "1"])]
     ids = [r[:12] for r in kids.run_id]  # short ids, as `stacking runs` shows them
-    argv = ["compare", *ids, "--tracking-uri", uri, "--baseline", "linear", "--format", "csv"]
+    argv = ["compare", *ids, "--tracking-uri", uri, "--baseline", "wide", "--format", "csv"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "Δ vs linear" in out
+    assert "Δ vs wide" in out
     _header, *rows = [line for line in out.splitlines() if line.startswith("| ")]
     assert len(rows) == 2 and all("| 2 |" in row for row in rows)
 
@@ -394,3 +396,21 @@ def test_t_interval_and_row_bootstrap_values():
     boot = hits_a[draws].mean(1) - hits_b[draws].mean(1)
     assert (low, high) == pytest.approx(tuple(np.percentile(boot, [2.5, 97.5])))
     assert parse_formats("csv,md,csv") == ["csv", "md"]
+
+
+def test_run_seeds_without_tracking_moves_only_seeded_candidates(tmp_path):
+    """Seeds change a random meta-model's predictions, never a deterministic one's (its
+    spread over seeds is zero); with tracking off each seed still has its folder."""
+    from stacking.seeds import run_seeds
+
+    _members(tmp_path)
+    path = _config(tmp_path, "both", [*BAGGED, "default"], "unused")
+    done = run_seeds(path, [0, 1], overrides=["tracking.kind=none"], output_dir=tmp_path / "o")
+    assert [r.run_id for r in done] == [None, None]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["seed-0", "seed-1"]
+    meta = [pd.read_parquet(tmp_path / "o" / f"seed-{s}" / "meta_oof.parquet") for s in (0, 1)]
+    logistic = [c for c in meta[0].columns if c.startswith("logistic__")]
+    bagged = [c for c in meta[0].columns if c.startswith("bagged__")]
+    assert len(logistic) == len(bagged) == 3
+    np.testing.assert_array_equal(meta[0][logistic], meta[1][logistic])
+    assert not np.allclose(meta[0][bagged], meta[1][bagged])

@@ -19,7 +19,7 @@ from stacking.errors import ConfigError, DataError, OutputError, StackingError
 from stacking.quiet import loud_tensorflow, quiet_tensorflow  # also imported by scripts
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         return _run_seeds(args)
     from stacking.experiment import Experiment
@@ -51,7 +51,7 @@ def _run(args) -> int:
     return 0
 
 
-def _run_seeds(args) -> int:
+def _run_seeds(args: argparse.Namespace) -> int:
     """``run --seeds``: the config once per seed, nested under one MLflow parent run."""
     from stacking.seeds import parse_seeds, run_seeds
 
@@ -76,7 +76,7 @@ def _run_seeds(args) -> int:
     return 0
 
 
-def _compare(args) -> int:
+def _compare(args: argparse.Namespace) -> int:
     """One table over several runs: each config's mean over seeds, paired differences."""
     from stacking.compare import compare_stored, parse_formats, to_markdown, write_tables
 

@@ -20,6 +20,7 @@ refused: their weights are not among the stored files.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -359,6 +360,11 @@ def _tex(text: str) -> str:
     return text
 
 
+def _minus(text: str) -> str:
+    """A negative number with a typeset minus sign (``-0.01`` would print a hyphen)."""
+    return re.sub(r"(?<![\w.])-(?=\d)", "$-$", text)
+
+
 def to_latex(c: Comparison) -> str:
     """A booktabs ``table`` (``\\usepackage{booktabs}``)."""
     header, body = _cells(c)
@@ -369,7 +375,7 @@ def to_latex(c: Comparison) -> str:
         r"\toprule",
         " & ".join(_tex(h) for h in header) + r" \\",
         r"\midrule",
-        *(" & ".join(_tex(v) for v in row) + r" \\" for row in body),
+        *(" & ".join(_minus(_tex(v)) for v in row) + r" \\" for row in body),
         r"\bottomrule",
         r"\end{tabular}",
         rf"\caption{{{_tex(_caption(c))}}}",

@@ -27,6 +27,7 @@ import importlib
 import inspect
 import json
 import re
+import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -184,7 +185,9 @@ def run_seeds(
     with ExitStack() as stack:
         if isinstance(tracker, MlflowTracker):
             stack.enter_context(seeds_parent(tracker, name, config.to_dict(), list(seeds), digest))
-        for seed in seeds:
+        for i, seed in enumerate(seeds, 1):
+            if progress:
+                print(f"seed {seed} ({i} of {len(seeds)})", file=sys.stderr)
             with ExitStack() as child:
                 if isinstance(tracker, MlflowTracker):
                     child.enter_context(seed_run(tracker, f"{name}-seed{seed}", seed, digest))

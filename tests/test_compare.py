@@ -285,6 +285,14 @@ def test_run_bad_seeds_is_one_line_exit_2(tmp_path, capsys):
         (["compare", "abc", "--format", "md,pdf"], "--format takes a comma-separated list"),
     ],
 )
+def test_compare_help_imports_neither_tensorflow_nor_mlflow(tmp_path):
+    from test_fast_commands import _modules_after
+
+    loaded, out = _modules_after(["compare", "--help"], tmp_path)
+    assert "--baseline" in out and "--experiment" in out
+    assert loaded == {"tensorflow": False, "keras": False, "mlflow": False}
+
+
 def test_compare_bad_flags_are_one_line_exit_2(argv, match, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err

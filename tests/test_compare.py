@@ -269,12 +269,21 @@ def test_parse_seeds_refuses_bad_input(text, match):
 
 def test_run_bad_seeds_is_one_line_exit_2(tmp_path, capsys):
     _members(tmp_path)
-    path = _config(tmp_path, "x", ["mean"], sqlite_store(tmp_path))
+    path = _config(tmp_path, "x", ["mean"], f"sqlite:///{tmp_path}/mlflow.db")
     assert main(["run", str(path), "--seeds", "3-1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --seeds: the range '3-1' ends before it starts")
     assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()  # nothing was started
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_compare_help_imports_neither_tensorflow_nor_mlflow(tmp_path):
+    from test_fast_commands import _modules_after
+
+    loaded, out = _modules_after(["compare", "--help"], tmp_path)
+    assert "--baseline" in out and "--experiment" in out
+    assert loaded == {"tensorflow": False, "keras": False, "mlflow": False}
 
 
 @pytest.mark.parametrize(
@@ -285,14 +294,6 @@ def test_run_bad_seeds_is_one_line_exit_2(tmp_path, capsys):
         (["compare", "abc", "--format", "md,pdf"], "--format takes a comma-separated list"),
     ],
 )
-def test_compare_help_imports_neither_tensorflow_nor_mlflow(tmp_path):
-    from test_fast_commands import _modules_after
-
-    loaded, out = _modules_after(["compare", "--help"], tmp_path)
-    assert "--baseline" in out and "--experiment" in out
-    assert loaded == {"tensorflow": False, "keras": False, "mlflow": False}
-
-
 def test_compare_bad_flags_are_one_line_exit_2(argv, match, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err

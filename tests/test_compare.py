@@ -423,3 +423,15 @@ def test_run_seeds_without_tracking_moves_only_seeded_candidates(tmp_path):
     assert len(logistic) == len(bagged) == 3
     np.testing.assert_array_equal(meta[0][logistic], meta[1][logistic])
     assert not np.allclose(meta[0][bagged], meta[1][bagged])
+
+
+@pytest.mark.e2e
+def test_reproduce_reruns_one_seed_exactly(seeded_runs, tmp_path, capsys):
+    """A seed's run records its seeded config: `stacking reproduce` gives its scores."""
+    _, uri = seeded_runs
+    runs = _children(uri)
+    parent = runs[(runs.role == "seeds") & (runs.name == "bagged")].run_id.iloc[0]
+    seed_2 = runs[(runs.parent == parent) & (runs.seed == "2")].run_id.iloc[0]
+    argv = ["reproduce", seed_2, "--tracking-uri", uri, "--output", str(tmp_path / "again")]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "reproduced: 3 of 3 recorded cv_ metrics equal" in capsys.readouterr().out

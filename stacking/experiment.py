@@ -499,7 +499,8 @@ class Experiment:
         return {"scores": scores, "winners": score.winners}
 
     def _repeats(self, level1, data: Dataset, levels, entries, metric_names):
-        """``meta.repeats``: every entry's scores on each split, the fold plan's first."""
+        """``meta.repeats``: every entry's scores on each split, the fold plan's first, and
+        its OOF predictions on each split (for the intervals over repeats)."""
         n_repeats = self.config.meta.repeats
         if n_repeats == 1:
             return {}, {}

@@ -31,10 +31,13 @@ import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stacking.config import Config, load_config
 from stacking.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stacking.experiment import ExperimentResult
 
 MAX_SEEDS = 1000
 _SEED_ITEM = re.compile(r"(\d+)(?:-(\d+))?")
@@ -77,14 +80,14 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def _estimator_classes(key: str) -> list[type]:
-    """The classes a candidate's ``estimator`` may build (both variants of a short name)."""
+    """The classes a candidate's ``estimator`` may build: both variants of a short name
+    (``default`` is ``logistic`` or ``ridge`` by task), or the class of an import path."""
     from stacking.meta import get_meta_learner
 
-    key = {"default": "logistic"}.get(key, key)
-    learner = get_meta_learner(key)
-    targets = [key] if learner is None else [learner.classifier, learner.regressor]
-    if key == "logistic":
-        targets.append(get_meta_learner("ridge").regressor)  # type: ignore[union-attr]
+    targets: list[Any] = []
+    for name in ("logistic", "ridge") if key == "default" else (key,):
+        learner = get_meta_learner(name)
+        targets += [name] if learner is None else [learner.classifier, learner.regressor]
     classes = []
     for target in targets:
         if isinstance(target, str):
@@ -168,7 +171,7 @@ def run_seeds(
     overrides: Sequence[str] = (),
     output_dir: str | Path | None = None,
     progress: bool = True,
-) -> list[Any]:
+) -> list[ExperimentResult]:
     """Run the config at ``path`` once per seed; returns the :class:`ExperimentResult` of
     each, in seed order. With an MLflow tracker the runs nest under one parent run."""
     from stacking import results

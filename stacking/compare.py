@@ -232,6 +232,13 @@ def compare_runs(
     rows = []
     for digest, seeds in groups.items():
         ordered = [seeds[s] for s in sorted(seeds)]
+        for run in ordered[1:]:  # a mean over seeds is over one data set
+            if run.data_digest != ordered[0].data_digest:
+                raise DataError(
+                    f"runs {ordered[0].run_id} and {run.run_id} of config {labels[digest]} "
+                    f"scored different data (digests {ordered[0].data_digest[:12]} and "
+                    f"{run.data_digest[:12]}); compare runs of one data set"
+                )
         mean, low, high = t_interval([score(r) for r in ordered])
         row = {
             "config": labels[digest],

@@ -181,6 +181,7 @@ def run_seeds(
     config = load_config(path, overrides)
     base = Path(output_dir) if output_dir else results.default_dir(config.name)
     outputs = seed_output_dirs(base, seeds)
+    seeded = {seed: seeded_config(config, seed) for seed in seeds}  # before any run starts
     digest = config_digest(config.to_dict())
     tracker = get_tracker(config.tracking)
     name = config.tracking.run_name or config.name
@@ -195,7 +196,7 @@ def run_seeds(
                 if isinstance(tracker, MlflowTracker):
                     child.enter_context(seed_run(tracker, f"{name}-seed{seed}", seed, digest))
                 experiment = Experiment(
-                    seeded_config(config, seed),
+                    seeded[seed],
                     output_dir=outputs[seed],
                     tracker=tracker,
                     progress=progress,

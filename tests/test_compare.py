@@ -361,6 +361,9 @@ def test_compare_runs_refuses_runs_on_different_rows():
     runs = [_run("a", 0, _binary(rng, y, 1.0), y), _run("b", 0, _binary(rng, y, 1.0), y, "e")]
     with pytest.raises(DataError, match=r"cannot pair run b0 \(b, seed 0\) with run a0"):
         compare_runs(runs)
+    same_config = [_run("a", 0, runs[0].pred, y), _run("a", 1, runs[0].pred, y, "e")]
+    with pytest.raises(DataError, match=r"runs a0 and a1 of config a scored different data"):
+        compare_runs(same_config)
     flipped = 1 - y  # same digest claimed, other labels: still refused
     runs[1] = _run("b", 0, _binary(rng, y, 1.0), flipped)
     with pytest.raises(DataError, match="different rows or labels"):

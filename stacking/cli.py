@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # the commands import these lazily: `stacking --help` stays f
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.seeds is not None:
+        return _run_seeds(args)
     from stacking.experiment import Experiment
 
     experiment = Experiment.from_yaml(
@@ -53,6 +55,59 @@ def _run(args: argparse.Namespace) -> int:
         uri = resolved_uri(experiment.config.tracking.uri)
         print(f"mlflow run: {result.run_id}")
         print(f"browse it:  mlflow ui --backend-store-uri {uri}")
+    return 0
+
+
+def _run_seeds(args: argparse.Namespace) -> int:
+    """``run --seeds``: the config once per seed, nested under one MLflow parent run."""
+    from stacking.seeds import parse_seeds, run_seeds
+
+    seeds = parse_seeds(args.seeds)  # before any computing: a bad flag fails at once
+    if args.submission:
+        raise ConfigError("--submission writes one run's predictions; drop it with --seeds")
+    done = run_seeds(
+        args.config,
+        seeds,
+        overrides=args.set or [],
+        output_dir=args.output,
+        progress=not args.quiet,
+    )
+    for seed, result in zip(seeds, done, strict=True):
+        print(
+            f"seed {seed}: {result.ensemble}  results: {result.output_dir}"
+            + (f"  mlflow run: {result.run_id}" if result.run_id else "")
+        )
+    run_ids = [r.run_id for r in done if r.run_id]
+    if run_ids:
+        print(f"compare them: stacking compare {' '.join(run_ids)}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    """One table over several runs: each config's mean over seeds, paired differences."""
+    from stacking.compare import compare_stored, parse_formats, to_markdown, write_tables
+
+    formats = parse_formats(args.format)
+    if bool(args.run_ids) == bool(args.experiment):
+        raise ConfigError(
+            "stacking compare takes run ids or --experiment NAME, not both nor neither. "
+            f"Received: {len(args.run_ids)} run id(s), --experiment {args.experiment!r}"
+        )
+    if args.output and Path(args.output).exists() and not Path(args.output).is_dir():
+        raise ConfigError(f"--output {args.output!r} is a file; name a folder")
+    comparison = compare_stored(
+        args.run_ids,
+        experiment=args.experiment,
+        tracking_uri=args.tracking_uri,
+        metric=args.metric,
+        baseline=args.baseline,
+    )
+    print(to_markdown(comparison))
+    for note in comparison.notes:
+        print(f"note: {note}")
+    if args.output:
+        for path in write_tables(comparison, Path(args.output), formats):
+            print(f"wrote {path}")
     return 0
 
 
@@ -404,7 +459,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="at the end, write a Kaggle-style file (.csv or .parquet) of the test rows: the "
         "id and the predicted class or value, named like the target",
     )
+    run.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        help="run the config once per seed (e.g. 0-4 or 0,2,7), nested under one MLflow "
+        "parent run; a seed sets meta.seed and the meta-models' random_state, never the "
+        "fold plan; results go to OUTPUT/seed-<s>",
+    )
     run.set_defaults(func=_run)
+
+    compare = sub.add_parser(
+        "compare",
+        parents=[common],
+        help="one table over several runs: each config's mean over seeds and paired "
+        "differences (Markdown, LaTeX, CSV)",
+    )
+    compare.add_argument("run_ids", nargs="*", metavar="RUN_ID", help="MLflow run ids")
+    compare.add_argument("--experiment", help="compare every finished run of this experiment")
+    compare.add_argument("--tracking-uri", help="MLflow store (default: MLflow's)")
+    compare.add_argument("--output", metavar="DIR", help="write compare.<format> files here")
+    compare.add_argument(
+        "--format", default="md,tex,csv", help="formats written to --output (default md,tex,csv)"
+    )
+    compare.add_argument("--metric", help="metric to compare (default: the runs' primary)")
+    compare.add_argument(
+        "--baseline", help="config the differences are taken from (default: the first)"
+    )
+    compare.set_defaults(func=_compare)
 
     folds = sub.add_parser(
         "folds",

@@ -36,7 +36,9 @@ from stacking.evaluate import (
     Entry,
     best_of,
     format_leaderboard,
+    interval_method,
     leaderboard,
+    repeat_interval,
     repeat_spread,
     score_entry,
 )
@@ -497,10 +499,11 @@ class Experiment:
         return {"scores": scores, "winners": score.winners}
 
     def _repeats(self, level1, data: Dataset, levels, entries, metric_names):
-        """``meta.repeats``: every entry's scores on each split, the fold plan's first."""
+        """``meta.repeats``: every entry's scores on each split, the fold plan's first, and
+        its OOF predictions on each split (for the intervals over repeats)."""
         n_repeats = self.config.meta.repeats
         if n_repeats == 1:
-            return {}
+            return {}, {}
         with self.progress.stage("repeats", f"{n_repeats - 1} re-splits of the meta level"):
             plans = [resplit_fold_plan(self.config.folds, data, r) for r in range(1, n_repeats)]
             again = repeated_oof(
@@ -514,9 +517,10 @@ class Experiment:
                 columns_per_model=level1.columns_per_model,
                 sample_weight=data.sample_weight,
             )
-        out = {}
+        out, by_entry = {}, {}
         for entry in entries:  # base models' OOF predictions are the same on every split
             oofs = [entry.oof, *again.get(entry.name, [entry.oof] * (n_repeats - 1))]
+            by_entry[entry.name] = oofs
             out[entry.name] = {
                 get_metric(m).name: [
                     get_metric(m)(data.y, o, task=data.task, sample_weight=data.sample_weight)
@@ -524,7 +528,45 @@ class Experiment:
                 ]
                 for m in metric_names
             }
-        return out
+        return out, by_entry
+
+    def _with_repeat_intervals(
+        self,
+        board: pd.DataFrame,
+        entries: list[Entry],
+        repeat_oofs: dict[str, list[np.ndarray]],
+        data: Dataset,
+        metric_names: list[str],
+    ) -> pd.DataFrame:
+        """``meta.repeats``: each entry's difference from the best base model averaged over
+        the splits, and its interval (``delta_vs_best_base_repeats``, ``ci_low_repeats``,
+        ``ci_high_repeats``), beside the fold plan's own ``delta_vs_best_base``."""
+        if not repeat_oofs:
+            return board
+        meta = self.config.meta
+        primary = get_metric(metric_names[0])
+        best = best_of([e for e in entries if e.role == "base"], primary)
+        method = interval_method(meta.interval, len(data.y), meta.bootstrap_max_rows)
+        found = {
+            e.name: repeat_interval(
+                primary,
+                data.y,
+                repeat_oofs[e.name],
+                best.oof,
+                task=data.task,
+                method=method,
+                n_resamples=meta.bootstrap,
+                seed=meta.seed,
+                sample_weight=data.sample_weight,
+            )
+            for e in entries
+            if e.role != "base"
+        }
+        empty = (np.nan, np.nan, np.nan, "")
+        columns = ("delta_vs_best_base_repeats", "ci_low_repeats", "ci_high_repeats")
+        for k, column in enumerate(columns):
+            board[column] = [found.get(m, empty)[k] for m in board["model"]]
+        return board
 
     def _with_cost(self, board: pd.DataFrame, stack, data: Dataset) -> pd.DataFrame:
         """``meta.cost``: the base models each entry uses and their parameter count."""
@@ -565,11 +607,12 @@ class Experiment:
             ensemble = self._select(stack, entries, data, plan, metric_names)
             test_out = self._predict_test(stack, preds, data, level1)
         nested = self._nested(level1, data, plan, levels, metric_names)
-        repeated = self._repeats(level1, data, levels, entries, metric_names)
+        repeated, repeat_oofs = self._repeats(level1, data, levels, entries, metric_names)
         with stage("intervals") as info:
             board = self._leaderboard(entries, data, metric_names, ensemble, test_out)
             info["detail"] = _interval_detail(board, self.config.meta.bootstrap)
         board = _with_repeats(_with_nested(board, nested), repeated, metric_names)
+        board = self._with_repeat_intervals(board, entries, repeat_oofs, data, metric_names)
         board = self._with_cost(board, stack, data)
 
         fitted = {m.name: m.estimator for lv in stack.levels for m in lv}

@@ -347,8 +347,8 @@ def _write_files(
     """The tables and files of the results directory of docs/architecture.md."""
     write_table(oof, tmp / "oof.parquet")
     meta = pd.DataFrame({data.id_column: data.ids, "fold": plan.folds})
-    for e in entries:
-        if e.role != "base":
+    for e in entries:  # the selected entry too when it is a base model (stacking compare)
+        if e.role != "base" or e.name == metrics["ensemble"]:
             cols = block_names(e.name, data, drop_redundant=False)
             meta[cols] = np.asarray(e.oof).reshape(len(meta), -1)
     write_table(meta, tmp / "meta_oof.parquet")

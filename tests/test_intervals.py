@@ -13,6 +13,7 @@ from stacking.evaluate import (
     delong_components,
     leaderboard,
     paired_bootstrap,
+    repeat_interval,
     score_entry,
 )
 from stacking.folds import FoldPlan
@@ -209,3 +210,56 @@ def test_intervals_bootstrap_zero_turns_them_off_and_auto_below_the_threshold_is
         get_metric("log_loss"), y, b, a, task="multiclass", n_resamples=300
     )
     assert tuple(auto.loc["stack", ["ci_low", "ci_high"]]) == (low, high)
+
+
+# -- meta.repeats: the difference averaged over splits, and its interval ----------------------
+
+
+def _repeats(y, a, seed, k=3):
+    """``k`` noisy variants of prediction ``a``, as re-splits of a learned meta level give."""
+    rng = np.random.default_rng(seed)
+    return [softmax(np.log(a) + 0.3 * rng.normal(size=a.shape)) for _ in range(k)]
+
+
+def _row_losses(y, p):
+    return -np.log(np.clip(p[np.arange(len(y)), y], 1e-15, 1))
+
+
+def test_repeat_interval_bootstrap_equals_a_direct_recomputation():
+    """Every repeat and the base on the same resampled rows; their mean difference."""
+    from scipy import stats
+
+    y, a, base = _classification(300, 3, seed=11)
+    reps = _repeats(y, a, seed=12)
+    metric = get_metric("log_loss")
+    kw = dict(task="multiclass", n_resamples=500, seed=4)
+    delta, low, high, how = repeat_interval(metric, y, reps, base, method="bootstrap", **kw)
+    gap = np.mean([_row_losses(y, r) for r in reps], axis=0) - _row_losses(y, base)
+    draws = np.random.default_rng(4).integers(0, len(y), size=(500, len(y)))
+    want_low, want_high = np.percentile(gap[draws].mean(axis=1), [2.5, 97.5])
+    assert how == "bootstrap"
+    assert delta == pytest.approx(gap.mean(), rel=1e-9)
+    assert (low, high) == pytest.approx((want_low, want_high), rel=1e-9)
+    # the analytic one: a t interval on the per-row differences averaged over repeats
+    delta, low, high, how = repeat_interval(metric, y, reps, base, method="analytic", **kw)
+    half = stats.t.ppf(0.975, len(y) - 1) * gap.std(ddof=1) / np.sqrt(len(y))
+    assert how == "t"
+    assert (delta, low, high) == pytest.approx((gap.mean(), gap.mean() - half, gap.mean() + half))
+
+
+@pytest.mark.parametrize(("name", "method"), [("log_loss", "bootstrap"), ("roc_auc", "analytic")])
+def test_repeat_interval_of_equal_repeats_is_the_single_split_interval(name, method):
+    """A combiner that learns nothing has the same OOF on every split: its interval over
+    repeats is the fold plan's own."""
+    y, a, base = _classification(200, 2, seed=13)
+    metric = get_metric(name)
+    found = repeat_interval(
+        metric, y, [a, a, a], base, task="binary", method=method, n_resamples=300, seed=2
+    )
+    if method == "bootstrap":
+        single = paired_bootstrap(metric, y, a, base, task="binary", n_resamples=300, seed=2)
+        assert found[:3] == pytest.approx(single, rel=1e-12) and found[3] == "bootstrap"
+    else:
+        single = analytic_interval(metric, y, a, base, task="binary")
+        assert found[:3] == pytest.approx(single[:3], rel=1e-12)
+        assert found[3] == single[3] == "delong"

@@ -38,6 +38,8 @@ ORDER = [
     "tracking",
     "cost",
     "experiment",
+    "seeds",  # runs one config per seed: builds experiments
+    "compare",  # reads finished runs back from the tracker
     "cli",
     "_docgen",  # writes docs/configuration.md from config's models; nothing imports it
 ]

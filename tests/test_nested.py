@@ -206,9 +206,10 @@ def test_nested_and_repeats_in_a_run_beside_the_winners_own_score(binary_project
     board = result.leaderboard.set_index("model")
 
     # Defaults change nothing: the same columns and numbers as a run without the options.
-    added = ("_selected_nested", "_repeat_mean", "_repeat_std")
+    added = ("_selected_nested", "_repeat_mean", "_repeat_std", "_repeats")
     new = [c for c in board.columns if c.endswith(added)]
-    assert len(new) == 3 * 3  # three metrics: nested, repeat mean and repeat spread
+    # three metrics: nested, repeat mean and repeat spread; the interval over repeats
+    assert len(new) == 3 * 3 + 3
     pd.testing.assert_frame_equal(result.leaderboard.drop(columns=new), plain.leaderboard)
     pd.testing.assert_frame_equal(result.leaderboard, again.leaderboard)  # same seed, same board
 
@@ -235,6 +236,18 @@ def test_nested_and_repeats_in_a_run_beside_the_winners_own_score(binary_project
     splits = recorded["entries"]["logistic"]["repeat_scores"]["log_loss"]
     assert len(splits) == 3 and splits[0] == pytest.approx(board.loc["logistic", "cv_log_loss"])
     assert np.mean(splits) == pytest.approx(board.loc["logistic", "cv_log_loss_repeat_mean"])
+    # The interval over repeats: the fold plan's own for the mean (the same on every
+    # split), the difference averaged over the splits for the learned candidate.
+    single = board.loc["mean", ["delta_vs_best_base", "ci_low", "ci_high"]].to_numpy(float)
+    over = board.loc["mean", ["delta_vs_best_base_repeats", "ci_low_repeats", "ci_high_repeats"]]
+    np.testing.assert_allclose(over.to_numpy(float), single, rtol=1e-12)
+    best_base = board.loc[board.role == "base", "cv_log_loss"].min()
+    assert board.loc["logistic", "delta_vs_best_base_repeats"] == pytest.approx(
+        board.loc["logistic", "cv_log_loss_repeat_mean"] - best_base
+    )
+    low, high = board.loc["logistic", ["ci_low_repeats", "ci_high_repeats"]]
+    assert low < board.loc["logistic", "delta_vs_best_base_repeats"] < high
+    assert board.loc[["wide", "logit", "outside"], "ci_low_repeats"].isna().all()
     ensemble_std = board.loc[result.ensemble, "cv_log_loss_repeat_std"]
     assert parent.data.metrics["cv_log_loss_repeat_std"] == pytest.approx(ensemble_std)
 

@@ -26,6 +26,7 @@ from stacking.tracking._base import (
 )
 from stacking.tracking._mlflow import MlflowTracker, resolved_uri
 from stacking.tracking._noop import NoopTracker
+from stacking.tracking._seeds import StoredRun, fetch_compared_runs, seed_run, seeds_parent
 
 if TYPE_CHECKING:  # `stacking runs` and `log` import this package and need no config models
     from stacking.config import TrackingConfig
@@ -44,7 +45,9 @@ __all__ = [
     "NoopTracker",
     "RecordedRun",
     "RunRecord",
+    "StoredRun",
     "Tracker",
+    "fetch_compared_runs",
     "flatten",
     "get_tracker",
     "log_results",
@@ -53,6 +56,8 @@ __all__ = [
     "record_from_results",
     "register_tracker",
     "resolved_uri",
+    "seed_run",
+    "seeds_parent",
 ]
 
 _TRACKERS: dict[str, Callable[[Any], Tracker]] = {

@@ -37,6 +37,7 @@ ORDER = [
     "plots",
     "tracking",
     "cost",
+    "guard",
     "experiment",
     "cli",
     "_docgen",  # writes docs/configuration.md from config's models; nothing imports it

@@ -1,0 +1,247 @@
+"""The stacked-overfitting guard (``folds.holdout`` + ``meta.guard``) on real models.
+
+One project per module, no TensorFlow: 600 rows of a binary target that depends on
+``x0`` and ``x1`` only, a plan exported by ``stacking folds`` with 40 % of the rows
+reserved, and prediction files of real models trained on that exported plan:
+
+* honest stack: a logistic regression on ``x0`` and one on ``x1`` (each sees half the
+  signal, so a meta-model that combines them is truly better than either);
+* leaky stack: a logistic regression on ``x0, x1`` and eight LightGBM models on pure-noise
+  columns that early-stop on their own held-out fold (the common mistake), so their OOF
+  predictions look informative and the meta-model trusts them.
+
+Every model predicts the reserved rows as the mean of its fold models, as test rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss
+
+from stacking import Experiment
+from stacking.cli import main
+from stacking.errors import LeakageError
+from stacking.folds import RESERVED, FoldPlan
+from stacking.guard import FAIL, PASS, REFERENCE
+
+N_ROWS, N_NOISE = 600, 8
+CLASSES = ["no", "yes"]
+LGBM = {
+    "objective": "binary",
+    "learning_rate": 0.3,
+    "num_leaves": 4,
+    "min_data_in_leaf": 3,
+    "bagging_fraction": 0.5,
+    "bagging_freq": 1,
+    "feature_fraction": 0.5,
+    "num_threads": 1,
+    "verbose": -1,
+}
+
+
+@dataclass
+class GuardProject:
+    root: Path
+    raw: dict
+    plan: pd.DataFrame
+
+    def config(self, members: list[str], **meta) -> Path:
+        raw = yaml.safe_load(yaml.safe_dump(self.raw))
+        raw["base_models"] = {m: raw["base_models"][m] for m in members}
+        raw["meta"].update(meta)
+        path = self.root / f"config-{'-'.join(members)}.yaml"
+        path.write_text(yaml.safe_dump(raw, sort_keys=False))
+        return path
+
+
+def _fit_on_plan(fit_predict, X, y, folds) -> np.ndarray:
+    """OOF probabilities of the positive class: fold k from the model of fold k; the
+    reserved rows (fold -1) from the mean of every fold model, as test rows."""
+    n_splits = int(folds.max()) + 1
+    reserved = folds == RESERVED
+    oof = np.zeros(len(X))
+    for k in range(n_splits):
+        fit, held = (folds != k) & ~reserved, folds == k
+        on_held, on_reserved = fit_predict(X[fit], y[fit], X[held], y[held], X[reserved])
+        oof[held] = on_held
+        oof[reserved] += on_reserved / n_splits
+    return oof
+
+
+def _logistic(X, y, X_held, y_held, X_reserved):
+    model = LogisticRegression().fit(X, y)
+    return model.predict_proba(X_held)[:, 1], model.predict_proba(X_reserved)[:, 1]
+
+
+def _early_stopped_on_own_fold(seed: int):
+    """LightGBM that picks its number of rounds on the fold it then predicts (the leak)."""
+
+    def fit_predict(X, y, X_held, y_held, X_reserved):
+        train = lgb.Dataset(X, y)
+        valid = lgb.Dataset(X_held, y_held, reference=train)
+        booster = lgb.train(
+            {**LGBM, "seed": seed},
+            train,
+            num_boost_round=150,
+            valid_sets=[valid],
+            callbacks=[lgb.early_stopping(150, verbose=False)],
+        )
+        best = booster.best_iteration
+        return booster.predict(X_held, num_iteration=best), booster.predict(
+            X_reserved, num_iteration=best
+        )
+
+    return fit_predict
+
+
+def _write_oof(root: Path, name: str, plan: pd.DataFrame, positive: np.ndarray) -> dict:
+    frame = pd.DataFrame({"id": plan["id"], "fold": plan["fold"]})
+    frame["no"], frame["yes"] = 1.0 - positive, positive
+    path = root / "preds" / f"{name}_oof.csv"
+    frame.to_csv(path, index=False)
+    return {"predictions": {"oof": str(path)}}
+
+
+@pytest.fixture(scope="module")
+def guard_project(tmp_path_factory) -> GuardProject:
+    root = tmp_path_factory.mktemp("guard")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(N_ROWS, 2 + 2 * N_NOISE))
+    logit = 1.0 * X[:, 0] - 0.7 * X[:, 1]
+    y = (rng.random(N_ROWS) < 1 / (1 + np.exp(-logit))).astype(int)
+    frame = pd.DataFrame(X, columns=[f"x{j}" for j in range(X.shape[1])])
+    frame.insert(0, "id", [f"r{i:04d}" for i in range(N_ROWS)])
+    frame["y"] = np.array(CLASSES)[y]
+    frame.to_csv(root / "train.csv", index=False)
+    (root / "preds").mkdir()
+    raw = {
+        "name": "guard",
+        "data": {"train": "train.csv", "id": "id", "target": "y"},
+        "folds": {"kind": "stratified", "n_splits": 5, "seed": 0, "holdout": 0.4},
+        "base_models": {},
+        "meta": {"candidates": ["logistic"], "bootstrap": 0, "guard": True},
+        "metrics": ["log_loss", "roc_auc"],
+        "tracking": {"kind": "none"},
+        "cache": {"dir": str(root / "cache")},
+        "plots": False,
+    }
+    (root / "folds.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    # The plan exported before any model exists; every model below is trained on it.
+    assert main(["folds", str(root / "folds.yaml"), "--output", str(root / "folds.csv")]) == 0
+    plan = pd.read_csv(root / "folds.csv", dtype={"id": str})
+    rows = frame.set_index("id").loc[plan["id"]]
+    Xp, yp, folds = rows.filter(like="x").to_numpy(), (rows["y"] == "yes").to_numpy(int), None
+    folds = plan["fold"].to_numpy()
+    members = {
+        "lr_x0": _fit_on_plan(_logistic, Xp[:, [0]], yp, folds),
+        "lr_x1": _fit_on_plan(_logistic, Xp[:, [1]], yp, folds),
+        "lr_both": _fit_on_plan(_logistic, Xp[:, :2], yp, folds),
+    }
+    for i in range(N_NOISE):
+        noise = Xp[:, [2 + 2 * i, 3 + 2 * i]]
+        members[f"leaky_{i}"] = _fit_on_plan(_early_stopped_on_own_fold(i), noise, yp, folds)
+    raw["base_models"] = {name: _write_oof(root, name, plan, p) for name, p in members.items()}
+    return GuardProject(root=root, raw=raw, plan=plan)
+
+
+LEAKY = ["lr_both", *(f"leaky_{i}" for i in range(N_NOISE))]
+HONEST = ["lr_x0", "lr_x1"]
+
+
+def _row(board: pd.DataFrame, model: str) -> pd.Series:
+    return board.set_index("model").loc[model]
+
+
+def test_guard_refuses_a_meta_model_fooled_by_early_stopping_on_the_own_fold(
+    guard_project, tmp_path
+):
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    config = guard_project.config(LEAKY)
+    result = Experiment.from_yaml(
+        config, overrides=["tracking.kind=mlflow", f"tracking.uri={store}"], progress=False
+    ).run()
+    board = result.leaderboard
+    meta, honest = _row(board, "logistic"), _row(board, "lr_both")
+    # Cross-validated on the stacking rows the meta-model looks clearly better ...
+    assert meta["cv_log_loss"] < honest["cv_log_loss"] - 0.01
+    # ... and on the reserved rows it is worse than the honest base model alone.
+    assert meta["guard_log_loss"] > honest["guard_log_loss"] + 0.005
+    assert meta["guard"] == FAIL and honest["guard"] == REFERENCE
+    assert (
+        result.ensemble == "lr_both" and board.loc[board["selected"], "model"].item() == "lr_both"
+    )
+    assert result.meta_model is None
+    guard = result.metrics["guard"]
+    assert guard["passed"] is False and guard["selected"] == "logistic"
+    assert "falls back to lr_both" in guard["message"]
+    assert guard["message"] in result.summary()
+    # The run record says so too, and the results folder holds the same.
+    run = mlflow.MlflowClient(store).get_run(result.run_id)
+    assert run.data.tags["stacking.guard"] == FAIL
+    assert run.data.tags["stacking.guard_reason"] == guard["message"]
+    assert run.data.tags["stacking.ensemble"] == "lr_both"
+    on_disk = pd.read_csv(result.output_dir / "leaderboard.csv").set_index("model")
+    assert on_disk.loc["logistic", "guard"] == FAIL
+
+
+def test_guard_keeps_a_meta_model_of_honest_base_models(guard_project):
+    result = Experiment.from_yaml(guard_project.config(HONEST), progress=False).run()
+    board = result.leaderboard
+    meta = _row(board, "logistic")
+    best_base = min(_row(board, m)["guard_log_loss"] for m in HONEST)
+    assert meta["guard_log_loss"] < best_base - 0.02  # truly better on fresh rows
+    assert meta["guard"] == PASS
+    assert result.ensemble == "logistic" and result.metrics["guard"]["passed"] is True
+    assert result.meta_model is not None
+
+
+def test_guard_scores_equal_a_recomputation_from_the_reserved_rows(guard_project):
+    """``guard_log_loss`` is the log loss of ``guard.parquet``'s predictions of the
+    reserved rows, and those are exactly the rows the exported plan marks -1."""
+    result = Experiment.from_yaml(guard_project.config(HONEST), progress=False).run()
+    held = pd.read_parquet(result.output_dir / "guard.parquet")
+    plan = guard_project.plan
+    assert sorted(held["id"]) == sorted(plan.loc[plan["fold"] == RESERVED, "id"])
+    truth = (held["y"] == "yes").to_numpy(int)
+    board = result.leaderboard.set_index("model")
+    for model in [*HONEST, "base_mean", "logistic"]:
+        recomputed = log_loss(truth, held[[f"{model}__no", f"{model}__yes"]].to_numpy())
+        assert board.loc[model, "guard_log_loss"] == pytest.approx(recomputed, rel=1e-12)
+    # The stacking rows alone are in oof.parquet; folds.csv is the whole exported plan.
+    oof = pd.read_parquet(result.output_dir / "oof.parquet")
+    assert len(oof) == len(plan) - len(held) and (oof["fold"] >= 0).all()
+    written = pd.read_csv(result.output_dir / "folds.csv", dtype={"id": str})
+    pd.testing.assert_frame_equal(written, plan)
+    exported = FoldPlan.from_csv(guard_project.root / "folds.csv")
+    assert exported.n_reserved == len(held)
+    assert result.metrics["folds_digest"] == exported.digest
+
+
+def test_guard_off_reports_the_reserved_scores_without_changing_the_choice(guard_project):
+    result = Experiment.from_yaml(guard_project.config(LEAKY, guard=False), progress=False).run()
+    assert result.ensemble == "logistic"
+    assert _row(result.leaderboard, "logistic")["guard"] == FAIL
+    assert "kept, as meta.guard is off" in result.metrics["guard"]["message"]
+
+
+def test_a_prediction_file_that_trained_on_a_reserved_row_is_refused(guard_project, tmp_path):
+    """The OOF file's folds must equal the plan on the reserved rows too."""
+    frame = pd.read_csv(guard_project.root / "preds" / "lr_x0_oof.csv", dtype={"id": str})
+    first = frame.index[frame["fold"] == RESERVED][0]
+    frame.loc[first, "fold"] = 0  # a reserved row predicted as if in fold 0
+    frame.to_csv(tmp_path / "bad_oof.csv", index=False)
+    raw = yaml.safe_load(guard_project.config(HONEST).read_text())
+    raw["base_models"]["lr_x0"]["predictions"]["oof"] = str(tmp_path / "bad_oof.csv")
+    raw["data"]["train"] = str(guard_project.root / "train.csv")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(LeakageError, match=r"1 row\(s\) were predicted in another fold .*plan -1"):
+        Experiment.from_yaml(tmp_path / "c.yaml", progress=False).run()

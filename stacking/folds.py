@@ -51,8 +51,8 @@ class FoldPlan:
         present = np.unique(self.folds[self.folds != RESERVED])
         if present.size < 2 or not np.array_equal(present, np.arange(present.size)):
             raise DataError(
-                f"a fold plan needs folds numbered 0..K-1 with K >= 2 (and -1 for reserved "
-                f"rows). Received folds {np.unique(self.folds).tolist()[:20]}"
+                f"a fold plan needs folds numbered 0..K-1 with K >= 2. Received folds "
+                f"{np.unique(self.folds).tolist()[:20]} (-1 marks a reserved row)"
             )
 
     @property
@@ -182,8 +182,8 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset, *, _shuffle_groups: bool = F
         if present.size < 2 or not np.array_equal(present, np.arange(present.size)):
             raise DataError(
                 f"folds.column {cfg.column!r} in {source}: a fold plan needs folds numbered "
-                f"0..K-1 with K >= 2 (-1: reserved). Received folds "
-                f"{np.unique(folds).tolist()[:20]}; renumber them"
+                f"0..K-1 with K >= 2. Received folds {np.unique(folds).tolist()[:20]}; "
+                "renumber them (-1 marks a reserved row)"
             )
         return FoldPlan(ids=data.ids, folds=folds)
     n = len(data.ids)

@@ -15,6 +15,7 @@ Every model predicts the reserved rows as the mean of its fold models, as test r
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +25,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from numpy.testing import assert_array_equal
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
 from stacking import Experiment
 from stacking.cli import main
 from stacking.errors import LeakageError
-from stacking.folds import RESERVED, FoldPlan
+from stacking.folds import RESERVED, FoldPlan, make_fold_plan
 from stacking.guard import FAIL, PASS, REFERENCE
 
 N_ROWS, N_NOISE = 600, 8
@@ -245,3 +247,116 @@ def test_a_prediction_file_that_trained_on_a_reserved_row_is_refused(guard_proje
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(LeakageError, match=r"1 row\(s\) were predicted in another fold .*plan -1"):
         Experiment.from_yaml(tmp_path / "c.yaml", progress=False).run()
+
+
+# -- the reserved rows in the fold plan -----------------------------------------------------
+
+
+def _data(tmp_path, n: int = 120):
+    from stacking.config import DataConfig
+    from stacking.data import load_dataset
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(
+        {
+            "sample": [f"s{i:03d}" for i in range(n)],
+            "x": rng.normal(size=n),
+            "label": np.repeat([0, 0, 0, 0, 1, 2], n // 6),  # 2/3, 1/6, 1/6
+            "patient": rng.permutation(np.arange(n) // 4),
+        }
+    )
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    return load_dataset(DataConfig(train=tmp_path / "train.csv", target="label", id="sample"))
+
+
+def test_holdout_is_stratified_and_no_fold_model_trains_on_it(tmp_path):
+    from stacking.config import FoldsConfig
+    from stacking.training import _models_to_fit
+
+    data = _data(tmp_path)
+    plan = make_fold_plan(FoldsConfig(kind="stratified", n_splits=4, holdout=0.25), data)
+    assert_array_equal(np.bincount(data.y[plan.reserved]), [20, 5, 5])  # a quarter of each
+    for rows, name in _models_to_fit(plan, train_full=True):
+        assert not plan.reserved[rows].any(), name
+    tested = np.concatenate([plan.test_index(k) for k in range(plan.n_splits)])
+    assert_array_equal(np.sort(tested), np.flatnonzero(~plan.reserved))
+    # the seed chooses them; the same seed the same rows
+    again = make_fold_plan(FoldsConfig(kind="stratified", n_splits=4, holdout=0.25), data)
+    other = make_fold_plan(FoldsConfig(kind="stratified", n_splits=4, holdout=0.25, seed=1), data)
+    assert_array_equal(again.folds, plan.folds)
+    assert not np.array_equal(other.reserved, plan.reserved)
+
+
+def test_holdout_never_splits_a_group(tmp_path):
+    from stacking.config import FoldsConfig
+
+    data = _data(tmp_path)
+    groups = data.train["patient"].to_numpy()
+    plan = make_fold_plan(FoldsConfig(kind="group", group="patient", n_splits=3, holdout=0.2), data)
+    assert plan.n_reserved > 0
+    for patient in np.unique(groups):
+        assert np.unique(plan.folds[groups == patient]).size == 1, patient
+    assert set(groups[plan.reserved]).isdisjoint(groups[~plan.reserved])
+
+
+def test_holdout_plan_round_trips_and_a_plain_plan_is_unchanged(tmp_path):
+    from stacking.config import FoldsConfig
+    from stacking.folds import read_fold_file
+
+    data = _data(tmp_path)
+    plan = make_fold_plan(FoldsConfig(n_splits=3, holdout=0.2), data)
+    plan.save(tmp_path / "folds.csv", id_column="sample")
+    back = read_fold_file(tmp_path / "folds.csv", data)
+    assert_array_equal(back.folds, plan.folds) and back.digest == plan.digest
+    assert FoldPlan.from_csv(tmp_path / "folds.csv").digest == plan.digest
+    plain = make_fold_plan(FoldsConfig(n_splits=3), data)
+    assert plain.n_reserved == 0 and plain.digest != plan.digest
+    plain.save(tmp_path / "plain.csv", id_column="sample")
+    assert list(pd.read_csv(tmp_path / "plain.csv").columns) == ["sample", "fold"]
+    # the digest of a plan without reserved rows is the sha256 it always was
+    lines = sorted(f"{i},{k}" for i, k in zip(plain.ids, plain.folds))
+    assert plain.digest == hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def test_fold_models_predict_reserved_rows_as_test_rows_never_the_full_model(
+    guard_project, tmp_path
+):
+    """An ONNX fold set trained on the exported plan (with a ``full`` model): the reserved
+    rows' level-1 features are the mean of the fold models, as onnxruntime computes it."""
+    import onnxruntime as ort
+
+    from stacking.training import train_onnx_fold_models
+
+    plan = FoldPlan.from_csv(guard_project.root / "folds.csv")
+    train = pd.read_csv(guard_project.root / "train.csv", dtype={"id": str}).set_index("id")
+    X = train.loc[plan.ids, ["x0", "x1"]].to_numpy(np.float32)
+    y = (train.loc[plan.ids, "y"] == "yes").to_numpy(int)
+    folder = train_onnx_fold_models(
+        LogisticRegression,
+        X,
+        y,
+        plan,
+        tmp_path / "onnx",
+        task="binary",
+        classes=CLASSES,
+        train_full=True,
+    )
+
+    def proba(name: str, rows: np.ndarray) -> np.ndarray:
+        session = ort.InferenceSession(str(folder / f"{name}.onnx"))
+        outputs = session.run(None, {"x": rows})
+        return np.asarray(
+            pd.DataFrame(outputs[1])[1] if isinstance(outputs[1], list) else outputs[1][:, 1]
+        )
+
+    raw = yaml.safe_load(guard_project.config(HONEST).read_text())
+    raw["data"]["train"] = str(guard_project.root / "train.csv")
+    raw["data"]["views"] = {"xy": {"columns": ["x0", "x1"]}}
+    raw["base_models"]["onnx"] = {"path": str(folder), "input": "xy"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    result = Experiment.from_yaml(tmp_path / "c.yaml", progress=False).run()
+    held = pd.read_parquet(result.output_dir / "guard.parquet").set_index("id")
+    rows = train.loc[held.index, ["x0", "x1"]].to_numpy(np.float32)
+    mean = np.mean([proba(f"fold_{k}", rows) for k in range(plan.n_splits)], axis=0)
+    np.testing.assert_allclose(held["onnx__yes"], mean, rtol=1e-6)
+    assert np.abs(proba("full", rows) - mean).max() > 1e-4  # the full model differs

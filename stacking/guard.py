@@ -14,8 +14,7 @@ AutoGluon's dynamic stacking (DyStack), adapted to models that are already train
 :func:`set_aside` removes the reserved rows before the meta level (it fits and selects on
 the other rows only) and keeps their base predictions; :func:`apply_guard` predicts them
 through the fitted stack, scores every entry on them and, with ``meta.guard``, falls back
-from a selected meta-model that does not beat the best base model (the base model with
-the best cross-validated primary score) on them.
+from a selected meta-model that does not beat the best base model on them.
 
 >>> data, plan, preds, reserved = set_aside(data, plan, preds)   # reserved: None if none
 >>> ensemble, verdict = apply_guard(reserved, stack, entries, ensemble, metric_names,
@@ -35,7 +34,7 @@ import pandas as pd
 from stacking.data import Dataset
 from stacking.engine import BasePredictions
 from stacking.errors import DataError
-from stacking.evaluate import Entry, best_of
+from stacking.evaluate import Entry
 from stacking.folds import FoldPlan
 from stacking.level1 import block_names
 from stacking.metrics import get_metric
@@ -79,7 +78,7 @@ class GuardVerdict:
     n_rows: int
     enabled: bool  # meta.guard: the decision applies; off: the scores are only reported
     selected: str  # the entry the cross-validated scores chose
-    reference: str  # the best base model by cross-validated primary score
+    reference: str  # the best base model by primary score on the reserved rows
     ensemble: str  # the entry kept: ``selected``, or ``reference`` after a fall-back
     passed: bool
     scores: dict[str, dict[str, float]] = field(default_factory=dict)  # entry -> metric -> score
@@ -158,9 +157,9 @@ def apply_guard(
     """Score every entry on the reserved rows; with ``enabled`` keep ``ensemble`` only if
     it is a meta-model that beats the reference base model there, else fall back to it.
 
-    The reference is the base model with the best cross-validated primary score (the one
-    a run without meta-models would pick); the bar is its primary score on the reserved
-    rows, and a meta-model must be strictly better. ``stack.ensemble`` follows the choice.
+    The reference is the base model with the best primary score on the reserved rows (a
+    meta-model must beat every base model there, strictly); a fall-back keeps it.
+    ``stack.ensemble`` follows the choice.
     """
     data = reserved.data
     predictions = guard_predictions(reserved, stack)
@@ -176,7 +175,11 @@ def apply_guard(
                 sample_weight=reserved.sample_weight,
             )
     primary = get_metric(metric_names[0])
-    reference = best_of([e for e in entries if e.role == "base"], primary)
+    bases = [e for e in entries if e.role == "base"]
+    reference = bases[0]  # the best base model on the reserved rows: the bar to clear
+    for entry in bases[1:]:
+        if primary.better(scores[entry.name][primary.name], scores[reference.name][primary.name]):
+            reference = entry
     bar, got = scores[reference.name][primary.name], scores[ensemble.name][primary.name]
     passed = ensemble.role == "meta" and primary.better(got, bar)
     where = f"the {len(reserved.index)} reserved rows"

@@ -34,6 +34,7 @@ from stacking.cli import main
 from stacking.errors import LeakageError
 from stacking.folds import RESERVED, FoldPlan, make_fold_plan
 from stacking.guard import FAIL, PASS, REFERENCE
+from stacking.predictor import load_predictor
 
 N_ROWS, N_NOISE = 600, 8
 CLASSES = ["no", "yes"]
@@ -163,6 +164,7 @@ def _row(board: pd.DataFrame, model: str) -> pd.Series:
     return board.set_index("model").loc[model]
 
 
+@pytest.mark.e2e
 def test_guard_refuses_a_meta_model_fooled_by_early_stopping_on_the_own_fold(
     guard_project, tmp_path
 ):
@@ -193,6 +195,17 @@ def test_guard_refuses_a_meta_model_fooled_by_early_stopping_on_the_own_fold(
     assert run.data.tags["stacking.ensemble"] == "lr_both"
     on_disk = pd.read_csv(result.output_dir / "leaderboard.csv").set_index("model")
     assert on_disk.loc["logistic", "guard"] == FAIL
+    # The served ensemble is the fallback: rows carrying every member's columns get
+    # lr_both's own probabilities, not the meta-model's.
+    predictor = load_predictor(result.output_dir)
+    rows = pd.DataFrame({"id": ["n0", "n1", "n2"]})
+    given = {m: np.array([0.2, 0.55, 0.9]) + 0.01 * i for i, m in enumerate(LEAKY)}
+    for member, columns in predictor.stack.given_columns().items():
+        for column in columns:
+            yes = given[member]
+            rows[column] = yes if column.endswith("yes") else 1.0 - yes
+    served = predictor.predict_proba(rows)
+    np.testing.assert_allclose(served[:, 1], given["lr_both"], rtol=1e-12)
 
 
 def test_guard_keeps_a_meta_model_of_honest_base_models(guard_project):
@@ -318,6 +331,7 @@ def test_holdout_plan_round_trips_and_a_plain_plan_is_unchanged(tmp_path):
     assert plain.digest == hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
+@pytest.mark.e2e
 def test_fold_models_predict_reserved_rows_as_test_rows_never_the_full_model(
     guard_project, tmp_path
 ):

@@ -316,7 +316,7 @@ def _submission(result, predictor, proba: bool, target: str):
     return pd.DataFrame({id_column: result[id_column], target: result["prediction"]})
 
 
-def _folds(args) -> int:
+def _folds(args: argparse.Namespace) -> int:
     """Write the experiment's fold plan before any model exists, for models trained
     elsewhere (``stacking folds CONFIG --output folds.csv``)."""
     from stacking.config import load_config

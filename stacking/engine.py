@@ -290,13 +290,13 @@ def _assemble(
     oof = None
     if train is not None and recipe.kind == "folds":
         oof = np.empty((len(train.plan.ids), *oof_out[0].shape[1:]))
-        held = []  # each fold model's predictions of the reserved rows, after its fold's
+        on_reserved = []  # each fold model's predictions of the reserved rows, after its fold's
         for k, out in enumerate(oof_out):
             fold_rows = train.plan.test_index(k)
             oof[fold_rows] = out[: fold_rows.size]
-            held.append(out[fold_rows.size :])
+            on_reserved.append(out[fold_rows.size :])
         if train.plan.reserved.any():
-            oof[train.plan.reserved] = np.mean(held, axis=0)
+            oof[train.plan.reserved] = np.mean(on_reserved, axis=0)
     elif train is not None:
         oof = oof_out[0]
     test = np.mean(new_out, axis=0) if new_out else None

@@ -637,7 +637,14 @@ class Experiment:
         result.metrics.update({"run_id": run_id} if run_id else {})
         return run_id
 
-    def _write(self, out, data, plan, entries, result: ExperimentResult) -> Path:
+    def _write(
+        self,
+        out: Path,
+        data: Dataset,
+        plan: FoldPlan,
+        entries: list[Entry],
+        result: ExperimentResult,
+    ) -> Path:
         tmp = results.write_partial(
             out,
             config=self.config.to_dict(),

@@ -374,3 +374,17 @@ def test_fold_models_predict_reserved_rows_as_test_rows_never_the_full_model(
     mean = np.mean([proba(f"fold_{k}", rows) for k in range(plan.n_splits)], axis=0)
     np.testing.assert_allclose(held["onnx__yes"], mean, rtol=1e-6)
     assert np.abs(proba("full", rows) - mean).max() > 1e-4  # the full model differs
+
+
+def test_repeats_and_nested_run_on_the_stacking_rows_only(guard_project):
+    """Re-splits and the outer folds of ``meta.nested`` split the stacking rows; the
+    reserved rows stay out of both (they have no fold to be re-split into)."""
+    config = guard_project.config(HONEST, repeats=2, nested=True)
+    result = Experiment.from_yaml(config, progress=False).run()
+    n_reserved = int((guard_project.plan["fold"] == RESERVED).sum())
+    assert result.metrics["n_rows"] == N_ROWS - n_reserved
+    assert result.metrics["n_reserved"] == n_reserved
+    board = result.leaderboard.set_index("model")
+    assert board["cv_log_loss_repeat_std"].notna().all()
+    assert np.isfinite(board.loc["logistic", "cv_log_loss_selected_nested"])
+    assert board.loc["logistic", "guard"] == PASS

@@ -388,3 +388,44 @@ def test_repeats_and_nested_run_on_the_stacking_rows_only(guard_project):
     assert board["cv_log_loss_repeat_std"].notna().all()
     assert np.isfinite(board.loc["logistic", "cv_log_loss_selected_nested"])
     assert board.loc["logistic", "guard"] == PASS
+
+
+def test_the_kaggle_lightgbm_script_trains_on_no_reserved_row(tmp_path):
+    """``experiments/kaggle/lgbm_oof.py`` on a plan with reserved rows: it writes them with
+    fold -1 and the mean of its fold boosters, which never saw them."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "experiments/kaggle/lgbm_oof.py"
+    spec = importlib.util.spec_from_file_location("lgbm_oof", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    rng = np.random.default_rng(2)
+    n = 90
+    train = pd.DataFrame({"id": [f"p{i:03d}" for i in range(n)], "a": rng.normal(size=n)})
+    train["b"] = rng.normal(size=n)
+    train["diagnosis"] = np.where(train["a"] + rng.normal(size=n) > 0, "M", "B")
+    (tmp_path / "data").mkdir()
+    train.to_csv(tmp_path / "data/train.csv", index=False)
+    train.drop(columns="diagnosis").head(5).to_csv(tmp_path / "data/test.csv", index=False)
+    folds = np.array([RESERVED if i % 6 == 0 else i % 3 for i in range(n)])
+    pd.DataFrame({"id": train["id"], "fold": folds}).to_csv(tmp_path / "folds.csv", index=False)
+
+    paths = module.train_oof(
+        tmp_path / "data", tmp_path / "folds.csv", tmp_path / "preds", n_estimators=10
+    )
+    oof = pd.read_csv(paths["oof"], dtype={"id": str}).set_index("id").loc[train["id"]]
+    assert_array_equal(oof["fold"], folds)
+    X, y = train[["a", "b"]], (train["diagnosis"] == "M").to_numpy(int)
+    reserved = folds == RESERVED
+    expected = np.mean(
+        [
+            lgb.LGBMClassifier(**{**module.PARAMS, "n_estimators": 10})
+            .fit(X[(folds != k) & ~reserved], y[(folds != k) & ~reserved])
+            .predict_proba(X[reserved])[:, 1]
+            for k in range(3)
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(oof.loc[reserved, "M"], expected, rtol=1e-9)

@@ -142,7 +142,7 @@ def guard_project(tmp_path_factory) -> GuardProject:
     assert main(["folds", str(root / "folds.yaml"), "--output", str(root / "folds.csv")]) == 0
     plan = pd.read_csv(root / "folds.csv", dtype={"id": str})
     rows = frame.set_index("id").loc[plan["id"]]
-    Xp, yp, folds = rows.filter(like="x").to_numpy(), (rows["y"] == "yes").to_numpy(int), None
+    Xp, yp = rows.filter(like="x").to_numpy(), (rows["y"] == "yes").to_numpy(int)
     folds = plan["fold"].to_numpy()
     members = {
         "lr_x0": _fit_on_plan(_logistic, Xp[:, [0]], yp, folds),

@@ -31,7 +31,7 @@ from sklearn.metrics import log_loss
 
 from stacking import Experiment
 from stacking.cli import main
-from stacking.errors import LeakageError
+from stacking.errors import DataError, LeakageError
 from stacking.folds import RESERVED, FoldPlan, make_fold_plan
 from stacking.guard import FAIL, PASS, REFERENCE
 from stacking.predictor import load_predictor
@@ -429,3 +429,19 @@ def test_the_kaggle_lightgbm_script_trains_on_no_reserved_row(tmp_path):
         axis=0,
     )
     np.testing.assert_allclose(oof.loc[reserved, "M"], expected, rtol=1e-9)
+
+
+def test_guard_on_a_folds_file_needs_reserved_rows_in_it(guard_project, tmp_path):
+    plain = guard_project.plan.assign(fold=lambda f: f["fold"].clip(lower=0))
+    plain.to_csv(tmp_path / "plain.csv", index=False)
+    raw = yaml.safe_load(guard_project.config(HONEST).read_text())
+    raw["data"]["train"] = str(guard_project.root / "train.csv")
+    raw["folds"] = {"file": str(tmp_path / "plain.csv")}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(DataError, match=r"meta\.guard needs rows the fold plan reserves"):
+        Experiment.from_yaml(tmp_path / "c.yaml", progress=False).run()
+    # the exported plan itself carries them: the same run on it keeps its verdict
+    raw["folds"] = {"file": str(guard_project.root / "folds.csv")}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    result = Experiment.from_yaml(tmp_path / "c.yaml", progress=False).run()
+    assert result.metrics["guard"]["passed"] is True

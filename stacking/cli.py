@@ -402,9 +402,16 @@ def _folds(args: argparse.Namespace) -> int:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise DataError(f"cannot write --output {args.output!r}: {exc.strerror or exc}") from exc
+    reserved = (
+        f"; {plan.n_reserved} rows are reserved (fold -1): train on none of them and "
+        "predict them with every fold model, as test rows"
+        if plan.n_reserved
+        else ""
+    )
     print(
         f"wrote {len(plan.ids)} rows in {plan.n_splits} folds (plan {plan.digest}) to {out}; "
         f"train fold k on the rows whose fold is not k, predict the rows whose fold is k"
+        f"{reserved}"
     )
     return 0
 

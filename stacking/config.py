@@ -152,6 +152,11 @@ class FoldsConfig(_Strict):
         None, description="take each row's fold from a CSV of (id, fold), e.g. `stacking folds`"
     )
     group: str | None = Field(None, description="group column, for kind: group")
+    holdout: float | None = Field(
+        None,
+        description="reserve this fraction of the rows (0 < f < 0.5; stratified, whole "
+        "groups) that no fold model trains on, fold -1 in the plan; meta.guard scores on them",
+    )
 
     @model_validator(mode="after")
     def _group_needs_column(self) -> FoldsConfig:
@@ -159,6 +164,16 @@ class FoldsConfig(_Strict):
             raise ValueError("kind: group needs `group: COLUMN` naming the group column")
         if self.column is not None and self.file is not None:
             raise ValueError("`column` and `file` both give the folds; keep one")
+        if self.holdout is not None and not 0 < self.holdout < 0.5:
+            raise ValueError(
+                f"holdout is the fraction of rows reserved from every fold model, above 0 and "
+                f"below 0.5. Received: holdout={self.holdout}; try 0.1"
+            )
+        if self.holdout is not None and (self.column or self.file) is not None:
+            raise ValueError(
+                "holdout reserves rows when the plan is split here; a plan from `column` or "
+                "`file` already marks its reserved rows with fold -1, so drop holdout"
+            )
         return self
 
 
@@ -393,6 +408,11 @@ class MetaConfig(_Strict):
         description="cross-fit the meta levels on this many splits of the rows (the fold "
         "plan, then re-splits seeded from folds.seed); >1 adds each entry's mean and spread",
     )
+    guard: bool = Field(
+        False,
+        description="select a meta-model only if it beats the best base model on the rows "
+        "the fold plan reserves (folds.holdout); otherwise fall back to that base model",
+    )
 
     @field_validator("features", mode="after")
     @classmethod
@@ -526,6 +546,16 @@ class Config(_Strict):
                     "named <model>__<output>: 'a_' and class '_x' would collide with 'a')"
                 )
         return v
+
+    @model_validator(mode="after")
+    def _guard_needs_holdout(self) -> Config:
+        folds = self.folds
+        if self.meta.guard and folds.holdout is None and folds.column is None and not folds.file:
+            raise ValueError(
+                "meta.guard scores the stack on rows no fold model trained on, but the fold "
+                "plan reserves none; set folds.holdout (e.g. 0.1) or drop meta.guard"
+            )
+        return self
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -192,8 +192,9 @@ def _plan_parts(
     if train is not None:
         inputs = [shared.view(x) for x in train.inputs[recipe.name]]
         if recipe.kind == "folds":
+            reserved = np.flatnonzero(train.plan.reserved)  # predicted by every fold model
             for k, path in enumerate(recipe.fold_paths):
-                fold_rows = train.plan.test_index(k)
+                fold_rows = np.concatenate([train.plan.test_index(k), reserved])
                 oof.append(part(path, [shared.fold(x, k, fold_rows) for x in inputs]))
         else:
             oof.append(part(recipe.fold_paths[0], inputs))
@@ -268,6 +269,9 @@ def _assemble(
                 n_outputs=n_outputs,
                 sample_weight=train.sample_weight,
             )
+            held = train.plan.reserved
+            if held.any():  # no fold head trained on them: their mean, as for test rows
+                oof[held] = predict_heads(heads, flat[0][held], task=task, n_outputs=n_outputs)
         test = (
             predict_heads(heads, flat[n_oof], task=task, n_outputs=n_outputs) if new_parts else None
         )
@@ -286,8 +290,13 @@ def _assemble(
     oof = None
     if train is not None and recipe.kind == "folds":
         oof = np.empty((len(train.plan.ids), *oof_out[0].shape[1:]))
+        on_reserved = []  # each fold model's predictions of the reserved rows, after its fold's
         for k, out in enumerate(oof_out):
-            oof[train.plan.test_index(k)] = out
+            fold_rows = train.plan.test_index(k)
+            oof[fold_rows] = out[: fold_rows.size]
+            on_reserved.append(out[fold_rows.size :])
+        if train.plan.reserved.any():
+            oof[train.plan.reserved] = np.mean(on_reserved, axis=0)
     elif train is not None:
         oof = oof_out[0]
     test = np.mean(new_out, axis=0) if new_out else None

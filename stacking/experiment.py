@@ -44,6 +44,14 @@ from stacking.evaluate import (
 )
 from stacking.executors import Executor, make_executor
 from stacking.folds import FoldPlan, check_resplit, make_fold_plan, resplit_fold_plan
+from stacking.guard import (
+    apply_guard,
+    check_guard,
+    record_guard,
+    set_aside,
+    with_guard_columns,
+    write_reserved,
+)
 from stacking.level1 import build_level1, check_meta_columns
 from stacking.meta import (
     Candidate,
@@ -124,6 +132,8 @@ class ExperimentResult:
     def summary(self) -> str:
         primary = get_metric(self.metrics["primary_metric"])
         text = format_leaderboard(self.leaderboard, primary)
+        guard = self.metrics.get("guard", {}).get("message")
+        text += f"\n\n{guard}" if guard else ""
         return f"{text}\n\nensemble: {self.ensemble}  results: {self.output_dir}"
 
 
@@ -251,6 +261,7 @@ class Experiment:
         self.progress = Progress(progress)
         self.cache = cache or open_cache(config.cache)
         self.reproduces: Reproduction | None = None
+        self._reserved: tuple | None = None  # (rows, verdict) when the plan reserves rows
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: Sequence[str] = (), **kwargs) -> Experiment:
@@ -339,6 +350,7 @@ class Experiment:
         reserved |= {c for c in (cfg.data.weight, cfg.folds.column) if c}
         check_meta_columns(data, _features(cfg), reserved)
         _check_evaluation(cfg, plan)
+        check_guard(cfg.meta.guard, plan, data.source.get("train", "the training data"))
         return data, plan
 
     def _predict_bases(self, recipes, data: Dataset, plan: FoldPlan):
@@ -602,10 +614,20 @@ class Experiment:
             cached = sum(p.cached for p in preds.values())
             computed = sum(p.computed for p in preds.values())
             info["detail"] = f"{computed} predictions computed, {cached} from the cache"
+        # Reserved rows (folds.holdout) leave here: the meta level never sees them.
+        data, plan, preds, held = set_aside(data, plan, preds)
         level1, stack, entries = self._fit(recipes, preds, data, plan, levels)
         with stage("scores", f"{len(entries)} entries") as info:
             ensemble = self._select(stack, entries, data, plan, metric_names)
-            test_out = self._predict_test(stack, preds, data, level1)
+        verdict = None
+        if held is not None:
+            with stage("guard") as info:
+                guard_on = self.config.meta.guard
+                ensemble, verdict = apply_guard(
+                    held, stack, entries, ensemble, metric_names, enabled=guard_on
+                )
+                info["detail"] = verdict.message
+        test_out = self._predict_test(stack, preds, data, level1)
         nested = self._nested(level1, data, plan, levels, metric_names)
         repeated, repeat_oofs = self._repeats(level1, data, levels, entries, metric_names)
         with stage("intervals") as info:
@@ -614,6 +636,7 @@ class Experiment:
         board = _with_repeats(_with_nested(board, nested), repeated, metric_names)
         board = self._with_repeat_intervals(board, entries, repeat_oofs, data, metric_names)
         board = self._with_cost(board, stack, data)
+        board = with_guard_columns(board, verdict) if verdict is not None else board
 
         fitted = {m.name: m.estimator for lv in stack.levels for m in lv}
         inputs = {m.name: (m.models, m.reads) for lv in stack.levels for m in lv}
@@ -624,7 +647,7 @@ class Experiment:
             weights=weights_table(fitted, inputs, data.output_names()),
             metrics=results.metrics_json(data, plan, entries, ensemble, metric_names, board),
             ensemble=ensemble.name,
-            meta_model=fitted[ensemble.name],
+            meta_model=fitted.get(ensemble.name),  # None: the guard fell back to a base
             predictor=EnsemblePredictor(stack),
             output_dir=out,
             run_id=None,
@@ -637,6 +660,9 @@ class Experiment:
             result.metrics["repeats"] = self.config.meta.repeats
             for name, scores in repeated.items():
                 result.metrics["entries"][name]["repeat_scores"] = scores
+        if held is not None and verdict is not None:
+            record_guard(result.metrics, verdict, held)
+            self._reserved = (held, verdict)
         result.run_id = self._write_and_record(out, data, plan, entries, result)
         self.progress.summary(preds)
         return result
@@ -654,7 +680,14 @@ class Experiment:
         result.metrics.update({"run_id": run_id} if run_id else {})
         return run_id
 
-    def _write(self, out, data, plan, entries, result: ExperimentResult) -> Path:
+    def _write(
+        self,
+        out: Path,
+        data: Dataset,
+        plan: FoldPlan,
+        entries: list[Entry],
+        result: ExperimentResult,
+    ) -> Path:
         tmp = results.write_partial(
             out,
             config=self.config.to_dict(),
@@ -668,6 +701,8 @@ class Experiment:
             entries=entries,
             predictor=result.predictor,
         )
+        if self._reserved is not None:
+            write_reserved(tmp, *self._reserved)
         if self.config.plots:
             try:
                 write_plots(tmp)

@@ -7,6 +7,11 @@ model that saw it. The digest depends only on the id → fold mapping, not on ro
 >>> plan = FoldPlan(ids=np.array([10, 11, 12, 13]), folds=np.array([0, 1, 0, 1]))
 >>> plan.n_splits, plan.train_index(0).tolist()
 (2, [1, 3])
+
+A plan may reserve rows (fold ``-1``, :data:`RESERVED`; ``folds.holdout``) that no fold
+model trains on: they are in no fold's training or held-out rows, every fold model predicts
+them like test rows, and ``meta.guard`` scores the stack on them. A plan without reserved
+rows has the same folds, file and digest as before reserved rows existed.
 """
 
 from __future__ import annotations
@@ -19,27 +24,51 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+from sklearn.model_selection import (
+    GroupKFold,
+    GroupShuffleSplit,
+    KFold,
+    ShuffleSplit,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+)
 
 from stacking.config import FoldsConfig
 from stacking.data import Dataset
 from stacking.errors import ConfigError, DataError
 
+RESERVED = -1  # the fold of a row that no fold model trains on (folds.holdout)
+
 
 @dataclass(frozen=True)
 class FoldPlan:
-    """``folds[i]`` is the fold of row ``ids[i]``; folds are ``0..n_splits-1``."""
+    """``folds[i]`` is the fold of row ``ids[i]``; folds are ``0..n_splits-1``, and
+    :data:`RESERVED` (-1) for a row that no fold model trains on."""
 
     ids: np.ndarray
     folds: np.ndarray
 
     def __post_init__(self) -> None:
-        present = np.unique(self.folds)
+        present = np.unique(self.folds[self.folds != RESERVED])
         if present.size < 2 or not np.array_equal(present, np.arange(present.size)):
             raise DataError(
                 f"a fold plan needs folds numbered 0..K-1 with K >= 2. Received folds "
-                f"{present.tolist()[:20]}"
+                f"{np.unique(self.folds).tolist()[:20]} (-1 marks a reserved row)"
             )
+
+    @property
+    def reserved(self) -> np.ndarray:
+        """A boolean mask of the reserved rows (fold -1): no fold model trains on them."""
+        return np.asarray(self.folds) == RESERVED
+
+    @property
+    def n_reserved(self) -> int:
+        return int(self.reserved.sum())
+
+    def kept(self) -> FoldPlan:
+        """The plan of the rows that are not reserved (the rows the meta level fits on)."""
+        keep = ~self.reserved
+        return FoldPlan(ids=np.asarray(self.ids)[keep], folds=np.asarray(self.folds)[keep])
 
     @property
     def n_splits(self) -> int:
@@ -58,7 +87,10 @@ class FoldPlan:
         keys = _utf8(np.asarray(self.ids))
         order = np.argsort(keys, kind="stable")
         folds = np.asarray(self.folds)[order]
-        fold_text = np.array([str(k).encode() for k in range(int(folds.max()) + 1)])
+        texts = [str(k).encode() for k in range(int(folds.max()) + 1)]
+        if (folds == RESERVED).any():  # index -1 picks the last text: "-1"
+            texts.append(str(RESERVED).encode())
+        fold_text = np.array(texts)
         n = len(keys)
         columns = [keys[order], np.full(n, b","), fold_text[folds], np.full(n, b"\n")]
         table = np.hstack([c.view(np.uint8).reshape(n, c.dtype.itemsize) for c in columns])
@@ -69,7 +101,8 @@ class FoldPlan:
         return hashlib.sha256(text).hexdigest()[:16]
 
     def train_index(self, k: int) -> np.ndarray:
-        return np.flatnonzero(self.folds != k)
+        """The rows fold model ``k`` trains on: every other fold, never a reserved row."""
+        return np.flatnonzero((self.folds != k) & (self.folds != RESERVED))
 
     def test_index(self, k: int) -> np.ndarray:
         return np.flatnonzero(self.folds == k)
@@ -123,7 +156,9 @@ def resplit_fold_plan(cfg: FoldsConfig, data: Dataset, repeat: int) -> FoldPlan:
     the fold plan). A plan read from ``folds.column`` has no splitter to re-run.
     """
     check_resplit(cfg)
-    changed = cfg.model_copy(update={"shuffle": True, "seed": repeat_seed(cfg.seed, repeat)})
+    # ``data`` holds the rows the meta level fits on: reserved rows are already set aside.
+    update = {"shuffle": True, "seed": repeat_seed(cfg.seed, repeat), "holdout": None}
+    changed = cfg.model_copy(update=update)
     return make_fold_plan(changed, data, _shuffle_groups=True)
 
 
@@ -144,11 +179,12 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset, *, _shuffle_groups: bool = F
                 f"Received dtype {raw.dtype}"
             )
         folds = raw.to_numpy(dtype=int)
-        present = np.unique(folds)
+        present = np.unique(folds[folds != RESERVED])
         if present.size < 2 or not np.array_equal(present, np.arange(present.size)):
             raise DataError(
                 f"folds.column {cfg.column!r} in {source}: a fold plan needs folds numbered "
-                f"0..K-1 with K >= 2. Received folds {present.tolist()[:20]}; renumber them"
+                f"0..K-1 with K >= 2. Received folds {np.unique(folds).tolist()[:20]}; "
+                "renumber them (-1 marks a reserved row)"
             )
         return FoldPlan(ids=data.ids, folds=folds)
     n = len(data.ids)
@@ -175,13 +211,61 @@ def make_fold_plan(cfg: FoldsConfig, data: Dataset, *, _shuffle_groups: bool = F
         shuffled = {"shuffle": True, "random_state": seed} if _shuffle_groups else {}
         splitter = GroupKFold(cfg.n_splits, **shuffled)
         groups, y_split = data.train[cfg.group].to_numpy(), None
-    folds = np.empty(n, dtype=int)
+    folds = np.full(n, RESERVED, dtype=int)
+    rows = np.arange(n)
+    if cfg.holdout is not None:
+        rows = np.flatnonzero(~reserve_rows(cfg, data, groups=groups))
+    y_rows = None if y_split is None else np.asarray(y_split)[rows]
+    g_rows = None if groups is None else groups[rows]
     try:
-        for k, (_, test_idx) in enumerate(splitter.split(np.zeros(n), y_split, groups)):
-            folds[test_idx] = k
+        for k, (_, test_idx) in enumerate(splitter.split(np.zeros(rows.size), y_rows, g_rows)):
+            folds[rows[test_idx]] = k
     except ValueError as exc:
         raise DataError(f"cannot build {kind} folds on {source}: {exc}") from exc
     return FoldPlan(ids=data.ids, folds=folds)
+
+
+def reserve_rows(cfg: FoldsConfig, data: Dataset, *, groups: np.ndarray | None) -> np.ndarray:
+    """The ``folds.holdout`` rows as a boolean mask, drawn with ``folds.seed``: whole groups
+    when the plan is grouped, stratified by class for a class target, random otherwise.
+
+    Every class must keep at least one reserved row and ``n_splits`` rows for the folds,
+    else the guard could not score the class (or the folds could not be built).
+    """
+    assert cfg.holdout is not None
+    source = data.source.get("train", "the training data")
+    n = len(data.ids)
+    what = f"folds.holdout: {cfg.holdout}"
+    if groups is not None:
+        splitter: ShuffleSplit | GroupShuffleSplit | StratifiedShuffleSplit = GroupShuffleSplit(
+            1, test_size=cfg.holdout, random_state=cfg.seed
+        )
+        n_groups = np.unique(groups).size
+        if round(cfg.holdout * n_groups) < 1 or n_groups - round(cfg.holdout * n_groups) < 2:
+            raise DataError(
+                f"{what} of the {n_groups} groups of {source} reserves no whole group or "
+                f"leaves fewer than 2 for the folds; raise or lower folds.holdout"
+            )
+    elif data.task in ("binary", "multiclass"):
+        splitter = StratifiedShuffleSplit(1, test_size=cfg.holdout, random_state=cfg.seed)
+        labels, counts = np.unique(data.y, return_counts=True)
+        for label, count in zip(labels, counts):
+            held = int(np.floor(cfg.holdout * count))
+            if held < 1 or count - held < cfg.n_splits:
+                name = data.classes[int(label)]
+                raise DataError(
+                    f"{what} reserves {held} of the {count} rows of class {name!r} in {source} "
+                    f"(each class needs >= 1 reserved and >= folds.n_splits={cfg.n_splits} "
+                    "kept); raise folds.holdout or use more rows"
+                )
+    else:
+        splitter = ShuffleSplit(1, test_size=cfg.holdout, random_state=cfg.seed)
+        if round(cfg.holdout * n) < 1:
+            raise DataError(f"{what} of the {n} rows of {source} reserves no row; raise it")
+    _, held_idx = next(splitter.split(np.zeros(n), data.y if groups is None else None, groups))
+    mask = np.zeros(n, dtype=bool)
+    mask[held_idx] = True
+    return mask
 
 
 def read_fold_file(path: Path, data: Dataset) -> FoldPlan:
@@ -211,5 +295,7 @@ def read_fold_file(path: Path, data: Dataset) -> FoldPlan:
         )
     folds = frame["fold"]
     if folds.isna().any() or not pd.api.types.is_integer_dtype(folds):
-        raise DataError(f"{what}: `fold` must hold integers 0..K-1. Received dtype {folds.dtype}")
+        raise DataError(
+            f"{what}: `fold` must hold integers 0..K-1 (-1: reserved). Received dtype {folds.dtype}"
+        )
     return FoldPlan(ids=data.ids, folds=folds.to_numpy(dtype=int)[where])

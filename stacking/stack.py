@@ -206,7 +206,10 @@ class FittedStack:
             rows=self.read_inputs(frame, source=source, root=root, access=access),
             batch_size=self.batch_size,
         )
-        level1 = self.level1({m: _test_of(p) for m, p in preds.items()}, frame, source=source)
+        base = {m: _test_of(p) for m, p in preds.items()}
+        if self.ensemble in base:  # meta.guard fell back to a base model
+            return base[self.ensemble]
+        level1 = self.level1(base, frame, source=source)
         return self.combine(level1)[self.ensemble]
 
     # -- persistence --------------------------------------------------------------------

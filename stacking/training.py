@@ -80,11 +80,11 @@ def _fresh_directory(directory: Path, overwrite: bool) -> Iterator[None]:
 
 def _models_to_fit(fold_plan: FoldPlan, train_full: bool) -> Iterator[tuple[np.ndarray, str]]:
     """(training rows, file stem) of every model in a fold set: each fold's, then the
-    ``full`` model's when asked for."""
+    ``full`` model's when asked for. No model trains on a row the plan reserves (fold -1)."""
     for k in range(fold_plan.n_splits):
         yield fold_plan.train_index(k), f"fold_{k}"
     if train_full:
-        yield np.arange(len(fold_plan.ids)), "full"
+        yield np.flatnonzero(~fold_plan.reserved), "full"
 
 
 def _fit_ready(x: np.ndarray) -> Any:

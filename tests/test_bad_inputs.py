@@ -516,6 +516,37 @@ ROWS = {
         r"folds\.n_splits=50 exceeds the 30 rows",
         _set("folds", {"n_splits": 50}),
     ),
+    "folds-holdout-zero": Row(
+        "folds",
+        "`folds.holdout: 0`",
+        ConfigError,
+        r"invalid value for 'folds'.*above 0 and below 0\.5\. Received: holdout=0\.0; try 0\.1",
+        _set("folds", {"n_splits": 3, "holdout": 0}),
+    ),
+    "folds-holdout-half": Row(
+        "folds",
+        "`folds.holdout: 0.5` (half the rows)",
+        ConfigError,
+        r"invalid value for 'folds'.*below 0\.5\. Received: holdout=0\.5; try 0\.1",
+        _set("folds", {"n_splits": 3, "holdout": 0.5}),
+    ),
+    "folds-holdout-few-rows": Row(
+        "folds",
+        "`folds.holdout: 0.05` of 12 rows of a class",
+        DataError,
+        r"folds\.holdout: 0\.05 reserves 0 of the 12 rows of class 'ant' in .*train\.csv "
+        r"\(each class needs >= 1 reserved .*\); raise folds\.holdout",
+        _set("folds", {"n_splits": 3, "holdout": 0.05}),
+    ),
+    "folds-guard-no-holdout": Row(
+        "folds",
+        "`meta.guard: true` without `folds.holdout`",
+        ConfigError,
+        r"meta\.guard scores the stack on rows no fold model trained on, but the fold plan "
+        r"reserves none; set folds\.holdout",
+        _set("meta.guard", True),
+        sets=("folds.column=null", "folds.n_splits=3"),
+    ),
     "folds-no-manifest": Row(
         "folds",
         "fold-model folder without `stacking.json`",

@@ -37,6 +37,7 @@ ORDER = [
     "plots",
     "tracking",
     "cost",
+    "guard",
     "experiment",
     "seeds",  # runs one config per seed: builds experiments
     "compare",  # reads finished runs back from the tracker

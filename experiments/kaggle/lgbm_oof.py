@@ -8,7 +8,9 @@ to the stack is the plan: ``stacking folds configs/kaggle.yaml --output folds.cs
     python experiments/kaggle/lgbm_oof.py [--data experiments/kaggle/data]
         [--folds experiments/kaggle/data/folds.csv] [--out experiments/kaggle/preds]
 
-Writes ``lgbm_oof.csv`` (id, fold, B, M) and ``lgbm_test.csv`` (id, B, M).
+Writes ``lgbm_oof.csv`` (id, fold, B, M) and ``lgbm_test.csv`` (id, B, M). Rows the plan
+reserves (fold -1, ``folds.holdout``) are never trained on; like test rows they get the
+mean of the fold boosters.
 """
 
 from __future__ import annotations
@@ -46,10 +48,13 @@ def train_oof(data: Path, folds: Path, out: Path, *, n_estimators: int | None = 
     oof = np.zeros(len(train))
     test_pred = np.zeros(len(test))
     n_splits = int(train["fold"].max()) + 1
+    reserved = (train["fold"] == -1).to_numpy()
     for k in range(n_splits):
-        fit, held = train["fold"] != k, train["fold"] == k
+        fit, held = (train["fold"] != k) & ~reserved, train["fold"] == k
         model = LGBMClassifier(**params).fit(train.loc[fit, features], y[fit])
         oof[held.to_numpy()] = model.predict_proba(train.loc[held, features])[:, 1]
+        if reserved.any():
+            oof[reserved] += model.predict_proba(train.loc[reserved, features])[:, 1] / n_splits
         test_pred += model.predict_proba(test[features])[:, 1] / n_splits
     out.mkdir(parents=True, exist_ok=True)
     paths = {"oof": out / "lgbm_oof.csv", "test": out / "lgbm_test.csv"}

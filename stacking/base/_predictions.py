@@ -187,7 +187,9 @@ def _check_folds(
         )
     raw = frame[FOLD_COLUMN].iloc[rows]
     if raw.isna().any() or not pd.api.types.is_integer_dtype(raw):
-        raise LeakageError(f"{what}: column {FOLD_COLUMN!r} must hold integer folds 0..K-1")
+        raise LeakageError(
+            f"{what}: column {FOLD_COLUMN!r} must hold integer folds 0..K-1 (-1: reserved)"
+        )
     differ = np.flatnonzero(raw.to_numpy() != np.asarray(plan_folds))
     if differ.size:
         shown = ", ".join(

@@ -275,8 +275,8 @@ class FittedStack:
         if version not in READS_FORMATS:
             raise DataError(
                 f"{str(directory)!r} was saved in format {version}; this tf-stacking "
-                f"reads format {FORMAT_VERSION}. Use the version that wrote it, or re-run "
-                "the experiment"
+                f"reads formats {' and '.join(map(str, READS_FORMATS))}. Use the version "
+                "that wrote it, or re-run the experiment"
             )
         fitted = joblib.load(directory / "meta_models.joblib")
         reference = {}
@@ -329,8 +329,10 @@ def _from_format_3(entry: dict[str, Any]) -> ResolvedBaseModel:
     names, views = entry["input_names"], [ViewConfig(**v) for v in entry["views"]]
     inputs: list[str | ViewConfig] = list(views)
     served = entry["outputs_are"] if entry["kind"] in ("folds", "external") else None
+    if entry["kind"] == "predictions":  # its view is its served predictions, no input
+        inputs = []
     spec = BaseModelSpec.model_construct(
-        input=dict(zip(names, inputs)) if names else inputs,
+        input=dict(zip(names, inputs)) if names else (inputs or None),
         custom_objects=list(entry["custom_objects"]),
         output=entry["output"],
         layer=entry["layer"],

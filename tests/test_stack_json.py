@@ -22,6 +22,7 @@ import pytest
 from pydantic import ValidationError
 
 from stacking.config import BaseModelSpec, CandidateConfig
+from stacking.errors import DataError
 from stacking.predictor import load_predictor
 from stacking.stack import FORMAT_VERSION, load_stack
 
@@ -109,3 +110,13 @@ def test_spec_is_frozen():
     with pytest.raises(ValidationError, match="frozen"):
         spec.path = Path("/elsewhere")
     assert spec.input_names == ["feats"] and SPECS["outside"].input_names is None
+
+
+@pytest.mark.parametrize("version", [2, 5, None])
+def test_stack_json_of_another_format_is_refused_naming_both(tmp_path, version):
+    folder = shutil.copytree(DATA / "stack_format3", tmp_path / "stack")
+    written = json.loads((folder / "stack.json").read_text())
+    written["format_version"] = version
+    (folder / "stack.json").write_text(json.dumps(written))
+    with pytest.raises(DataError, match=rf"saved in format {version}; .* reads formats 3 and 4"):
+        load_stack(folder)

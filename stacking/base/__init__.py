@@ -17,6 +17,7 @@ Anything else raises :class:`~stacking.errors.LeakageError` explaining them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -147,7 +148,13 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 
 def resolve_base_model(
-    name: str, cfg: BaseModelSpec, *, folds_digest: str, n_splits: int, task: str, classes
+    name: str,
+    cfg: BaseModelSpec,
+    *,
+    folds_digest: str,
+    n_splits: int,
+    task: str,
+    classes: Sequence[Any],
 ) -> ResolvedBaseModel:
     """Check a configured base model against the experiment and find its files.
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 
 from stacking.config import BaseModelSpec, CandidateConfig
 from stacking.errors import DataError
@@ -103,13 +102,6 @@ def test_stack_from_format_3_saved_again_loads_and_predicts_the_same(tmp_path):
     assert [m.kind for m in again.base_models] == [m.kind for m in old.base_models]
     ensemble = [c for c in expected.columns if c.startswith("ensemble__")]
     np.testing.assert_allclose(_served(again, rows), expected[ensemble], rtol=0, atol=1e-12)
-
-
-def test_spec_is_frozen():
-    spec = SPECS["folded"]
-    with pytest.raises(ValidationError, match="frozen"):
-        spec.path = Path("/elsewhere")
-    assert spec.input_names == ["feats"] and SPECS["outside"].input_names is None
 
 
 @pytest.mark.parametrize("version", [2, 5, None])

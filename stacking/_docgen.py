@@ -114,7 +114,7 @@ _SECTIONS: list[tuple[type[BaseModel], str, str]] = [
     (config.ViewConfig, "data.views.NAME", "also inline, as a base model's `input`"),
     (config.ArrayConfig, "data.views.NAME.array", ""),
     (config.FoldsConfig, "folds", ""),
-    (config.BaseModelConfig, "base_models.NAME", ""),
+    (config.BaseModelSpec, "base_models.NAME", ""),
     (config.PredictionFilesConfig, "base_models.NAME.predictions", ""),
     (config.MetaConfig, "meta", ""),
     (config.FeaturesConfig, "meta.features", ""),

@@ -204,13 +204,24 @@ class PredictionFilesConfig(_Strict):
     """A base model given by its predictions instead of a model: an out-of-fold file
     (with each row's ``fold``) and a test file, written by a model trained anywhere."""
 
+    model_config = ConfigDict(frozen=True)  # part of a frozen BaseModelSpec
+
     oof: Path = Field(description="CSV or Parquet: id, fold, one column per output")
     test: Path | None = Field(None, description="CSV or Parquet: id, one column per output")
 
 
-class BaseModelConfig(_Strict):
+# The one description of a base model's settings: read from `base_models.NAME`, carried
+# unchanged in every inference job (stacking.executors.Job) and saved in stack.json by
+# model_dump (read back by model_validate). What an experiment derives from it (the files
+# found, the views resolved, fitted heads) lives beside it in
+# stacking.base.ResolvedBaseModel. Frozen: a change is a new spec (model_copy), so the one
+# shared by the jobs and the saved stack cannot drift. Its docstring is user documentation
+# (docs/configuration.md is generated from it).
+class BaseModelSpec(_Strict):
     """One base model: a frozen model (``path``), or the predictions of a model trained
     anywhere (``predictions``); what it reads and how it was trained."""
+
+    model_config = ConfigDict(frozen=True)
 
     path: Path | None = Field(
         None, description="a fold-model directory, or one model file or SavedModel"
@@ -267,9 +278,17 @@ class BaseModelConfig(_Strict):
                 )
         return modules
 
+    @property
+    def input_names(self) -> list[str] | None:
+        """The model inputs the views feed, by name (``input: {name: view}``); ``None``
+        when the views follow the model's declared input order."""
+        return list(self.input) if isinstance(self.input, dict) else None
+
     @model_validator(mode="after")
-    def _model_or_predictions(self) -> BaseModelConfig:
+    def _model_or_predictions(self, info: ValidationInfo) -> BaseModelSpec:
         """A base model is a model (``path`` and ``input``) or prediction files, not both."""
+        if _read_back(info):
+            return self
         if self.predictions is None:
             missing = [k for k in ("path", "input") if getattr(self, k) is None]
             if missing:
@@ -278,7 +297,7 @@ class BaseModelConfig(_Strict):
                     "(a model and what it reads), or `predictions: {oof: FILE, test: FILE}`"
                 )
             return self
-        defaults = BaseModelConfig.model_fields
+        defaults = BaseModelSpec.model_fields
         extra = [
             k
             for k in ("path", "input", *_MODEL_ONLY_KEYS)
@@ -292,7 +311,9 @@ class BaseModelConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _backbone_keys(self) -> BaseModelConfig:
+    def _backbone_keys(self, info: ValidationInfo) -> BaseModelSpec:
+        if _read_back(info):
+            return self
         if self.layer is not None and self.head is None:
             raise ValueError(
                 "`layer:` makes the model a backbone, which needs `head:` (the estimator "
@@ -311,6 +332,16 @@ class BaseModelConfig(_Strict):
                     "is embedded and the head's fold models predict; remove them"
                 )
         return self
+
+
+#: Validation context of a spec read back from a saved stack (``stack.json``): the keys a
+#: config must hold are not required of it, as a stack saved in format 3 recorded only
+#: those serving reads (no path, no head, no prediction files) and may be saved again.
+READ_BACK = {"stacking.read_back": True}
+
+
+def _read_back(info: ValidationInfo) -> bool:
+    return bool((info.context or {}).get("stacking.read_back"))
 
 
 # Keys that configure a model and so make no sense for prediction files.
@@ -501,7 +532,7 @@ class Config(_Strict):
     )
     data: DataConfig = Field(description="the tables and views")
     folds: FoldsConfig = Field(default_factory=FoldsConfig, description="the fold plan")
-    base_models: dict[str, BaseModelConfig] = Field(
+    base_models: dict[str, BaseModelSpec] = Field(
         description="the frozen models to stack, by name (at least one)"
     )
     meta: MetaConfig = Field(default_factory=MetaConfig, description="the meta-models")
@@ -537,7 +568,7 @@ class Config(_Strict):
 
     @field_validator("base_models")
     @classmethod
-    def _names(cls, v: dict[str, BaseModelConfig]) -> dict[str, BaseModelConfig]:
+    def _names(cls, v: dict[str, BaseModelSpec]) -> dict[str, BaseModelSpec]:
         for name in v:
             if not _NAME.match(name) or "__" in name or name.endswith("_"):
                 raise ValueError(
@@ -620,13 +651,13 @@ class Config(_Strict):
                 view.array.train = _fix_array_path(view.array.train, root)
                 if view.array.test is not None:
                     view.array.test = _fix_array_path(view.array.test, root)
-        for model in self.base_models.values():
-            if model.path is not None:
-                model.path = fix(model.path)
-            if model.predictions is not None:
-                model.predictions.oof = fix(model.predictions.oof)
-                if model.predictions.test is not None:
-                    model.predictions.test = fix(model.predictions.test)
+        for name, model in self.base_models.items():  # a frozen spec: replaced, not changed
+            files = model.predictions
+            if files is not None:
+                test = fix(files.test) if files.test is not None else None
+                files = files.model_copy(update={"oof": fix(files.oof), "test": test})
+            path = fix(model.path) if model.path is not None else None
+            self.base_models[name] = model.model_copy(update={"path": path, "predictions": files})
         if self.folds.file is not None:
             self.folds.file = fix(self.folds.file)
         return self

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from stacking.base import ResolvedBaseModel
 from stacking.executors import Job, load_job, predict_job
-
-if TYPE_CHECKING:  # a type only: importing the engine here would load the whole pipeline
-    from stacking.engine import BaseModelRecipe
 
 COST_ROWS = 1000  # training rows each served model predicts when meta.cost times it
 
@@ -29,7 +27,9 @@ class ServedCost:
     seconds_per_1k: float
 
 
-def served_cost(recipe: BaseModelRecipe, views: list, n_rows: int, batch_size: int) -> ServedCost:
+def served_cost(
+    recipe: ResolvedBaseModel, views: list[Any], n_rows: int, batch_size: int
+) -> ServedCost:
     """Load every model file that serving runs for this base model (the full model, or
     each fold model when there is none), count its weights, and time its prediction of
     ``views`` (``n_rows`` rows) after one untimed warm-up call, as a server that has
@@ -38,14 +38,11 @@ def served_cost(recipe: BaseModelRecipe, views: list, n_rows: int, batch_size: i
     for path in recipe.row_paths:
         job = Job(
             model=recipe.name,
+            spec=recipe.spec,
             path=path,
-            output=recipe.output,
             inputs=[views],
             keys=["cost"],
             batch_size=batch_size,
-            layer=recipe.layer,
-            input_names=recipe.input_names,
-            custom_objects=recipe.custom_objects or None,
         )
         model = load_job(job)
         params += np.nan if model.n_params is None else model.n_params

@@ -28,42 +28,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from stacking.backbone import cross_fit_head, predict_heads
+from stacking.base import ResolvedBaseModel
 from stacking.cache import CacheStore, make_key, path_digest
 from stacking.errors import BaseModelError
 from stacking.executors import Executor, Job
 from stacking.folds import FoldPlan
 from stacking.numeric import sigmoid, softmax
 from stacking.views import ViewData, as_view_data
-
-
-@dataclass
-class BaseModelRecipe:
-    """How one base model predicts: its files, what it reads, and how its output maps.
-
-    ``fold_paths`` give OOF predictions (one file for an external model or a backbone);
-    ``row_paths`` predict new rows (the fold models, the ``full`` model, or the single
-    model). ``outputs_are`` is resolved (``proba`` / ``logits``) once training has seen
-    the outputs; a backbone's ``heads`` are its K fitted fold heads.
-    """
-
-    name: str
-    kind: str  # "folds" | "external" | "backbone" | "predictions"
-    fold_paths: list[Path]
-    row_paths: list[Path]
-    views: list[Any]
-    input_names: list[str] | None = None  # the model input each view feeds, when named
-    custom_objects: list[str] = field(default_factory=list)  # modules imported before load
-    output: str | int | None = None
-    layer: str | None = None
-    outputs_are: str = "auto"
-    head: Any = None  # a backbone's head spec (config), fitted in training
-    heads: list = field(default_factory=list, repr=False)
-    predictions: Any = field(default=None, repr=False)  # prediction files, read and checked
 
 
 @dataclass
@@ -172,7 +147,7 @@ class _Shared:
 
 
 def _plan_parts(
-    recipe: BaseModelRecipe,
+    recipe: ResolvedBaseModel,
     train: TrainRows | None,
     rows: list[ViewData] | None,
     shared: _Shared,
@@ -182,8 +157,8 @@ def _plan_parts(
     def part(path: Path, views: list[ViewData]) -> _Part:
         key = make_key(
             model=path_digest(path),
-            output=recipe.output,
-            layer=recipe.layer,
+            output=recipe.spec.output,
+            layer=recipe.spec.layer,
             inputs=[shared.digest(v) for v in views],
         )
         return _Part(path=path, inputs=views, key=key)
@@ -212,7 +187,7 @@ class _PartsJob(Job):
     parts: list[_Part] = field(default_factory=list, repr=False)
 
 
-def _jobs(recipe: BaseModelRecipe, parts: list[_Part], batch_size: int) -> list[_PartsJob]:
+def _jobs(recipe: ResolvedBaseModel, parts: list[_Part], batch_size: int) -> list[_PartsJob]:
     """One job per model file: the file is loaded once for all its parts."""
     by_path: dict[Path, list[_Part]] = {}
     for p in parts:
@@ -222,15 +197,12 @@ def _jobs(recipe: BaseModelRecipe, parts: list[_Part], batch_size: int) -> list[
     for path, todo in by_path.items():
         job = _PartsJob(
             model=recipe.name,
+            spec=recipe.spec,
             path=path,
-            output=recipe.output,
             inputs=[p.inputs for p in todo],
             keys=[p.key for p in todo],
             batch_size=batch_size,
             label=f"{recipe.name}/{path.name}",
-            layer=recipe.layer,
-            input_names=recipe.input_names,
-            custom_objects=recipe.custom_objects or None,
             parts=todo,
         )
         jobs.append(job)
@@ -243,7 +215,7 @@ def _output(part: _Part) -> np.ndarray:
 
 
 def _assemble(
-    recipe: BaseModelRecipe,
+    recipe: ResolvedBaseModel,
     oof_parts: list[_Part],
     new_parts: list[_Part],
     train: TrainRows | None,
@@ -258,9 +230,10 @@ def _assemble(
         flat = [np.asarray(r, dtype=np.float64).reshape(len(r), -1) for r in raw]
         heads, oof = recipe.heads, None
         if train is not None:
+            assert recipe.spec.head is not None  # the config requires a backbone's head
             oof, _test, heads = cross_fit_head(
                 recipe.name,
-                recipe.head,
+                recipe.spec.head,
                 flat[0],
                 None,
                 train.y,
@@ -307,7 +280,7 @@ GIVEN = "predictions"  # the kind of a member whose predictions are given (files
 
 
 def _given(
-    recipe: BaseModelRecipe,
+    recipe: ResolvedBaseModel,
     train: TrainRows | None,
     rows: dict[str, list[ViewData]] | None,
     task: str,
@@ -328,7 +301,7 @@ def _given(
 
 
 def predict_base_models(
-    recipes: list[BaseModelRecipe],
+    recipes: list[ResolvedBaseModel],
     *,
     task: str,
     n_outputs: int,

@@ -64,7 +64,7 @@ from stacking.meta.weights import models_used, weights_table
 from stacking.metrics import default_metrics, get_metric
 from stacking.plots import write_plots
 from stacking.predictor import EnsemblePredictor
-from stacking.stack import fit_stack, resolve_recipes
+from stacking.stack import fit_stack, resolve_base_models
 from stacking.tracking import MlflowTracker, Tracker, get_tracker, log_results, preflight
 from stacking.views import read_view
 
@@ -604,7 +604,7 @@ class Experiment:
         with stage("data") as info:
             data, plan = self._load()
             metric_names, levels = self._metrics(data.task), self._levels(data.task)
-            recipes = resolve_recipes(self.config, data, plan, cache=self.cache)
+            recipes = resolve_base_models(self.config, data, plan, cache=self.cache)
             info["detail"] = (
                 f"{len(data.ids)} rows ({data.task}), {plan.n_splits} folds, "
                 f"{len(recipes)} base models checked"

@@ -21,14 +21,14 @@ import time
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 import yaml
 
+from stacking.base import ResolvedBaseModel
 from stacking.data import Dataset, resolve_columns, table_digest
-from stacking.engine import BaseModelRecipe
 from stacking.errors import DataError, OutputError
 from stacking.evaluate import Entry
 from stacking.folds import FoldPlan
@@ -181,18 +181,20 @@ def model_example(
 
 
 def _with_given_columns(
-    rows: pd.DataFrame, recipes: list[BaseModelRecipe], *, test: bool
+    rows: pd.DataFrame, recipes: list[ResolvedBaseModel], *, test: bool
 ) -> pd.DataFrame:
     """``rows`` with each prediction-file member's served columns: its predictions of
     these rows (rows to serve carry them, as the member has no model)."""
     rows = rows.reset_index(drop=True)
     for recipe in recipes:
-        files = getattr(recipe, "predictions", None)
+        files = recipe.predictions
         if files is None:
             continue
         values = files.test if test else files.oof
-        columns = recipe.views[0].columns
-        rows = pd.concat([rows, pd.DataFrame(values[: len(rows)], columns=columns)], axis=1)
+        assert values is not None  # a run reads both files of a member it serves
+        columns = cast(list[str], recipe.views[0].columns)  # resolved names, not a glob
+        given = pd.DataFrame(values[: len(rows)], columns=columns)
+        rows = pd.concat([rows, given], axis=1)
     return rows
 
 
@@ -268,14 +270,10 @@ def metrics_json(
     }
 
 
-def prediction_digests(recipes: list[BaseModelRecipe]) -> dict[str, dict[str, str]]:
+def prediction_digests(recipes: list[ResolvedBaseModel]) -> dict[str, dict[str, str]]:
     """The sha256 of every prediction-file member's files, by member and file role
     (``oof``, ``test``): recorded with the run and checked again by ``reproduce``."""
-    return {
-        r.name: dict(r.predictions.digests)
-        for r in recipes
-        if getattr(r, "predictions", None) is not None
-    }
+    return {r.name: dict(r.predictions.digests) for r in recipes if r.predictions is not None}
 
 
 def write_partial(

@@ -2,8 +2,8 @@
 
 A :class:`FittedStack` holds everything that turns rows into ensemble predictions:
 
-* one :class:`~stacking.engine.BaseModelRecipe` per base model (its files, its input
-  views, how its outputs map, a backbone's fitted heads);
+* one :class:`~stacking.base.ResolvedBaseModel` per base model (its spec, its files,
+  its input views, how its outputs map, a backbone's fitted heads);
 * the level-1 transform (``meta.features``, with the training OOF values rank features
   place new rows among);
 * every fitted meta-model of every level, and the name of the selected ensemble.
@@ -35,6 +35,7 @@ import pandas as pd
 
 from stacking.base import (
     PredictionFiles,
+    ResolvedBaseModel,
     path_digest,
     read_prediction_files,
     resolve_base_model,
@@ -42,14 +43,15 @@ from stacking.base import (
 )
 from stacking.cache import CacheStore, NullCacheStore, array_digest, make_key
 from stacking.config import (
-    BaseModelConfig,
+    READ_BACK,
+    BaseModelSpec,
     Config,
     FeaturesConfig,
     PredictionFilesConfig,
     ViewConfig,
 )
 from stacking.data import Dataset
-from stacking.engine import BaseModelRecipe, BasePredictions, predict_base_models
+from stacking.engine import BasePredictions, predict_base_models
 from stacking.errors import DataError, DataFileNotFoundError
 from stacking.evaluate import Entry
 from stacking.executors import Executor, LocalExecutor
@@ -66,7 +68,8 @@ from stacking.level1 import (
 from stacking.meta import Candidate, cross_fit, predict_output, refit, with_layout
 from stacking.views import ViewData, fix_columns, read_view
 
-FORMAT_VERSION = 3  # 3: one FittedStack for training and serving
+FORMAT_VERSION = 4  # 4: each base model as its spec and what was resolved from it
+READS_FORMATS = (3, 4)  # 3: one FittedStack for training and serving
 
 
 @dataclass
@@ -82,13 +85,13 @@ class Member:
 
 @dataclass
 class FittedStack:
-    """Base-model recipes, the level-1 transform and the fitted levels; see module doc."""
+    """Resolved base models, the level-1 transform and the fitted levels; see module doc."""
 
     task: str
     classes: list
     output_names: list[str]
     id_column: str
-    base_models: list[BaseModelRecipe]
+    base_models: list[ResolvedBaseModel]
     features: FeaturesConfig
     levels: list[list[Member]]
     ensemble: str = ""
@@ -216,39 +219,26 @@ class FittedStack:
     def save(self, directory: str | Path, *, copy_models: bool = False) -> Path:
         """Write the stack as a folder; ``copy_models`` copies the base models in.
 
-        ``stack.json`` (the recipe), ``meta_models.joblib`` (fitted levels and backbone
-        heads: a pickle is code, load only what you trust), ``reference.npz`` (rank
-        features) and, with ``copy_models``, the model files under ``models/``.
+        ``stack.json`` (each base model's spec and files, the levels),
+        ``meta_models.joblib`` (fitted levels and backbone heads: a pickle is code, load
+        only what you trust), ``reference.npz`` (rank features) and, with
+        ``copy_models``, the model files under ``models/``.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        recipes = []
-        for r in self.base_models:
-            fold_paths, row_paths = list(r.fold_paths), list(r.row_paths)
-            if copy_models:
-                row_paths = [_copy_model(directory, r.name, p) for p in r.row_paths]
-                fold_paths = []  # serving never predicts out of fold
-            recipes.append(
-                {
-                    "name": r.name,
-                    "kind": r.kind,
-                    "fold_paths": [str(p) for p in fold_paths],
-                    "row_paths": [str(p) for p in row_paths],
-                    "views": [v.model_dump(mode="json") for v in r.views],
-                    "input_names": r.input_names,
-                    "custom_objects": r.custom_objects,
-                    "output": r.output,
-                    "layer": r.layer,
-                    "outputs_are": r.outputs_are,
-                }
-            )
+        members = []
+        for m in self.base_models:
+            if copy_models:  # serving never predicts out of fold
+                copied = [_copy_model(directory, m.name, p) for p in m.row_paths]
+                m = m.model_copy(update={"row_paths": copied, "fold_paths": []})
+            members.append(m.model_dump(mode="json"))
         spec = {
             "format_version": FORMAT_VERSION,
             "task": self.task,
             "classes": self.classes,
             "output_names": self.output_names,
             "id_column": self.id_column,
-            "base_models": recipes,
+            "base_models": members,
             "features": self.features.model_dump(mode="json"),
             "levels": [
                 [{"name": m.name, "uses_blocks": m.uses_blocks} for m in lv] for lv in self.levels
@@ -285,11 +275,11 @@ class FittedStack:
             )
         spec = json.loads((directory / "stack.json").read_text())
         version = spec.pop("format_version", None)
-        if version != FORMAT_VERSION:
+        if version not in READS_FORMATS:
             raise DataError(
                 f"{str(directory)!r} was saved in format {version}; this tf-stacking "
-                f"reads format {FORMAT_VERSION}. Use the version that wrote it, or re-run "
-                "the experiment"
+                f"reads formats {' and '.join(map(str, READS_FORMATS))}. Use the version "
+                "that wrote it, or re-run the experiment"
             )
         fitted = joblib.load(directory / "meta_models.joblib")
         reference = {}
@@ -297,32 +287,28 @@ class FittedStack:
             with np.load(directory / "reference.npz") as npz:
                 reference = {k.removeprefix("m:"): npz[k] for k in npz.files}
 
-        def here(p: str) -> Path:
-            return Path(p) if Path(p).is_absolute() else directory / p
+        def here(p: Path) -> Path:
+            return p if p.is_absolute() else directory / p
 
-        recipes = [
-            BaseModelRecipe(
-                name=r["name"],
-                kind=r["kind"],
-                fold_paths=[here(p) for p in r["fold_paths"]],
-                row_paths=[here(p) for p in r["row_paths"]],
-                views=[ViewConfig(**v) for v in r["views"]],
-                input_names=r["input_names"],
-                custom_objects=r["custom_objects"],
-                output=r["output"],
-                layer=r["layer"],
-                outputs_are=r["outputs_are"],
-                heads=fitted["heads"].get(r["name"], []),
-            )
-            for r in spec.pop("base_models")
-        ]
+        members = []
+        for entry in spec.pop("base_models"):
+            if version == FORMAT_VERSION:
+                m = ResolvedBaseModel.model_validate(entry, context=READ_BACK)
+            else:
+                m = _from_format_3(entry)
+            update = {
+                "fold_paths": [here(p) for p in m.fold_paths],
+                "row_paths": [here(p) for p in m.row_paths],
+                "heads": fitted["heads"].get(m.name, []),
+            }
+            members.append(m.model_copy(update=update))
         levels = [
             [Member(m["name"], m["uses_blocks"], fitted["levels"][m["name"]]) for m in lv]
             for lv in spec.pop("levels")
         ]
         return cls(
             **{k: v for k, v in spec.items() if k != "features"},
-            base_models=recipes,
+            base_models=members,
             features=FeaturesConfig(**spec["features"]),
             levels=levels,
             reference=reference,
@@ -339,17 +325,44 @@ def _copy_model(directory: Path, name: str, source: Path) -> Path:
     return target
 
 
-def resolve_recipes(
+def _from_format_3(entry: dict[str, Any]) -> ResolvedBaseModel:
+    """A base model of a stack saved in format 3, which recorded only the settings serving
+    reads (no path, head or declaration): built from them as they were validated when
+    the stack was trained (a spec without a path is no valid config, see READ_BACK)."""
+    names, views = entry["input_names"], [ViewConfig(**v) for v in entry["views"]]
+    inputs: list[str | ViewConfig] = list(views)
+    served = entry["outputs_are"] if entry["kind"] in ("folds", "external") else None
+    if entry["kind"] == "predictions":  # its view is its served predictions, no input
+        inputs = []
+    spec = BaseModelSpec.model_construct(
+        input=dict(zip(names, inputs)) if names else (inputs or None),
+        custom_objects=list(entry["custom_objects"]),
+        output=entry["output"],
+        layer=entry["layer"],
+    )
+    return ResolvedBaseModel.model_construct(
+        name=entry["name"],
+        spec=spec,
+        kind=entry["kind"],
+        fold_paths=[Path(p) for p in entry["fold_paths"]],
+        row_paths=[Path(p) for p in entry["row_paths"]],
+        views=views,
+        fitted_outputs_are=served,
+    )
+
+
+def resolve_base_models(
     config: Config, data: Dataset, plan: FoldPlan, *, cache: CacheStore | None = None
-) -> list[BaseModelRecipe]:
-    """Check each configured base model against the experiment; find its files.
+) -> list[ResolvedBaseModel]:
+    """Check each configured base model against the experiment; find its files and
+    resolve its views against the training table.
 
     Prediction files are read and checked here; ``cache`` keeps what passed the checks.
     """
-    recipes = []
+    members = []
     to_cache: list[tuple[str, np.ndarray]] = []  # written once every member is checked
     for name, cfg in config.base_models.items():
-        source = resolve_base_model(
+        resolved = resolve_base_model(
             name,
             cfg,
             folds_digest=plan.digest,
@@ -358,34 +371,16 @@ def resolve_recipes(
             classes=data.classes,
         )
         if cfg.predictions is not None:
-            recipes.append(_prediction_files_recipe(name, cfg, data, plan, cache, to_cache))
+            members.append(_prediction_files_member(resolved, data, plan, cache, to_cache))
             continue
-        views, input_names = config.model_inputs(name)
+        views, _ = config.model_inputs(name)
         table = data.source["train"]
         views = [fix_columns(v, data.train, source=table) for v in views]  # by name from now
-        if source.kind == "folds":
-            row_paths = [source.full_path] if source.full_path else list(source.fold_paths)
-        else:
-            row_paths = list(source.fold_paths)
-        recipes.append(
-            BaseModelRecipe(
-                name=name,
-                kind=source.kind,
-                fold_paths=list(source.fold_paths),
-                row_paths=row_paths,
-                views=views,
-                input_names=input_names,
-                custom_objects=list(cfg.custom_objects),
-                output=cfg.output,
-                layer=cfg.layer,
-                outputs_are=cfg.outputs_are,
-                head=cfg.head,
-            )
-        )
+        members.append(resolved.model_copy(update={"views": views}))
     for key, value in to_cache:  # only filled when there is a cache
         assert cache is not None
         cache.put(key, value)
-    return recipes
+    return members
 
 
 def _checked_prediction_files(
@@ -443,35 +438,28 @@ def _checked_prediction_files(
     return files
 
 
-def _prediction_files_recipe(
-    name: str,
-    cfg: BaseModelConfig,
+def _prediction_files_member(
+    member: ResolvedBaseModel,
     data: Dataset,
     plan: FoldPlan,
     cache: CacheStore | None,
     to_cache: list[tuple[str, np.ndarray]],
-) -> BaseModelRecipe:
+) -> ResolvedBaseModel:
     """A prediction-file member, its files checked against the data and the fold plan.
 
     It reads, when serving, one columns view: its predictions carried by the rows to
     serve, named as its level-1 features (float64, so served equals trained exactly).
     """
-    assert cfg.predictions is not None
-    files = _checked_prediction_files(name, cfg.predictions, data, plan, cache, to_cache)
-    columns = served_columns(name, data.task, data.output_names())
-    return BaseModelRecipe(
-        name=name,
-        kind="predictions",
-        fold_paths=[],
-        row_paths=[],
-        views=[ViewConfig(columns=columns, dtype="float64")],
-        outputs_are="proba",
-        predictions=files,
-    )
+    files_cfg = member.spec.predictions
+    assert files_cfg is not None
+    files = _checked_prediction_files(member.name, files_cfg, data, plan, cache, to_cache)
+    columns = served_columns(member.name, data.task, data.output_names())
+    views = [ViewConfig(columns=columns, dtype="float64")]
+    return member.model_copy(update={"views": views, "predictions": files})
 
 
 def fit_stack(
-    recipes: list[BaseModelRecipe],
+    recipes: list[ResolvedBaseModel],
     preds: dict[str, BasePredictions],
     level1: Level1,
     data: Dataset,
@@ -541,12 +529,13 @@ def fit_stack(
     return stack, entries
 
 
-def _with_training_outcome(recipe: BaseModelRecipe, pred: BasePredictions) -> BaseModelRecipe:
-    """The recipe as serving needs it: ``outputs_are`` resolved, a backbone's heads."""
-    from dataclasses import replace
-
-    outputs_are = recipe.outputs_are if recipe.kind == "backbone" else pred.outputs_are
-    return replace(recipe, outputs_are=outputs_are, heads=pred.heads)
+def _with_training_outcome(recipe: ResolvedBaseModel, pred: BasePredictions) -> ResolvedBaseModel:
+    """The base model as serving needs it: ``outputs_are`` resolved, a backbone's heads."""
+    if recipe.kind in ("folds", "external"):
+        update: dict[str, Any] = {"fitted_outputs_are": pred.outputs_are}
+    else:  # a backbone's outputs are embeddings; prediction files are probabilities
+        update = {}
+    return recipe.model_copy(update={**update, "heads": pred.heads})
 
 
 def load_stack(location: str | Path) -> FittedStack:

@@ -9,7 +9,7 @@ import pytest
 
 from stacking import BaseModelError, LeakageError, load_base_model
 from stacking.base import read_manifest, resolve_base_model, write_manifest
-from stacking.config import BaseModelConfig
+from stacking.config import BaseModelSpec
 from stacking.errors import DataError, DataFileNotFoundError
 
 
@@ -135,7 +135,7 @@ def test_load_base_model_errors(tmp_path, name, match, error):
 
 
 def _resolve(project, **changes):
-    cfg = BaseModelConfig(**{"path": project.root / "models/wide", "input": "x", **changes})
+    cfg = BaseModelSpec(**{"path": project.root / "models/wide", "input": "x", **changes})
     manifest = read_manifest(project.root / "models/wide")
     return resolve_base_model(
         "wide",

@@ -31,7 +31,7 @@ from stacking.base import (
     resolve_base_model,
     write_manifest,
 )
-from stacking.config import BaseModelConfig
+from stacking.config import BaseModelSpec
 from stacking.errors import BaseModelError
 from stacking.executors import Job, run_job
 from stacking.folds import FoldPlan
@@ -183,7 +183,9 @@ def test_text_and_int_inputs_are_fed_in_the_model_dtype_and_checked(tmp_path):
     frozen = load_base_model(tmp_path / "h.keras")
     assert frozen.input_dtypes == ["float16"]
     assert frozen.predict([np.ones((5, 2))], batch_size=2).dtype == np.float16  # float64 in
-    job = Job("texty", tmp_path / "t.keras", None, [[words_in, ids_in.astype("float32")]], ["k"])
+    path = tmp_path / "t.keras"
+    spec = BaseModelSpec(path=path, input="x")
+    job = Job("texty", spec, path, [[words_in, ids_in.astype("float32")]], ["k"])
     with pytest.raises(BaseModelError, match=r"'texty'.*input 'ids' expects dtype int32\. Rece"):
         run_job(job)
 
@@ -191,12 +193,12 @@ def test_text_and_int_inputs_are_fed_in_the_model_dtype_and_checked(tmp_path):
 def test_run_job_feeds_inputs_by_name(model_zoo):
     entry = model_zoo["functional-multi_input"]
     zeta, alpha = entry.inputs
-    job = Job(
-        "m", entry.paths["savedmodel"], None, [[alpha, zeta]], ["k"], input_names=["alpha", "zeta"]
-    )
+    path = entry.paths["savedmodel"]
+    spec = BaseModelSpec(path=path, input={"alpha": "a", "zeta": "z"})
+    job = Job("m", spec, path, [[alpha, zeta]], ["k"])
     (got,) = run_job(job)
     np.testing.assert_allclose(got, entry.expected()[0], atol=1e-5)
-    job.input_names = ["alpha", "beta"]
+    job.spec = BaseModelSpec(path=path, input={"alpha": "a", "beta": "b"})
     with pytest.raises(BaseModelError, match=r"inputs \['zeta', 'alpha'\].*unknown \['beta'\]"):
         run_job(job)
 
@@ -250,7 +252,7 @@ def sequential_folds(model_zoo, tmp_path):
 
 
 def _resolve(directory, plan):
-    cfg = BaseModelConfig(path=directory, input="x")
+    cfg = BaseModelSpec(path=directory, input="x")
     return resolve_base_model(
         "seq", cfg, folds_digest=plan.digest, n_splits=3, task="regression", classes=[]
     )
@@ -261,7 +263,7 @@ def test_sequential_fold_directory_resolves_predicts_and_inspects(sequential_fol
     source = _resolve(directory, plan)
     assert [p.name for p in source.fold_paths] == ["fold_0.h5", "fold_1.h5", "fold_2.h5"]
     x = model_zoo["sequential-single"].inputs[0]
-    (got,) = run_job(Job("seq", source.fold_paths[0], None, [[x]], ["k"]))
+    (got,) = run_job(Job("seq", source.spec, source.fold_paths[0], [[x]], ["k"]))
     np.testing.assert_allclose(got, model_zoo["sequential-single"].expected()[0], atol=1e-5)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run(

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from stacking.base import resolve_base_model
-from stacking.config import BaseModelConfig, DataConfig, parse_config
+from stacking.config import BaseModelSpec, DataConfig, parse_config
 from stacking.data import load_dataset
 from stacking.errors import BaseModelError, DataError
 
@@ -108,7 +108,7 @@ def _fold_dir(tmp_path: Path, classes: list[str]) -> Path:
 
 def test_class_order_manifest_in_another_order_is_refused_with_the_way_to_declare_it(tmp_path):
     folder = _fold_dir(tmp_path, ["low", "mid", "high"])
-    cfg = BaseModelConfig(path=folder, input={"columns": ["x"]})
+    cfg = BaseModelSpec(path=folder, input={"columns": ["x"]})
     check = dict(folds_digest="abc", n_splits=2, task="multiclass")
     with pytest.raises(BaseModelError, match=r"data.classes: \['low', 'mid', 'high'\]"):
         resolve_base_model("m", cfg, classes=["high", "low", "mid"], **check)

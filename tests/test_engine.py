@@ -12,14 +12,14 @@ from stacking.engine import TrainRows, predict_base_models, to_representation
 from stacking.errors import BaseModelError
 from stacking.executors import LocalExecutor
 from stacking.folds import make_fold_plan
-from stacking.stack import resolve_recipes
+from stacking.stack import resolve_base_models
 
 
 def _recipes(project):
     cfg = load_config(project.config_path)
     data = load_dataset(cfg.data)
     plan = make_fold_plan(cfg.folds, data)
-    recipes = resolve_recipes(cfg, data, plan)
+    recipes = resolve_base_models(cfg, data, plan)
     view = cfg.data.views["x"]
     train = TrainRows({r.name: [data.view(view)] for r in recipes}, plan, data.y)
     rows = {r.name: [data.view(view, which="test")] for r in recipes}

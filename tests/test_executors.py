@@ -28,13 +28,14 @@ def heavy_model(tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["local", "prefetch"])
 def test_executor_gives_back_each_models_memory(kind, heavy_model):
-    from stacking.config import LocalExecutorConfig, PrefetchExecutorConfig
+    from stacking.config import BaseModelSpec, LocalExecutorConfig, PrefetchExecutorConfig
     from stacking.executors import Job, get_executor
 
     path, weights_mb = heavy_model
     cfg = {"local": LocalExecutorConfig(), "prefetch": PrefetchExecutorConfig()}[kind]
     x = np.ones((64, 4), dtype="float32")
-    jobs = [Job(model="heavy", path=path, output=None, inputs=[[x]], keys=["k"]) for _ in range(14)]
+    spec = BaseModelSpec(path=path, input="x")
+    jobs = [Job(model="heavy", spec=spec, path=path, inputs=[[x]], keys=["k"]) for _ in range(14)]
     rss = []
     get_executor(cfg, progress=False).run(jobs, lambda job, outputs: rss.append(_rss_mb()))
     # After a few jobs (TF's own caches warm up), 8 more models add less than one's weights;

@@ -14,7 +14,12 @@ import pytest
 from conftest import write_onnx_mlp
 
 from stacking import BaseModelError, Experiment
-from stacking.config import LocalExecutorConfig, PrefetchExecutorConfig, RayExecutorConfig
+from stacking.config import (
+    BaseModelSpec,
+    LocalExecutorConfig,
+    PrefetchExecutorConfig,
+    RayExecutorConfig,
+)
 from stacking.executors import Job, get_executor, run_job
 
 CONFIGS = {
@@ -67,7 +72,8 @@ def _jobs(models, names: list[str], n_inputs: int = 2) -> list[Job]:
         inputs = [[rng.normal(size=(7 + 5 * j, 4)).astype("float32")] for j in range(n_inputs)]
         keys = [f"{name}-{i}-{j}" for j in range(n_inputs)]
         path = models[name]
-        jobs.append(Job(model=f"m_{name}", path=path, output=None, inputs=inputs, keys=keys))
+        spec = BaseModelSpec(path=path, input="x")
+        jobs.append(Job(model=f"m_{name}", spec=spec, path=path, inputs=inputs, keys=keys))
     return jobs
 
 

@@ -18,7 +18,7 @@ from conftest import N_FEATURES, logged_ensemble, serve_and_predict
 from stacking import BaseModelError, ConfigError, Experiment
 from stacking.base import load_base_model, resolve_base_model
 from stacking.cli import main
-from stacking.config import BaseModelConfig
+from stacking.config import BaseModelSpec
 
 ort = pytest.importorskip("onnxruntime", reason="the dev extra installs onnxruntime")
 FEATURES = [f"f_{i}" for i in range(N_FEATURES)]
@@ -262,7 +262,7 @@ def test_replaced_onnx_fold_model_is_refused(onnx_run, tmp_path, multiclass_proj
     with pytest.raises(BaseModelError, match=r"fold_1\.onnx' differs from the file recorded"):
         resolve_base_model(
             "lr",
-            BaseModelConfig(path=copy, input="x"),
+            BaseModelSpec(path=copy, input="x"),
             folds_digest=plan.digest,
             n_splits=plan.n_splits,
             task="multiclass",
@@ -392,8 +392,9 @@ def test_onnx_predictions_are_cached_by_file_content(onnx_run, multiclass_projec
     """A rerun reads every ONNX part from the cache; a replaced fold file is recomputed."""
     import shutil
 
+    from stacking.base import ResolvedBaseModel
     from stacking.cache import LocalCacheStore
-    from stacking.engine import BaseModelRecipe, TrainRows, predict_base_models
+    from stacking.engine import TrainRows, predict_base_models
     from stacking.executors import LocalExecutor
 
     _, tmp, _, plan = onnx_run
@@ -401,7 +402,10 @@ def test_onnx_predictions_are_cached_by_file_content(onnx_run, multiclass_projec
     train = pd.read_csv(multiclass_project.root / "train.csv")
     test = pd.read_parquet(multiclass_project.root / "test.parquet")
     paths = [folder / f"fold_{k}.onnx" for k in range(plan.n_splits)]
-    recipe = BaseModelRecipe("lgbm", "folds", paths, paths, views=[])
+    spec = BaseModelSpec(path=folder, input="x")
+    recipe = ResolvedBaseModel(
+        name="lgbm", spec=spec, kind="folds", fold_paths=paths, row_paths=paths
+    )
     y = pd.Categorical(train["y"], categories=CLASSES).codes
 
     def run():
@@ -444,15 +448,15 @@ def test_train_onnx_fold_models_full_model_and_manifest(tmp_path):
     assert sorted(manifest["files"]) == ["fold_0.onnx", "fold_1.onnx", "full.onnx"]
     source = resolve_base_model(
         "m",
-        BaseModelConfig(path=folder, input="x", test_with="full"),
+        BaseModelSpec(path=folder, input="x", test_with="full"),
         folds_digest=plan.digest,
         n_splits=2,
         task="multiclass",
         classes=CLASSES,
     )
-    assert source.full_path == folder / "full.onnx"
+    assert source.row_paths == [folder / "full.onnx"]
     full = _lr().fit(x.astype("float32"), y)  # the same estimator on every row
-    got = load_base_model(source.full_path).predict([x], batch_size=16)
+    got = load_base_model(source.row_paths[0]).predict([x], batch_size=16)
     np.testing.assert_allclose(got, full.predict_proba(x.astype("float32")), atol=1e-5)
     with pytest.raises(ConfigError, match=r"is not empty; pass overwrite=True"):
         train_onnx_fold_models(_lr, x, y, plan, folder, task="multiclass", classes=CLASSES)

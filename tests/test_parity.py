@@ -23,8 +23,8 @@ from scipy.special import softmax as scipy_softmax
 
 from stacking.base import resolve_base_model, write_manifest
 from stacking.cache import NullCacheStore
-from stacking.config import BaseModelConfig
-from stacking.engine import BaseModelRecipe, TrainRows, predict_base_models
+from stacking.config import BaseModelSpec
+from stacking.engine import TrainRows, predict_base_models
 from stacking.executors import LocalExecutor
 from stacking.folds import FoldPlan
 from stacking.training import train_fold_models
@@ -141,7 +141,7 @@ def test_fold_set_oof_and_test_equal_direct_calls(fold_sets, task, kind, fmt):
     plan, x, y, x_test, classes, dirs = fold_sets[task, kind]
     source = resolve_base_model(
         "m",
-        BaseModelConfig(path=dirs[fmt], input="x"),
+        BaseModelSpec(path=dirs[fmt], input="x"),
         folds_digest=plan.digest,
         n_splits=N_SPLITS,
         task=task,
@@ -149,9 +149,9 @@ def test_fold_set_oof_and_test_equal_direct_calls(fold_sets, task, kind, fmt):
     )
     suffix = {"keras": ".keras", "h5": ".h5", "savedmodel": "", "tflite": ".tflite"}[fmt]
     assert [p.name for p in source.fold_paths] == [f"fold_{k}{suffix}" for k in range(N_SPLITS)]
-    recipe = BaseModelRecipe("m", "folds", source.fold_paths, source.fold_paths, views=[None])
+    assert source.row_paths == source.fold_paths  # test rows: the mean of the fold models
     pred = predict_base_models(
-        [recipe],
+        [source],
         task=task,
         n_outputs=N_OUTPUTS[task],
         executor=LocalExecutor(False),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from stacking.config import BaseModelSpec
 from stacking.executors._base import Job, progress_bar
 from stacking.quiet import is_terminal
 
@@ -59,7 +60,8 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bar_draws_only_on_a_terminal(monkeypatch):
-    jobs = [Job(model="m", path=Path("m.keras"), output=None, inputs=[], keys=[])]
+    spec = BaseModelSpec(path=Path("m.keras"), input="x")
+    jobs = [Job(model="m", spec=spec, path=Path("m.keras"), inputs=[], keys=[])]
     for stream, drawn in [(io.StringIO(), False), (_Terminal(), True)]:
         monkeypatch.setattr(sys, "stderr", stream)
         bar = progress_bar(jobs, progress=True)

@@ -10,15 +10,23 @@ scikit-learn's and LightGBM's learners, the Keras MLP and convex model) is fitte
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from stacking.config import CandidateConfig, DataConfig, FeaturesConfig, FoldsConfig
+from stacking.base import ResolvedBaseModel
+from stacking.config import (
+    BaseModelSpec,
+    CandidateConfig,
+    DataConfig,
+    FeaturesConfig,
+    FoldsConfig,
+)
 from stacking.data import load_dataset
-from stacking.engine import BaseModelRecipe, BasePredictions
+from stacking.engine import BasePredictions
 from stacking.folds import make_fold_plan
 from stacking.level1 import build_level1
 from stacking.meta import make_candidate, refit, short_names
@@ -93,7 +101,14 @@ def _fit(tmp_path, task: str, kind: str, candidates: list[CandidateConfig]):
     level1 = build_level1(preds, data, features, include_test=False)
     first = [make_candidate(spec, task=task) for spec in candidates]
     top = [make_candidate(CandidateConfig(name="top", estimator="nnls"), task=task)]
-    recipes = [BaseModelRecipe(m, "external", [], [], []) for m in MODELS]
+    recipes = [
+        ResolvedBaseModel(
+            name=m,
+            spec=BaseModelSpec(path=Path(f"{m}.keras"), input="x", trained_on="external"),
+            kind="external",
+        )
+        for m in MODELS
+    ]
     stack, _ = fit_stack(recipes, preds, level1, data, plan, [first, top], features=features)
     return stack, {m: p.test for m, p in preds.items()}, data, level1
 

@@ -240,8 +240,8 @@ def executor_stage(root: Path, raw: dict, kinds: list[str], repeats: int) -> dic
     jobs = [
         Job(
             model=name,
+            spec=cfg.base_models[name],
             path=root / f"models/{name}/fold_{k}.keras",
-            output=None,
             inputs=[[x[plan.test_index(k)]], [x_test]],
             keys=["oof", "test"],
         )

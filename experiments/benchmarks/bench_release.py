@@ -36,6 +36,7 @@ def child(strategy: str, width: int, n_jobs: int, root: Path) -> None:
     import keras
     import numpy as np
 
+    from stacking.config import BaseModelSpec
     from stacking.executors import Job, LocalExecutor, run_job
 
     paths = []
@@ -49,7 +50,13 @@ def child(strategy: str, width: int, n_jobs: int, root: Path) -> None:
     del model
     x = np.random.default_rng(0).random((20_000, 64), dtype=np.float32)
     jobs = [
-        Job(model="m", path=paths[i % 4], output=None, inputs=[[x]], keys=["k"])
+        Job(
+            model="m",
+            spec=BaseModelSpec(path=paths[i % 4], input="x"),
+            path=paths[i % 4],
+            inputs=[[x]],
+            keys=["k"],
+        )
         for i in range(n_jobs)
     ]
     rss, freeing = [], 0.0

@@ -17,9 +17,11 @@ Anything else raises :class:`~stacking.errors.LeakageError` explaining them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from stacking.base import _keras, _onnx, _savedmodel, _tflite  # noqa: F401  (register loaders)
 from stacking.base._base import (
@@ -49,7 +51,7 @@ from stacking.base._predictions import (
     read_prediction_files,
     served_columns,
 )
-from stacking.config import BaseModelConfig
+from stacking.config import BaseModelSpec, ViewConfig
 from stacking.errors import BaseModelError, DataFileNotFoundError, LeakageError
 
 __all__ = [
@@ -57,10 +59,10 @@ __all__ = [
     "LOADERS",
     "MANIFEST",
     "SUM_TOLERANCE",
-    "BaseModelSource",
     "FrozenModel",
     "ModelLoader",
     "PredictionFiles",
+    "ResolvedBaseModel",
     "arrange_inputs",
     "check_input_dtypes",
     "check_model_files",
@@ -108,19 +110,35 @@ def load_base_model(
     return model
 
 
-@dataclass
-class BaseModelSource:
-    """Where a base model's predictions come from: K fold models or one external model."""
+class ResolvedBaseModel(BaseModel):
+    """A base model's :class:`~stacking.config.BaseModelSpec` resolved against one
+    experiment, with what training derived from it; ``stack.json`` holds it as
+    :meth:`model_dump` writes it (``heads`` and ``predictions`` are saved elsewhere).
+
+    ``fold_paths`` give out-of-fold predictions (the one file of an external model or a
+    backbone); ``row_paths`` predict new rows (the fold models, the ``full`` model, or the
+    single model); ``views`` are what each model input reads, columns resolved to names.
+    ``fitted_outputs_are`` is the ``proba`` / ``logits`` training decided for
+    ``outputs_are: auto``; a backbone's ``heads`` are its K fitted fold heads, and a
+    prediction-file member's ``predictions`` its checked files.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     name: str
-    kind: str  # "folds" | "external" | "backbone" | "predictions"
-    fold_paths: list[Path]
-    full_path: Path | None = None
-    manifest: dict[str, Any] = field(default_factory=dict)
+    spec: BaseModelSpec
+    kind: Literal["folds", "external", "backbone", "predictions"]
+    fold_paths: list[Path] = Field(default_factory=list)
+    row_paths: list[Path] = Field(default_factory=list)
+    views: list[ViewConfig] = Field(default_factory=list)
+    fitted_outputs_are: Literal["proba", "logits"] | None = None
+    heads: list[Any] = Field(default_factory=list, exclude=True, repr=False)
+    predictions: PredictionFiles | None = Field(None, exclude=True, repr=False)
 
     @property
-    def paths(self) -> list[Path]:
-        return [*self.fold_paths, *([self.full_path] if self.full_path else [])]
+    def outputs_are(self) -> str:
+        """How the outputs map: what training found, else what the spec declares."""
+        return self.fitted_outputs_are or self.spec.outputs_are
 
 
 def _find(directory: Path, stem: str) -> Path | None:
@@ -131,23 +149,20 @@ def _find(directory: Path, stem: str) -> Path | None:
 
 def resolve_base_model(
     name: str,
-    cfg: BaseModelConfig,
+    cfg: BaseModelSpec,
     *,
     folds_digest: str,
     n_splits: int,
     task: str,
-    classes: list,
-) -> BaseModelSource:
+    classes: Sequence[Any],
+) -> ResolvedBaseModel:
     """Check a configured base model against the experiment and find its files.
 
-    Prediction files are found here and read by :func:`read_prediction_files` (which
-    needs the data's ids): ``fold_paths`` holds the OOF file, ``full_path`` the test file.
+    The views are left to the caller (they need the data's columns), and so are
+    prediction files, read by :func:`read_prediction_files` (they need the data's ids).
     """
     if cfg.predictions is not None:
-        files = cfg.predictions
-        return BaseModelSource(
-            name=name, kind="predictions", fold_paths=[files.oof], full_path=files.test
-        )
+        return ResolvedBaseModel(name=name, spec=cfg, kind="predictions")
     path = cfg.path
     assert path is not None, "the config requires `path` or `predictions`"
     if not path.exists():
@@ -173,7 +188,9 @@ def resolve_base_model(
                 "(and `test_with: full` for the full model)"
             )
         kind = "backbone" if cfg.head is not None else "external"
-        return BaseModelSource(name=name, kind=kind, fold_paths=[path])
+        return ResolvedBaseModel(
+            name=name, spec=cfg, kind=kind, fold_paths=[path], row_paths=[path]
+        )
     if cfg.trained_on == "external" or cfg.head is not None:
         key = "head" if cfg.head is not None else "trained_on: external"
         raise BaseModelError(
@@ -227,10 +244,10 @@ def resolve_base_model(
         )
     used = [*fold_paths, *([full] if cfg.test_with == "full" and full else [])]
     verify_model_files(name, path, manifest, used)
-    return BaseModelSource(
+    return ResolvedBaseModel(
         name=name,
+        spec=cfg,
         kind="folds",
         fold_paths=fold_paths,
-        full_path=full if cfg.test_with == "full" else None,
-        manifest=manifest,
+        row_paths=[full] if cfg.test_with == "full" and full else fold_paths,
     )

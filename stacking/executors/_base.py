@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
+from stacking.config import BaseModelSpec
 from stacking.quiet import is_terminal
 
 if TYPE_CHECKING:
@@ -40,25 +41,22 @@ if TYPE_CHECKING:
 
 @dataclass
 class Job:
-    """Predict each entry of ``inputs`` (a list of arrays per model input) with one model."""
+    """Predict each entry of ``inputs`` (a list of arrays per model input) with one model
+    file, ``path``, of base model ``model``, loaded and fed as its ``spec`` says (output,
+    embedding layer, custom objects, input names). Pickled as it is for Ray workers."""
 
     model: str
+    spec: BaseModelSpec
     path: Path
-    output: str | int | None
     inputs: list[list]  # per input set, one view (stacking.views) or array per model input
     keys: list[str]
     batch_size: int = 4096
     label: str = ""
-    layer: str | None = None  # a backbone's embedding layer
-    # The model input each array of an input set feeds (config `input: {name: view}`);
-    # None: the arrays are in the model's declared order.
-    input_names: list[str] | None = None
-    custom_objects: list[str] | None = None  # modules defining custom Keras classes
 
 
 def run_job(job: Job) -> list[np.ndarray]:
     """Load the job's model, arrange each input set into the model's declared input order
-    (by name when ``job.input_names`` is set), check shapes and dtypes before any
+    (by name when the spec's ``input`` names them), check shapes and dtypes before any
     prediction, predict every input set batch by batch, drop the model."""
     model = load_job(job)
     try:
@@ -115,8 +113,12 @@ def load_job(job: Job) -> FrozenModel:
     from stacking.base import load_base_model
 
     with naming_model(job):
+        spec = job.spec
         return load_base_model(
-            job.path, output=job.output, layer=job.layer, custom_objects=job.custom_objects
+            job.path,
+            output=spec.output,
+            layer=spec.layer,
+            custom_objects=spec.custom_objects or None,
         )
 
 
@@ -128,7 +130,7 @@ def predict_job(model: FrozenModel, job: Job) -> list[np.ndarray]:
 
     with naming_model(job):
         arranged = [
-            arrange_inputs(model, x, job.input_names, model_name=job.model) for x in job.inputs
+            arrange_inputs(model, x, job.spec.input_names, model_name=job.model) for x in job.inputs
         ]
         check_inputs(model, arranged[0], model=job.model, path=job.path)
         return [predict_in_batches(model, x, batch_size=job.batch_size) for x in arranged]

@@ -25,6 +25,7 @@ class ServedCost:
 
     n_params: float  # NaN when a format does not tell
     seconds_per_1k: float
+    flops_per_row: float = float("nan")  # NaN when a format does not tell
 
 
 def served_cost(
@@ -34,7 +35,7 @@ def served_cost(
     each fold model when there is none), count its weights, and time its prediction of
     ``views`` (``n_rows`` rows) after one untimed warm-up call, as a server that has
     loaded its models would."""
-    params, seconds = 0.0, 0.0
+    params, seconds, flops = 0.0, 0.0, 0.0
     for path in recipe.row_paths:
         job = Job(
             model=recipe.name,
@@ -46,21 +47,27 @@ def served_cost(
         )
         model = load_job(job)
         params += np.nan if model.n_params is None else model.n_params
+        counted = model.flops_per_row()
+        flops += np.nan if counted is None else counted
         predict_job(model, job)  # warm-up: tracing and first-call allocation
         started = time.perf_counter()
         predict_job(model, job)
         seconds += time.perf_counter() - started
-    return ServedCost(params, seconds * 1000 / n_rows)
+    return ServedCost(params, seconds * 1000 / n_rows, flops)
 
 
 def with_cost_columns(
     board: pd.DataFrame, used: dict[str, list[str]], cost: dict[str, ServedCost]
 ) -> pd.DataFrame:
-    """``models_used``, ``n_models_used``, ``n_params`` and ``seconds_per_1k_rows`` of
-    every entry: ``used`` names each entry's base models, ``cost`` prices each of them."""
+    """``models_used``, ``n_models_used``, ``n_params``, ``flops_per_row`` and
+    ``seconds_per_1k_rows`` of every entry: ``used`` names each entry's base models,
+    ``cost`` prices each of them."""
     board["models_used"] = [",".join(used[m]) for m in board["model"]]
     board["n_models_used"] = [len(used[m]) for m in board["model"]]
     board["n_params"] = [float(sum(cost[b].n_params for b in used[m])) for m in board["model"]]
+    board["flops_per_row"] = [
+        float(sum(cost[b].flops_per_row for b in used[m])) for m in board["model"]
+    ]
     board["seconds_per_1k_rows"] = [
         float(sum(cost[b].seconds_per_1k for b in used[m])) for m in board["model"]
     ]

@@ -31,7 +31,12 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from stacking.errors import DataError, DataFileNotFoundError
-from stacking.metrics import CALIBRATION_BINS, calibration_bin_index, pairwise_correlation
+from stacking.metrics import (
+    CALIBRATION_BINS,
+    calibration_bin_index,
+    get_metric,
+    pairwise_correlation,
+)
 
 # Past these sizes a figure would be drawn too large to read (and to draw: 128 base models
 # made a 79-inch correlation heatmap of 16,384 numbers): cells are left unlabelled, the
@@ -244,6 +249,51 @@ def plot_correlation(results: Results, out: Path) -> Path:
         left=_room(named) * room,
         bottom=_room(named, rotated=True) * room,
     )
+
+
+def pareto_front(cost: np.ndarray, score: np.ndarray, *, greater_is_better: bool) -> np.ndarray:
+    """Mask of the entries no other entry beats on both cost (lower) and score: the ones
+    worth their cost. Ties on both count as not beaten."""
+    better = score if greater_is_better else -score
+    front = np.ones(len(cost), dtype=bool)
+    for i in range(len(cost)):
+        no_worse = (cost <= cost[i]) & (better >= better[i])
+        strictly = (cost < cost[i]) | (better > better[i])
+        front[i] = not (no_worse & strictly).any()
+    return front
+
+
+def plot_cost(results: Results, out: Path) -> Path:
+    """Score against serving cost (``meta.cost``): every entry as a point, the Pareto
+    front (entries no cheaper entry scores as well as) joined by a line."""
+    metric = results.metrics("cost.png")["primary_metric"]
+    board = results.table("leaderboard.csv", "cost.png")
+    column = f"cv_{metric}"
+    if "seconds_per_1k_rows" not in board or column not in board:
+        raise DataError(
+            f"{results.directory / 'leaderboard.csv'} has no seconds_per_1k_rows or {column} "
+            "column; cost.png needs a run with meta.cost: true"
+        )
+    cost = board.seconds_per_1k_rows.to_numpy(float)
+    score = board[column].to_numpy(float)
+    front = pareto_front(cost, score, greater_is_better=get_metric(metric).greater_is_better)
+    names = board.model.astype(str).tolist()
+    fig = Figure(figsize=(7, 5))
+    ax = fig.subplots()
+    ax.plot(cost[~front], score[~front], "o", color="tab:blue", alpha=0.6, label="entry")
+    order = np.argsort(cost[front])
+    ax.plot(cost[front][order], score[front][order], "o-", color="tab:orange", label="Pareto front")
+    for i in np.flatnonzero(front):
+        ax.annotate(
+            names[i], (cost[i], score[i]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
+    selected = board.selected.astype(bool).to_numpy()
+    ax.plot(cost[selected], score[selected], "*", color="black", markersize=12, label="selected")
+    ax.set_xlabel("seconds per 1,000 rows (base models the entry uses)")
+    ax.set_ylabel(f"{column} ({get_metric(metric).direction})")
+    ax.set_title("score against serving cost")
+    ax.legend(fontsize=8)
+    return _save(fig, out / "cost.png", left=0.9, bottom=0.6)
 
 
 def plot_leaderboard(results: Results, out: Path) -> Path:
@@ -504,6 +554,8 @@ def write_plots(results_dir: str | Path) -> list[Path]:
     weights = plot_weights(results, out)
     if weights is not None:
         written.append(weights)
+    if "seconds_per_1k_rows" in results.table("leaderboard.csv", "cost.png"):
+        written.append(plot_cost(results, out))
     if task == "regression":
         written.append(plot_residuals(results, out))
     else:

@@ -59,6 +59,10 @@ def test_models_used_of_a_learner_without_readable_weights_is_all_it_reads():
 WIDE = 6 * 16 + 16 + 16 * 1 + 1  # 129
 LOGIT = 6 * 1 + 1  # 7
 OUTSIDE = 6 * 8 + 8 + 8 * 1 + 1  # 65
+# FLOPs per row of the same models: 2 per multiply-add, 1 per bias addition.
+WIDE_FLOPS = 2 * 6 * 16 + 16 + 2 * 16 * 1 + 1  # 241
+LOGIT_FLOPS = 2 * 6 * 1 + 1  # 13
+OUTSIDE_FLOPS = 2 * 6 * 8 + 8 + 2 * 8 * 1 + 1  # 121
 
 
 def test_cost_columns_equal_hand_counts_on_a_known_stack(binary_project, tmp_path):
@@ -67,13 +71,16 @@ def test_cost_columns_equal_hand_counts_on_a_known_stack(binary_project, tmp_pat
     # No full models: serving runs the three fold models of "wide" and of "logit".
     assert not list((binary_project.root / "models/wide").glob("full*"))
     served = {"wide": 3 * WIDE, "logit": 3 * LOGIT, "outside": OUTSIDE}
+    flops = {"wide": 3 * WIDE_FLOPS, "logit": 3 * LOGIT_FLOPS, "outside": OUTSIDE_FLOPS}
     candidates = [
         "mean",
         CandidateConfig(
             name="wide_and_outside", estimator="weighted", params={"weights": [1.0, 0.0, 2.0]}
         ).model_dump(),
     ]
-    cfg = binary_project.config(tmp_path, **{"meta.candidates": candidates, "meta.cost": True})
+    cfg = binary_project.config(
+        tmp_path, plots=True, **{"meta.candidates": candidates, "meta.cost": True}
+    )
     result = Experiment.from_yaml(cfg, output_dir=tmp_path / "out", progress=False).run()
     board = result.leaderboard.set_index("model")
 
@@ -89,7 +96,10 @@ def test_cost_columns_equal_hand_counts_on_a_known_stack(binary_project, tmp_pat
         assert board.loc[model, "models_used"] == ",".join(used), model
         assert board.loc[model, "n_models_used"] == len(used), model
         assert board.loc[model, "n_params"] == sum(served[m] for m in used), model
+        assert board.loc[model, "flops_per_row"] == sum(flops[m] for m in used), model
     assert board.loc["wide_and_outside", "n_params"] == pytest.approx(3 * 129 + 65)
+    assert board.loc["wide_and_outside", "flops_per_row"] == pytest.approx(3 * 241 + 121)
+    assert (tmp_path / "out" / "plots" / "cost.png").is_file()  # score against cost
     # Time: measured per base model (each of its served files), summed over those used.
     seconds = board["seconds_per_1k_rows"]
     assert (seconds[list(served)] > 0).all()
@@ -130,3 +140,23 @@ def test_max_models_selects_within_the_budget_or_refuses(binary_project, tmp_pat
     ):
         Experiment.from_yaml(cfg, output_dir=tmp_path / "b/out", progress=False).run()
     assert not (tmp_path / "b/out").exists()
+
+
+def test_pareto_front_keeps_entries_no_cheaper_entry_matches():
+    from stacking.plots import pareto_front
+
+    cost = np.array([1.0, 2.0, 2.0, 3.0, 4.0, 1.0])
+    loss = np.array([0.50, 0.40, 0.45, 0.40, 0.30, 0.50])  # lower is better
+    front = pareto_front(cost, loss, greater_is_better=False)
+    # 2: beaten by 1 (same cost, lower loss); 3: by 1 (cheaper, same loss); 0 and 5 tie
+    assert front.tolist() == [True, True, False, False, True, True]
+    accuracy = 1 - loss  # the same ranking, higher is better
+    assert pareto_front(cost, accuracy, greater_is_better=True).tolist() == front.tolist()
+    assert pareto_front(cost, loss, greater_is_better=True).tolist() == [
+        True,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]

@@ -301,3 +301,17 @@ def test_many_base_models_give_plots_of_a_readable_size(tmp_path):
     assert len(panels) == MAX_RELIABILITY_PANELS
     assert panels[:-1] == entries[: MAX_RELIABILITY_PANELS - 1]
     assert panels[-1] == entries[-1]  # the selected entry, last on the leaderboard, is kept
+
+
+def test_cost_plot_needs_the_cost_columns_and_draws_them(tmp_path):
+    from stacking.plots import plot_cost
+
+    out = make_results(tmp_path, "multiclass")
+    with pytest.raises(DataError, match=r"meta\.cost: true"):
+        plot_cost(Results(out), out)
+    assert "cost.png" not in {p.name for p in write_plots(out)}
+    board = pd.read_csv(out / "leaderboard.csv")
+    board["seconds_per_1k_rows"] = [0.9, 0.5, 0.3, 0.2]
+    board.to_csv(out / "leaderboard.csv", index=False)
+    assert_png(plot_cost(Results(out), out))
+    assert "cost.png" in {p.name for p in write_plots(out)}

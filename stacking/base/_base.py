@@ -120,6 +120,12 @@ class FrozenModel(abc.ABC):
         """Number of weights (trainable or not) when the format tells, else ``None``."""
         return None
 
+    def flops_per_row(self) -> float | None:
+        """Floating-point operations to predict one row when the format tells, else
+        ``None``: 2 per multiply-add and 1 per bias addition, as TensorFlow's profiler
+        counts them (activations are not counted)."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """What ``stacking inspect`` prints: kind, inputs, outputs and layers."""
         return {

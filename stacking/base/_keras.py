@@ -177,9 +177,41 @@ class KerasModel(InputTriples):
     def _predict_batch(self, batch: list[np.ndarray]) -> np.ndarray:
         return np.asarray(self._compiled()(*batch))
 
+    def flops_per_row(self) -> float | None:
+        """TensorFlow's profiler over the model's graph for one row, weights folded in;
+        ``None`` when an input has an unknown size (text, variable-length sequences)
+        or the graph cannot be profiled."""
+        if any(None in s for _, s, _ in self._inputs):
+            return None
+        return _profiled_flops(self._model, self._pack, self._inputs)
+
     def select_output(self, output: str | int | None) -> None:
         super().select_output(output)
         self._fn = None  # traced for the selected output
+
+
+def _profiled_flops(model: Any, pack: Callable[..., Any], inputs: list[Any]) -> float | None:
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+    from tensorflow.python.profiler.model_analyzer import profile
+    from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
+
+    specs = [tf.TensorSpec((1, *s), tf.as_dtype(d)) for _, s, d in inputs]
+    tf_log = logging.getLogger("tensorflow")
+    level = tf_log.level
+    tf_log.setLevel(logging.ERROR)  # the profiler's own deprecation notice is not the user's
+    try:
+        call = tf.function(lambda *args: model(pack(list(args)), training=False))
+        graph = convert_variables_to_constants_v2(call.get_concrete_function(*specs)).graph
+        options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation())
+        stats = profile(graph, options=options.with_empty_output().build())
+    except Exception:  # a layer the profiler cannot walk: the format does not tell
+        return None
+    finally:
+        tf_log.setLevel(level)
+    return float(stats.total_float_ops)
 
 
 def _stateless_function(template: KerasModel, specs: list[Any]) -> Callable[..., Any]:

@@ -97,7 +97,8 @@ def _base_params(spec: dict, metrics: dict, name: str) -> dict:
 
 def _test_metrics(folder: Path, ensemble: str) -> dict[str, float]:
     """``test_<metric>`` of the chosen ensemble when the leaderboard has holdout columns,
-    and its cost (base models used, parameters, seconds per 1,000 rows) with meta.cost."""
+    and its cost (base models used, parameters, FLOPs per row, seconds per 1,000 rows) with
+    meta.cost."""
     path = folder / "leaderboard.csv"
     if not path.is_file():
         return {}
@@ -106,7 +107,7 @@ def _test_metrics(folder: Path, ensemble: str) -> dict[str, float]:
     if rows.empty:
         return {}
     row = rows.iloc[0]
-    cost = ("n_models_used", "n_params", "seconds_per_1k_rows")  # meta.cost's columns
+    cost = ("n_models_used", "n_params", "flops_per_row", "seconds_per_1k_rows")  # meta.cost
     return {
         c: float(row[c])
         for c in board.columns

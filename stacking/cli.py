@@ -14,9 +14,13 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from stacking.errors import ConfigError, DataError, OutputError, StackingError
 from stacking.quiet import loud_tensorflow, quiet_tensorflow  # also imported by scripts
+
+if TYPE_CHECKING:
+    from stacking.tracking import Tracker
 
 
 def _run(args) -> int:
@@ -41,11 +45,7 @@ def _run(args) -> int:
         _write_table(frame, Path(args.submission))
         print(f"wrote a submission of {len(frame)} rows to {args.submission}")
     if result.run_id:
-        from stacking.tracking import resolved_uri
-
-        uri = resolved_uri(experiment.config.tracking.uri)
-        print(f"mlflow run: {result.run_id}")
-        print(f"browse it:  mlflow ui --backend-store-uri {uri}")
+        print("\n".join(experiment.tracker.run_lines(result.run_id)))
     return 0
 
 
@@ -99,9 +99,7 @@ def _predict(args) -> int:
     model = args.model
     _refuse_run_id_as_path(model)
     if ":/" in model:  # an MLflow model URI, fetched through the tracker
-        from stacking.tracking import MlflowTracker
-
-        model = MlflowTracker(uri=args.tracking_uri).download_model(model)
+        model = _mlflow_tracker(args.tracking_uri).download_model(model)
     out = Path(args.output)
     submission = Path(args.submission) if args.submission else out
     for flag, path in (("--output", out), ("--submission", submission)):
@@ -187,7 +185,7 @@ def _log(args) -> int:
     import yaml
 
     from stacking.config import TrackingConfig
-    from stacking.tracking import get_tracker, log_results, record_from_results, resolved_uri
+    from stacking.tracking import get_tracker, log_results, record_from_results
 
     folder = Path(args.results_dir)
     record_from_results(folder)  # a readable, finished folder, before touching a store
@@ -198,31 +196,40 @@ def _log(args) -> int:
             "pass --again to record it as a new run"
         )
     config = yaml.safe_load((folder / "config.resolved.yaml").read_text())
-    tracking = dict(config.get("tracking") or {})
-    tracking.update({"kind": "mlflow", "enabled": True})
+    recorded = dict(config.get("tracking") or {})
+    # The run's own MLflow section (kept when it was switched off), else MLflow's defaults.
+    tracking = recorded if recorded.get("kind", "mlflow") == "mlflow" else {}
+    tracking.update({"kind": "mlflow", "enabled": True, "run_name": recorded.get("run_name")})
     if args.tracking_uri:
         tracking["uri"] = args.tracking_uri
     if args.experiment:
         tracking["experiment"] = args.experiment
-    tracker = get_tracker(TrackingConfig(**tracking))
+    tracker = get_tracker(TrackingConfig.build(tracking))
     tracker.check()
     run_id = log_results(tracker, folder)
-    print(f"mlflow run: {run_id}")
-    print(f"browse it:  mlflow ui --backend-store-uri {resolved_uri(tracking.get('uri'))}")
+    assert run_id is not None  # an MLflow tracker stores every run
+    print("\n".join(tracker.run_lines(run_id)))
     return 0
 
 
 def _runs(args) -> int:
     """A comparison table of the experiment's recent runs, newest first."""
-    from stacking.tracking import MlflowTracker
-
-    tracker = MlflowTracker(uri=args.tracking_uri, experiment=args.experiment)
+    tracker = _mlflow_tracker(args.tracking_uri, experiment=args.experiment)
     found = tracker.runs(max_results=args.max_results)
     if not found:
         print(_no_runs_hint(tracker, args.experiment))
         return 0
     print(format_runs(found, metric=args.metric))
     return 0
+
+
+def _mlflow_tracker(uri: str | None, **keys: Any) -> Tracker:
+    """The MLflow tracker of ``--tracking-uri`` (and ``--experiment``), for the commands
+    that read runs back: ``predict MODEL_URI``, ``runs``."""
+    from stacking.config import TrackingConfig
+    from stacking.tracking import get_tracker
+
+    return get_tracker(TrackingConfig.build({"kind": "mlflow", "uri": uri, **keys}))
 
 
 def _no_runs_hint(tracker, experiment: str) -> str:
@@ -354,9 +361,10 @@ def _inspect(args) -> int:
 
 
 def _cache(args) -> int:
-    from stacking.cache import LocalCacheStore, verify_cache
+    from stacking.cache import get_cache, verify_cache
+    from stacking.config import CacheConfig
 
-    store = LocalCacheStore(args.dir)
+    store = get_cache(CacheConfig.build({"kind": "local", "dir": args.dir}))
     if args.action == "info":
         print(json.dumps(store.info(), indent=2))
     elif args.action == "verify":

@@ -462,6 +462,24 @@ def regression_project(projects) -> Project:
     return projects["regression"]
 
 
+# The changes of the session's reference run: the built-in kinds' results that a kind
+# registered by a test (tests/test_plugin_*.py) must reproduce.
+UNTRACKED = {"tracking.enabled": False, "meta.candidates": ["logistic", "mean"], "meta.bootstrap": 0}
+
+
+@pytest.fixture(scope="session")
+def untracked_run(multiclass_project, tmp_path_factory) -> Path:
+    """The results folder of a multiclass run with the default executor and cache that
+    recorded nothing (``tracking.enabled: false``); shared, so copy it before changing it."""
+    from stacking import Experiment
+
+    tmp = tmp_path_factory.mktemp("untracked")
+    cfg = multiclass_project.config(tmp, **UNTRACKED)
+    result = Experiment.from_yaml(cfg, output_dir=tmp / "out", progress=False).run()
+    assert result.run_id is None
+    return tmp / "out"
+
+
 # --- Model zoo: every model kind in every format that can hold it (tests/test_base_formats.py,
 # tests/test_loaders_conformance.py). Built once per session, tiny, saved under tmp.
 

@@ -64,9 +64,9 @@ def _type_name(annotation: Any) -> str:
     """A short, readable type: ``str``, ``list[str]``, ``'proba' | 'logit'``, a section."""
     if annotation is type(None):
         return "null"
-    if isinstance(annotation, type) and issubclass(annotation, config.KindConfig):
-        if "kinds" in annotation.__dict__:  # a family: one of its kinds' sections
-            return " \\| ".join(_type_name(m) for m in _builtin_kinds(annotation).values())
+    family = isinstance(annotation, type) and issubclass(annotation, config.KindConfig)
+    if family and "kinds" in annotation.__dict__:  # a family: one of its kinds' sections
+        return " \\| ".join(_type_name(m) for m in _builtin_kinds(annotation).values())
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _SECTION_NAMES.get(annotation, annotation.__name__)
     if isinstance(annotation, type):

@@ -464,7 +464,11 @@ def regression_project(projects) -> Project:
 
 # The changes of the session's reference run: the built-in kinds' results that a kind
 # registered by a test (tests/test_plugin_*.py) must reproduce.
-UNTRACKED = {"tracking.enabled": False, "meta.candidates": ["logistic", "mean"], "meta.bootstrap": 0}
+UNTRACKED = {
+    "tracking.enabled": False,
+    "meta.candidates": ["logistic", "mean"],
+    "meta.bootstrap": 0,
+}
 
 
 @pytest.fixture(scope="session")
@@ -685,3 +689,29 @@ def model_zoo(tmp_path_factory) -> dict[str, ZooModel]:
         kind, variant = name.split("-")
         zoo[name] = ZooModel(name, kind, variant, model, inputs, _save_zoo(name, model, root))
     return zoo
+
+
+@pytest.fixture(scope="session")
+def executor_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny saved Keras and ONNX models for the executor contract (and an unreadable one)."""
+    import keras
+
+    def save(path: Path, units: int, seed: int) -> Path:
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(units, activation="tanh")(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
+        if path.suffix == ".onnx":  # the same kind of network, run by ONNX Runtime
+            return write_onnx_mlp(model, path)
+        model.save(path)
+        return path
+
+    root = tmp_path_factory.mktemp("executor_models")
+    broken = root / "broken.keras"
+    broken.write_bytes(b"not a zip archive")
+    return {
+        "a": save(root / "a.keras", 8, 0),
+        "b": save(root / "b.keras", 5, 1),
+        "o": save(root / "o.onnx", 6, 2),
+        "x": broken,
+    }

@@ -11,7 +11,6 @@ import shutil
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
-
 from pydantic import ValidationError
 
 from stacking.cache import (

@@ -13,10 +13,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from conftest import sqlite_store
 
-from stacking import Experiment
 from stacking.cli import main
 from stacking.config import TrackingConfig
 from stacking.errors import TrackingError

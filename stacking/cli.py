@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from stacking.tracking import Tracker
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     from stacking.experiment import Experiment
 
     experiment = Experiment.from_yaml(
@@ -91,7 +91,7 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _predict(args) -> int:
+def _predict(args: argparse.Namespace) -> int:
     _say(f"loading the ensemble from {args.model}")
     from stacking.data import read_table
     from stacking.predictor import load_predictor
@@ -180,7 +180,7 @@ def _refuse_run_id_as_path(model: str) -> None:
         )
 
 
-def _log(args) -> int:
+def _log(args: argparse.Namespace) -> int:
     """Record a finished results folder (e.g. one whose tracking failed at the end)."""
     import yaml
 
@@ -212,7 +212,7 @@ def _log(args) -> int:
     return 0
 
 
-def _runs(args) -> int:
+def _runs(args: argparse.Namespace) -> int:
     """A comparison table of the experiment's recent runs, newest first."""
     tracker = _mlflow_tracker(args.tracking_uri, experiment=args.experiment)
     found = tracker.runs(max_results=args.max_results)
@@ -360,7 +360,7 @@ def _inspect(args) -> int:
     return 0
 
 
-def _cache(args) -> int:
+def _cache(args: argparse.Namespace) -> int:
     from stacking.cache import get_cache, verify_cache
     from stacking.config import CacheConfig
 

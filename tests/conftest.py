@@ -715,3 +715,17 @@ def executor_models(tmp_path_factory) -> dict[str, Path]:
         "o": save(root / "o.onnx", 6, 2),
         "x": broken,
     }
+
+
+def assert_same_results(got: Path, expected: Path) -> None:
+    """Two results folders hold the same predictions and scores (a kind registered by a
+    test against the built-in kinds' :func:`untracked_run`)."""
+    import json
+
+    for table in ("oof.parquet", "meta_oof.parquet", "test_predictions.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(got / table), pd.read_parquet(expected / table), obj=table
+        )
+    a, b = (json.loads((p / "metrics.json").read_text()) for p in (got, expected))
+    assert a["ensemble"] == b["ensemble"]
+    assert a["entries"] == b["entries"]

@@ -25,6 +25,7 @@ from stacking.cache._base import (
     make_key,
     path_digest,
     register_cache,
+    warn_dropped,
 )
 from stacking.cache._local import LocalCacheConfig, LocalCacheStore
 from stacking.cache._memory import MemoryCacheConfig, MemoryCacheStore
@@ -47,6 +48,7 @@ __all__ = [
     "path_digest",
     "register_cache",
     "verify_cache",
+    "warn_dropped",
 ]
 
 

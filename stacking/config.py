@@ -419,7 +419,7 @@ class KindConfig(_Strict):
     """
 
     family: ClassVar[str] = ""  # the section's key: executor, cache, tracking
-    noun: ClassVar[str] = ""  # what one implementation is called in messages
+    noun: ClassVar[str] = ""  # one implementation, in messages: "an executor"
     package: ClassVar[str] = ""  # the package whose modules register the built-in kinds
     default_kind: ClassVar[str] = ""
     kinds: ClassVar[dict[str, type[KindConfig]]] = {}  # kind -> config class, per family
@@ -470,9 +470,9 @@ class KindConfig(_Strict):
             return handler(data)  # a kind's own class, or not a mapping: as usual
         kind = data.get("kind", cls.default_kind)
         kinds = cls.registered()
-        if kind not in kinds:
+        if not isinstance(kind, str) or kind not in kinds:
             raise ValueError(
-                f"{cls.family}.kind {kind!r} is not a {cls.noun}; use one of {sorted(kinds)}"
+                f"{cls.family}.kind {kind!r} is not {cls.noun}; use one of {sorted(kinds)}"
             )
         return kinds[kind].model_validate({**data, "kind": kind})
 
@@ -488,7 +488,7 @@ class TrackingConfig(KindConfig):
     """
 
     family = "tracking"
-    noun = "tracker"
+    noun = "a tracker"
     package = "stacking.tracking"
     default_kind = "mlflow"
     kinds = {}
@@ -503,7 +503,7 @@ class CacheConfig(KindConfig):
     a store of :mod:`stacking.cache`."""
 
     family = "cache"
-    noun = "cache store"
+    noun = "a cache store"
     package = "stacking.cache"
     default_kind = "local"
     kinds = {}
@@ -516,7 +516,7 @@ class ExecutorConfig(KindConfig):
     """Where base models predict: ``kind`` picks an executor of :mod:`stacking.executors`."""
 
     family = "executor"
-    noun = "executor"
+    noun = "an executor"
     package = "stacking.executors"
     default_kind = "local"
     kinds = {}
@@ -734,6 +734,24 @@ def _allowed_keys(parents: tuple[str, ...]) -> set[str]:
     return {name for m in models for name in m.model_fields}
 
 
+def _other_kinds_key(path: tuple[str, ...], raw: Any) -> str:
+    """For a plug-in section's key that only other kinds take (``tracking.uri`` with
+    ``kind: none``): which kinds take it; otherwise ``""``."""
+    field = Config.model_fields.get(path[0]) if len(path) == 2 else None
+    family = field.annotation if field is not None else None
+    if not (isinstance(family, type) and issubclass(family, KindConfig)):
+        return ""
+    section = raw.get(path[0]) if isinstance(raw, dict) else None
+    kind = section.get("kind", family.default_kind) if isinstance(section, dict) else None
+    owners = sorted(k for k, c in family.registered().items() if path[1] in c.model_fields)
+    if not owners:
+        return ""
+    return (
+        f"unknown key '{'.'.join(path)}' for {path[0]}.kind {kind!r}; it is a key of "
+        f"kind {' or '.join(map(repr, owners))}: remove it or change the kind"
+    )
+
+
 def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
     errors = exc.errors()
     # For a union (``str | ViewConfig``) pydantic reports one error per member; the most
@@ -747,6 +765,9 @@ def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
     loc = ".".join(path)
     received = first.get("input")
     if first["type"] == "extra_forbidden":
+        other_kind = _other_kinds_key(path, raw)
+        if other_kind:
+            return f"{source}: {other_kind}"
         hint = did_you_mean(path[-1], _allowed_keys(path[:-1])) if path else ""
         return f"{source}: unknown key {loc!r}. Remove it or check its spelling{hint}"
     if first["type"] == "missing":

@@ -139,7 +139,7 @@ class MlflowTracker(Tracker):
             raise self._fail(
                 "record the run in",
                 exc,
-                "nothing was computed; check tracking.uri, or set tracking.kind: none",
+                "nothing was computed; check tracking.uri, or set tracking.enabled: false",
             ) from exc
 
     def _end_dead_runs(self, client, experiment_id: str) -> None:

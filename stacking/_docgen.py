@@ -39,6 +39,10 @@ overrides any key (the value is read as YAML; repeatable).
 
 `NAME` in a key stands for a name you choose (a view, a base model); `[]` for an entry of
 a list. A key marked *required* has no default.
+
+`tracking`, `cache` and `executor` have one section per `kind`, each with its own keys. A
+kind that a module of yours registers is accepted too, with the keys its config class
+declares ([adding an implementation](architecture.md#adding-an-implementation)).
 """
 
 _METRICS = """\
@@ -60,6 +64,9 @@ def _type_name(annotation: Any) -> str:
     """A short, readable type: ``str``, ``list[str]``, ``'proba' | 'logit'``, a section."""
     if annotation is type(None):
         return "null"
+    family = isinstance(annotation, type) and issubclass(annotation, config.KindConfig)
+    if family and "kinds" in annotation.__dict__:  # a family: one of its kinds' sections
+        return " \\| ".join(_type_name(m) for m in _builtin_kinds(annotation).values())
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return _SECTION_NAMES.get(annotation, annotation.__name__)
     if isinstance(annotation, type):
@@ -101,7 +108,10 @@ def _default(field: FieldInfo) -> str:
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The config sections an annotation may hold (members of unions, lists, dicts)."""
+    """The config sections an annotation may hold (members of unions, lists, dicts; every
+    built-in kind of a plug-in section)."""
+    if isinstance(annotation, type) and issubclass(annotation, config.KindConfig):
+        return list(_builtin_kinds(annotation).values())
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for a in typing.get_args(annotation) for m in _models_in(a)]
@@ -120,17 +130,32 @@ _SECTIONS: list[tuple[type[BaseModel], str, str]] = [
     (config.FeaturesConfig, "meta.features", ""),
     (config.CandidateConfig, "meta.candidates[]", "also a backbone's `head`"),
     (config.LevelConfig, "meta.levels[]", ""),
-    (config.TrackingConfig, "tracking", ""),
-    (config.CacheConfig, "cache", ""),
+]
+# The plug-in sections, one per built-in kind (its keys depend on `kind`), in this order.
+_FAMILIES: list[type[config.KindConfig]] = [
+    config.TrackingConfig,
+    config.CacheConfig,
+    config.ExecutorConfig,
 ]
 _SECTION_NAMES: dict[type[BaseModel], str] = {}
 
 
-def _executor_sections() -> list[tuple[type[BaseModel], str, str]]:
-    """One section per executor kind, read from the discriminated union itself."""
-    field = config.Config.model_fields["executor"]
-    members = _models_in(field.annotation) or _models_in(typing.get_args(field.annotation))
-    return [(m, "executor", f"`kind: {m.model_fields['kind'].default}`") for m in members]
+def _builtin_kinds(family: type[config.KindConfig]) -> dict[str, type[config.KindConfig]]:
+    """The family's kinds that tf-stacking ships (not those a user's module registers)."""
+    return {
+        kind: cls
+        for kind, cls in sorted(family.registered().items())
+        if cls.__module__.startswith("stacking.")
+    }
+
+
+def _kind_sections() -> list[tuple[type[BaseModel], str, str]]:
+    """One section per built-in kind of every plug-in family, read from its registry."""
+    return [
+        (cls, family.family, f"`kind: {kind}`")
+        for family in _FAMILIES
+        for kind, cls in _builtin_kinds(family).items()
+    ]
 
 
 def _markdown(text: str) -> str:
@@ -210,7 +235,7 @@ def render() -> str:
     A config model that no section documents is an error here, so a new section of the
     config cannot be left out of the reference.
     """
-    sections = [*_SECTIONS, *_executor_sections()]
+    sections = [*_SECTIONS, *_kind_sections()]
     undocumented = _reachable(config.Config, set()) - {model for model, _, _ in sections}
     if undocumented:
         names = sorted(m.__name__ for m in undocumented)
@@ -219,7 +244,8 @@ def render() -> str:
     _SECTION_LINKS.clear()
     for model, key, note in sections:
         if model not in _SECTION_NAMES:
-            _SECTION_NAMES[model] = _heading(key, note) if key == "executor" else f"`{key}`"
+            kind_section = isinstance(model, type) and issubclass(model, config.KindConfig)
+            _SECTION_NAMES[model] = _heading(key, note) if kind_section else f"`{key}`"
             _SECTION_LINKS[model] = ((model, key), _anchor(_heading(key, note)))
     toc = [f"- [{_heading(k, n)}](#{_anchor(_heading(k, n))})" for _, k, n in sections]
     parts = [_INTRO, "Sections:", "", *toc, "- [Metrics](#metrics)", ""]

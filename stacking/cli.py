@@ -14,7 +14,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stacking.errors import ConfigError, DataError, OutputError, StackingError
 from stacking.quiet import loud_tensorflow, quiet_tensorflow  # also imported by scripts
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the commands import these lazily: `stacking --help` stays f
     import pandas as pd
 
     from stacking.predictor import EnsemblePredictor
-    from stacking.tracking import MlflowTracker, RecordedRun
+    from stacking.tracking import RecordedRun, Tracker
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -50,11 +50,7 @@ def _run(args: argparse.Namespace) -> int:
         _write_table(frame, Path(args.submission))
         print(f"wrote a submission of {len(frame)} rows to {args.submission}")
     if result.run_id:
-        from stacking.tracking import resolved_uri
-
-        uri = resolved_uri(experiment.config.tracking.uri)
-        print(f"mlflow run: {result.run_id}")
-        print(f"browse it:  mlflow ui --backend-store-uri {uri}")
+        print("\n".join(experiment.tracker.run_lines(result.run_id)))
     return 0
 
 
@@ -161,9 +157,7 @@ def _predict(args: argparse.Namespace) -> int:
     model = args.model
     _refuse_run_id_as_path(model)
     if ":/" in model:  # an MLflow model URI, fetched through the tracker
-        from stacking.tracking import MlflowTracker
-
-        model = MlflowTracker(uri=args.tracking_uri).download_model(model)
+        model = _mlflow_tracker(args.tracking_uri).download_model(model)
     out = Path(args.output)
     submission = Path(args.submission) if args.submission else out
     for flag, path in (("--output", out), ("--submission", submission)):
@@ -249,7 +243,7 @@ def _log(args: argparse.Namespace) -> int:
     import yaml
 
     from stacking.config import TrackingConfig
-    from stacking.tracking import get_tracker, log_results, record_from_results, resolved_uri
+    from stacking.tracking import get_tracker, log_results, record_from_results
 
     folder = Path(args.results_dir)
     record_from_results(folder)  # a readable, finished folder, before touching a store
@@ -260,25 +254,25 @@ def _log(args: argparse.Namespace) -> int:
             "pass --again to record it as a new run"
         )
     config = yaml.safe_load((folder / "config.resolved.yaml").read_text())
-    tracking = dict(config.get("tracking") or {})
-    tracking.update({"kind": "mlflow", "enabled": True})
+    recorded = dict(config.get("tracking") or {})
+    # The run's own MLflow section (kept when it was switched off), else MLflow's defaults.
+    tracking = recorded if recorded.get("kind", "mlflow") == "mlflow" else {}
+    tracking.update({"kind": "mlflow", "enabled": True, "run_name": recorded.get("run_name")})
     if args.tracking_uri:
         tracking["uri"] = args.tracking_uri
     if args.experiment:
         tracking["experiment"] = args.experiment
-    tracker = get_tracker(TrackingConfig(**tracking))
+    tracker = get_tracker(TrackingConfig.build(tracking))
     tracker.check()
     run_id = log_results(tracker, folder)
-    print(f"mlflow run: {run_id}")
-    print(f"browse it:  mlflow ui --backend-store-uri {resolved_uri(tracking.get('uri'))}")
+    assert run_id is not None  # an MLflow tracker stores every run
+    print("\n".join(tracker.run_lines(run_id)))
     return 0
 
 
 def _runs(args: argparse.Namespace) -> int:
     """A comparison table of the experiment's recent runs, newest first."""
-    from stacking.tracking import MlflowTracker
-
-    tracker = MlflowTracker(uri=args.tracking_uri, experiment=args.experiment)
+    tracker = _mlflow_tracker(args.tracking_uri, experiment=args.experiment)
     found = tracker.runs(max_results=args.max_results)
     if not found:
         print(_no_runs_hint(tracker, args.experiment))
@@ -287,7 +281,16 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _no_runs_hint(tracker: MlflowTracker, experiment: str) -> str:
+def _mlflow_tracker(uri: str | None, **keys: Any) -> Tracker:
+    """The MLflow tracker of ``--tracking-uri`` (and ``--experiment``), for the commands
+    that read runs back: ``predict MODEL_URI``, ``runs``."""
+    from stacking.config import TrackingConfig
+    from stacking.tracking import get_tracker
+
+    return get_tracker(TrackingConfig.build({"kind": "mlflow", "uri": uri, **keys}))
+
+
+def _no_runs_hint(tracker: Tracker, experiment: str) -> str:
     """What to type instead when an experiment has no runs: the ones that have some."""
     from stacking.errors import did_you_mean
 
@@ -425,9 +428,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _cache(args: argparse.Namespace) -> int:
-    from stacking.cache import LocalCacheStore, verify_cache
+    from stacking.cache import get_cache, verify_cache
+    from stacking.config import CacheConfig
 
-    store = LocalCacheStore(args.dir)
+    store = get_cache(CacheConfig.build({"kind": "local", "dir": args.dir}))
     if args.action == "info":
         print(json.dumps(store.info(), indent=2))
     elif args.action == "verify":

@@ -446,7 +446,8 @@ def compare_stored(
     from stacking.config import TrackingConfig
     from stacking.tracking import MlflowTracker, fetch_compared_runs, get_tracker
 
-    cfg = TrackingConfig(kind="mlflow", uri=tracking_uri, experiment=experiment or "tf-stacking")
+    raw = {"kind": "mlflow", "uri": tracking_uri, "experiment": experiment or "tf-stacking"}
+    cfg = TrackingConfig.build(raw)
     tracker = get_tracker(cfg)
     assert isinstance(tracker, MlflowTracker)  # kind: mlflow
     with tempfile.TemporaryDirectory(prefix="stacking-compare-") as tmp:

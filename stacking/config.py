@@ -14,16 +14,19 @@ runs the same from any working directory.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
+from importlib import import_module
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    SerializeAsAny,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -451,76 +454,126 @@ class MetaConfig(_Strict):
         return FeaturesConfig(kind=v) if isinstance(v, str) else v
 
 
-class TrackingConfig(_Strict):
-    """Where runs are recorded: ``kind`` picks a tracker of :mod:`stacking.tracking`.
+class KindConfig(_Strict):
+    """A plug-in family's config section: ``kind`` picks the implementation, and with it
+    the section's keys.
 
-    ``enabled: false`` is the older spelling of ``kind: none`` and still works.
+    Each family has one base here (:class:`ExecutorConfig`, :class:`CacheConfig`,
+    :class:`TrackingConfig`) holding the keys every kind shares. Each implementation
+    subclasses it in its own module, with ``kind: Literal["name"]`` and its own keys, and
+    registers both with its family's decorator (``@register_executor(RayExecutorConfig)``).
+    Validating a family's base validates the class registered for the ``kind`` given, so
+    a kind registered later (a user's module, a test) is a valid config as it is::
+
+        >>> ExecutorConfig.build({"kind": "ray", "num_gpus": 1}).num_gpus
+        1.0
     """
 
-    kind: Literal["mlflow", "none"] = Field(
-        "mlflow", description="mlflow records the run; none records nothing"
-    )
+    family: ClassVar[str] = ""  # the section's key: executor, cache, tracking
+    noun: ClassVar[str] = ""  # one implementation, in messages: "an executor"
+    package: ClassVar[str] = ""  # the package whose modules register the built-in kinds
+    default_kind: ClassVar[str] = ""
+    kinds: ClassVar[dict[str, type[KindConfig]]] = {}  # kind -> config class, per family
+    implementation: ClassVar[Any] = None  # on a kind's class: what the factory builds
+
+    kind: str
+
+    @classmethod
+    def register(cls, config: type[KindConfig], implementation: Any) -> None:
+        """Make ``config`` the section of ``{family: {kind: <its kind>}}`` and
+        ``implementation`` what the family's factory builds from it. Called by the
+        family's decorator (``register_executor`` …), not directly."""
+        kind = config.kind_name()
+        if not kind or not issubclass(config, cls) or config is cls:
+            raise TypeError(
+                f"{config.__name__} must subclass {cls.__name__} and set a default "
+                f"`kind: Literal[...]`, e.g. kind: Literal['mine'] = 'mine'"
+            )
+        config.implementation = implementation
+        cls.kinds[kind] = config
+
+    @classmethod
+    def kind_name(cls) -> str:
+        """The kind a config class stands for: its ``kind`` default."""
+        default = cls.model_fields["kind"].default
+        return default if isinstance(default, str) else ""
+
+    @classmethod
+    def registered(cls) -> dict[str, type[KindConfig]]:
+        """Every registered kind of the family (``kind`` -> config class).
+
+        The family's package registers the built-in kinds when it is imported; it sits
+        above this module in the data flow, so it is imported here by name, as a plug-in
+        entry point would be, the first time a kind is looked up."""
+        if cls.package and cls.package not in sys.modules:
+            import_module(cls.package)
+        return cls.kinds
+
+    @classmethod
+    def build(cls: type[K], raw: Mapping[str, Any] | None = None) -> K:
+        """The section ``raw`` (a mapping, as in YAML) validated by its kind's class."""
+        return cls.model_validate(dict(raw or {}))
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _by_kind(cls, data: Any, handler: ModelWrapValidatorHandler[KindConfig]) -> KindConfig:
+        if "kinds" not in cls.__dict__ or not isinstance(data, dict):
+            return handler(data)  # a kind's own class, or not a mapping: as usual
+        kind = data.get("kind", cls.default_kind)
+        kinds = cls.registered()
+        if not isinstance(kind, str) or kind not in kinds:
+            raise ValueError(
+                f"{cls.family}.kind {kind!r} is not {cls.noun}; use one of {sorted(kinds)}"
+            )
+        return kinds[kind].model_validate({**data, "kind": kind})
+
+
+K = TypeVar("K", bound=KindConfig)
+
+
+class TrackingConfig(KindConfig):
+    """Where runs are recorded: ``kind`` picks a tracker of :mod:`stacking.tracking`.
+
+    ``enabled: false`` records nothing, whatever the kind (the older spelling of
+    ``kind: none``).
+    """
+
+    family = "tracking"
+    noun = "a tracker"
+    package = "stacking.tracking"
+    default_kind = "mlflow"
+    kinds = {}
+
+    kind: str = Field("mlflow", description="mlflow records the run; none records nothing")
     enabled: bool = Field(True, description="false is the same as kind: none")
-    uri: str | None = Field(None, description="default: MLflow's own default store")
-    experiment: str = Field("tf-stacking", description="MLflow experiment name")
     run_name: str | None = Field(None, description="parent run name; default: the config's name")
-    register_as: str | None = Field(
-        None, description="register the ensemble model under this name (a new version)"
-    )
-
-    @model_validator(mode="after")
-    def _disabled_is_none(self) -> TrackingConfig:
-        if not self.enabled:
-            self.kind = "none"
-        return self
 
 
-class CacheConfig(_Strict):
-    """The prediction cache: checksummed entries keyed by content digests."""
+class CacheConfig(KindConfig):
+    """The prediction cache: checksummed entries keyed by content digests; ``kind`` picks
+    a store of :mod:`stacking.cache`."""
 
+    family = "cache"
+    noun = "a cache store"
+    package = "stacking.cache"
+    default_kind = "local"
+    kinds = {}
+
+    kind: str = Field("local", description="local: a folder; memory: this process only")
     enabled: bool = Field(True, description="false computes every prediction again")
-    kind: str = Field("local", description="a store of stacking.cache.STORES: local, memory")
-    dir: Path = Field(Path(".stacking_cache"), description="relative to the working folder")
 
 
-class _ExecutorKeys(_Strict):
+class ExecutorConfig(KindConfig):
+    """Where base models predict: ``kind`` picks an executor of :mod:`stacking.executors`."""
+
+    family = "executor"
+    noun = "an executor"
+    package = "stacking.executors"
+    default_kind = "local"
+    kinds = {}
+
+    kind: str = Field("local", description="local, prefetch or ray")
     batch_size: int = Field(4096, ge=1, description="rows per compiled call")
-
-
-class LocalExecutorConfig(_ExecutorKeys):
-    """In process, one model in memory at a time (the default)."""
-
-    kind: Literal["local"] = "local"
-
-
-class PrefetchExecutorConfig(_ExecutorKeys):
-    """In process, the next model loaded while the current one predicts (two in memory)."""
-
-    kind: Literal["prefetch"] = "prefetch"
-
-
-class RayExecutorConfig(_ExecutorKeys):
-    """One Ray task per (model, fold) job, on a local or remote Ray cluster."""
-
-    kind: Literal["ray"] = "ray"
-    address: str | None = Field(None, description="Ray cluster; default: start a local one")
-    num_cpus: float = Field(1, gt=0, description="CPUs per Ray inference task")
-    num_gpus: float = Field(0, ge=0, description="GPUs per Ray inference task")
-
-
-def _default_kind(value: Any) -> Any:
-    """``executor: {batch_size: 512}`` means the default (local) executor."""
-    if isinstance(value, dict) and "kind" not in value:
-        return {"kind": "local", **value}
-    return value
-
-
-# Each backend's keys live with its class; `kind` picks the class (and its key set).
-ExecutorConfig = Annotated[
-    LocalExecutorConfig | PrefetchExecutorConfig | RayExecutorConfig,
-    Field(discriminator="kind"),
-    BeforeValidator(_default_kind),
-]
 
 
 class Config(_Strict):
@@ -540,12 +593,16 @@ class Config(_Strict):
         default_factory=list,
         description="scikit-learn scorer names; the first is primary; default: by task",
     )
-    tracking: TrackingConfig = Field(
-        default_factory=TrackingConfig, description="where the run is recorded"
+    # Each plug-in section is validated by the class registered for its `kind`, and
+    # written back (config.resolved.yaml) with that class's keys.
+    tracking: SerializeAsAny[TrackingConfig] = Field(
+        default_factory=TrackingConfig.build, description="where the run is recorded"
     )
-    cache: CacheConfig = Field(default_factory=CacheConfig, description="the prediction cache")
-    executor: ExecutorConfig = Field(
-        default_factory=LocalExecutorConfig, description="where base models predict"
+    cache: SerializeAsAny[CacheConfig] = Field(
+        default_factory=CacheConfig.build, description="the prediction cache"
+    )
+    executor: SerializeAsAny[ExecutorConfig] = Field(
+        default_factory=ExecutorConfig.build, description="where base models predict"
     )
     plots: bool = Field(True, description="PNG plots in the results folder and the run")
 
@@ -703,6 +760,8 @@ def _models_in(annotation: Any) -> tuple[list[type[BaseModel]], bool]:
     """The pydantic models an annotation may hold, and whether it is a mapping or list of
     them (whose next key is a user's name or an index, not a field)."""
     origin = get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, KindConfig):
+        return [annotation, *annotation.registered().values()], False  # every kind's keys
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation], False
     if origin in (dict, list):
@@ -736,6 +795,24 @@ def _allowed_keys(parents: tuple[str, ...]) -> set[str]:
     return {name for m in models for name in m.model_fields}
 
 
+def _other_kinds_key(path: tuple[str, ...], raw: Any) -> str:
+    """For a plug-in section's key that only other kinds take (``tracking.uri`` with
+    ``kind: none``): which kinds take it; otherwise ``""``."""
+    field = Config.model_fields.get(path[0]) if len(path) == 2 else None
+    family = field.annotation if field is not None else None
+    if not (isinstance(family, type) and issubclass(family, KindConfig)):
+        return ""
+    section = raw.get(path[0]) if isinstance(raw, dict) else None
+    kind = section.get("kind", family.default_kind) if isinstance(section, dict) else None
+    owners = sorted(k for k, c in family.registered().items() if path[1] in c.model_fields)
+    if not owners:
+        return ""
+    return (
+        f"unknown key '{'.'.join(path)}' for {path[0]}.kind {kind!r}; it is a key of "
+        f"kind {' or '.join(map(repr, owners))}: remove it or change the kind"
+    )
+
+
 def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
     errors = exc.errors()
     # For a union (``str | ViewConfig``) pydantic reports one error per member; the most
@@ -749,6 +826,9 @@ def _format_error(exc: ValidationError, source: str, raw: Any) -> str:
     loc = ".".join(path)
     received = first.get("input")
     if first["type"] == "extra_forbidden":
+        other_kind = _other_kinds_key(path, raw)
+        if other_kind:
+            return f"{source}: {other_kind}"
         hint = did_you_mean(path[-1], _allowed_keys(path[:-1])) if path else ""
         return f"{source}: unknown key {loc!r}. Remove it or check its spelling{hint}"
     if first["type"] == "missing":

@@ -26,8 +26,8 @@ import pandas as pd
 
 from stacking import results
 from stacking.base import check_recorded_files
-from stacking.cache import CacheStore, open_cache
-from stacking.config import Config, FeaturesConfig, load_config, parse_config
+from stacking.cache import CacheStore, get_cache
+from stacking.config import Config, FeaturesConfig, TrackingConfig, load_config, parse_config
 from stacking.cost import COST_ROWS, served_cost, with_cost_columns
 from stacking.data import Dataset, load_dataset
 from stacking.engine import TrainRows, predict_base_models
@@ -42,7 +42,7 @@ from stacking.evaluate import (
     repeat_spread,
     score_entry,
 )
-from stacking.executors import Executor, make_executor
+from stacking.executors import Executor, get_executor
 from stacking.folds import FoldPlan, check_resplit, make_fold_plan, resplit_fold_plan
 from stacking.guard import (
     apply_guard,
@@ -65,7 +65,7 @@ from stacking.metrics import default_metrics, get_metric
 from stacking.plots import write_plots
 from stacking.predictor import EnsemblePredictor
 from stacking.stack import fit_stack, resolve_base_models
-from stacking.tracking import MlflowTracker, Tracker, get_tracker, log_results, preflight
+from stacking.tracking import Tracker, get_tracker, log_results, preflight
 from stacking.views import read_view
 
 BASE_MEAN = "base_mean"
@@ -257,9 +257,9 @@ class Experiment:
         self.config = config
         self.output_dir = Path(output_dir) if output_dir else None
         self.tracker = tracker if tracker is not None else get_tracker(config.tracking)
-        self.executor = executor or make_executor(config.executor, progress=progress)
+        self.executor = executor or get_executor(config.executor, progress=progress)
         self.progress = Progress(progress)
-        self.cache = cache or open_cache(config.cache)
+        self.cache = cache or get_cache(config.cache)
         self.reproduces: Reproduction | None = None
         self._reserved: tuple | None = None  # (rows, verdict) when the plan reserves rows
 
@@ -283,7 +283,8 @@ class Experiment:
         trusted: import paths outside ``stacking.``/``sklearn.`` are refused unless
         ``trust_imports``.
         """
-        recorded_run = MlflowTracker(uri=tracking_uri).fetch_run(run_id)
+        mlflow = TrackingConfig.build({"kind": "mlflow", "uri": tracking_uri})
+        recorded_run = get_tracker(mlflow).fetch_run(run_id)
         run_id = recorded_run.run_id  # the full id of a short one
         raw, tags, metrics = recorded_run.config, recorded_run.tags, recorded_run.metrics
         if raw is None:
@@ -296,7 +297,9 @@ class Experiment:
             cv_metrics={k: v for k, v in metrics.items() if k.startswith("cv_")},
             ensemble=tags.get("stacking.ensemble"),
         )
-        raw.setdefault("tracking", {})["uri"] = tracking_uri or raw["tracking"].get("uri")
+        tracking = raw.setdefault("tracking", {})
+        if tracking.get("kind", "mlflow") == "mlflow":  # the uri key is MLflow's
+            tracking["uri"] = tracking_uri or tracking.get("uri")
         source = f"run {run_id}'s config"
         config = parse_config(raw, root=Path.cwd(), source=source, trusted_imports=trust_imports)
         data = load_dataset(config.data)

@@ -462,6 +462,28 @@ def regression_project(projects) -> Project:
     return projects["regression"]
 
 
+# The changes of the session's reference run: the built-in kinds' results that a kind
+# registered by a test (tests/test_plugin_*.py) must reproduce.
+UNTRACKED = {
+    "tracking.enabled": False,
+    "meta.candidates": ["logistic", "mean"],
+    "meta.bootstrap": 0,
+}
+
+
+@pytest.fixture(scope="session")
+def untracked_run(multiclass_project, tmp_path_factory) -> Path:
+    """The results folder of a multiclass run with the default executor and cache that
+    recorded nothing (``tracking.enabled: false``); shared, so copy it before changing it."""
+    from stacking import Experiment
+
+    tmp = tmp_path_factory.mktemp("untracked")
+    cfg = multiclass_project.config(tmp, **UNTRACKED)
+    result = Experiment.from_yaml(cfg, output_dir=tmp / "out", progress=False).run()
+    assert result.run_id is None
+    return tmp / "out"
+
+
 # --- Model zoo: every model kind in every format that can hold it (tests/test_base_formats.py,
 # tests/test_loaders_conformance.py). Built once per session, tiny, saved under tmp.
 
@@ -667,3 +689,43 @@ def model_zoo(tmp_path_factory) -> dict[str, ZooModel]:
         kind, variant = name.split("-")
         zoo[name] = ZooModel(name, kind, variant, model, inputs, _save_zoo(name, model, root))
     return zoo
+
+
+@pytest.fixture(scope="session")
+def executor_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny saved Keras and ONNX models for the executor contract (and an unreadable one)."""
+    import keras
+
+    def save(path: Path, units: int, seed: int) -> Path:
+        keras.utils.set_random_seed(seed)
+        inputs = keras.Input((4,))
+        hidden = keras.layers.Dense(units, activation="tanh")(inputs)
+        model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
+        if path.suffix == ".onnx":  # the same kind of network, run by ONNX Runtime
+            return write_onnx_mlp(model, path)
+        model.save(path)
+        return path
+
+    root = tmp_path_factory.mktemp("executor_models")
+    broken = root / "broken.keras"
+    broken.write_bytes(b"not a zip archive")
+    return {
+        "a": save(root / "a.keras", 8, 0),
+        "b": save(root / "b.keras", 5, 1),
+        "o": save(root / "o.onnx", 6, 2),
+        "x": broken,
+    }
+
+
+def assert_same_results(got: Path, expected: Path) -> None:
+    """Two results folders hold the same predictions and scores (a kind registered by a
+    test against the built-in kinds' :func:`untracked_run`)."""
+    import json
+
+    for table in ("oof.parquet", "meta_oof.parquet", "test_predictions.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(got / table), pd.read_parquet(expected / table), obj=table
+        )
+    a, b = (json.loads((p / "metrics.json").read_text()) for p in (got, expected))
+    assert a["ensemble"] == b["ensemble"]
+    assert a["entries"] == b["entries"]

@@ -1,31 +1,28 @@
 """Cache: content-addressed keys, atomic checksummed entries, corrupt entries as misses
-(one warning line, then recomputed), info, verify and clear; one conformance suite run over
-every registered store."""
+(one warning line, then recomputed), info, verify and clear; the store a ``cache:`` section
+builds. The contract every store keeps is in ``tests/test_cache_conformance.py``."""
 
 from __future__ import annotations
 
 import logging
 import os
 import shutil
-import threading
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
+from pydantic import ValidationError
 
 from stacking.cache import (
-    STORES,
     LocalCacheStore,
     MemoryCacheStore,
     NullCacheStore,
     array_digest,
     get_cache,
     make_key,
-    open_cache,
     path_digest,
 )
 from stacking.config import CacheConfig
-from stacking.errors import ConfigError
 
 
 def _key(**changes):
@@ -264,119 +261,30 @@ def test_null_cache_store_never_stores(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("changes", "cls"),
+    ("section", "cls"),
     [
-        ({"enabled": True}, LocalCacheStore),
-        ({"enabled": True, "kind": "memory"}, MemoryCacheStore),
-        ({"enabled": False}, NullCacheStore),
+        ({"dir": "c"}, LocalCacheStore),
+        ({"kind": "memory"}, MemoryCacheStore),
+        ({"enabled": False, "dir": "c"}, NullCacheStore),
         ({"enabled": False, "kind": "memory"}, NullCacheStore),
     ],
 )
-def test_get_cache_follows_config(tmp_path, changes, cls):
-    store = get_cache(CacheConfig(dir=tmp_path / "c", **changes))
+def test_get_cache_follows_config(section, cls):
+    store = get_cache(CacheConfig.build(section))
     assert type(store) is cls
     store.put(_key(), np.ones(2))
-    assert (store.get(_key()) is not None) is changes["enabled"]
-    assert open_cache is get_cache
+    assert (store.get(_key()) is not None) is (cls is not NullCacheStore)
 
 
-def test_get_cache_unknown_kind_names_the_key(tmp_path):
+def test_cache_config_keys_follow_the_kind(tmp_path):
+    """``dir`` is the local store's key: the memory store refuses it, naming it."""
+    assert CacheConfig.build({"dir": tmp_path}).dir == tmp_path
+    with pytest.raises(ValidationError, match=r"dir\n  Extra inputs are not permitted"):
+        CacheConfig.build({"kind": "memory", "dir": tmp_path})
+
+
+def test_cache_config_unknown_kind_names_the_key():
     with pytest.raises(
-        ConfigError, match=r"cache.kind 'redis' .* use one of \['local', 'memory'\]"
+        ValidationError, match=r"cache.kind 'redis' is not a cache store; use one of "
     ):
-        get_cache(CacheConfig(kind="redis"))
-
-
-# -- the conformance suite every registered store passes ----------------------------------
-
-
-def _store(kind, tmp_path):
-    return get_cache(CacheConfig(kind=kind, dir=tmp_path / kind))
-
-
-def _corrupt(kind, store, key):
-    """Damage one stored entry the way its medium can be damaged."""
-    if isinstance(store, LocalCacheStore):
-        path = store._path(key)
-        path.write_bytes(_flip_low_byte(path.read_bytes()))
-    else:
-        store.entries[key] = _flip_low_byte(store.entries[key])
-
-
-@pytest.fixture(params=sorted(STORES))
-def store(request, tmp_path):
-    return _store(request.param, tmp_path)
-
-
-def test_conformance_round_trip_is_a_copy(store):
-    array = np.arange(12, dtype=np.float32).reshape(3, 4)
-    assert store.get(_key()) is None
-    store.put(_key(), array)
-    array[0, 0] = 99  # the caller's array changing later does not change the entry
-    got = store.get(_key())
-    assert got.dtype == np.float32 and got.shape == (3, 4) and got[0, 0] == 0
-    got[1, 1] = -1  # nor does changing what get returned
-    assert store.get(_key())[1, 1] == 5
-
-
-def test_conformance_last_put_wins_and_info_counts(store):
-    store.put(_key(), np.ones(3))
-    store.put(_key(), np.zeros(3))
-    store.put(_key(fold=1), np.zeros(2))
-    assert_array_equal(store.get(_key()), np.zeros(3))
-    info = store.info()
-    assert info["enabled"] is True and info["entries"] == 2 and info["bytes"] > 40
-    assert store.verify() == []
-    assert store.clear() == 2
-    assert store.get(_key()) is None and store.info()["entries"] == 0
-
-
-def test_conformance_failed_put_keeps_the_previous_entry(store):
-    store.put(_key(), np.arange(3))
-    with pytest.raises(ValueError, match="Object arrays cannot be saved"):
-        store.put(_key(), np.array([object()], dtype=object))
-    assert_array_equal(store.get(_key()), np.arange(3))
-    assert store.info()["entries"] == 1
-
-
-def test_conformance_corrupt_entry_is_reported_then_dropped(store, request, caplog):
-    store.put(_key(), np.linspace(0, 1, 10))
-    store.put(_key(fold=1), np.ones(4))
-    _corrupt(request.node.callspec.params["store"], store, _key())
-    ((_, problem),) = store.verify()
-    assert "checksum mismatch" in problem
-    with caplog.at_level(logging.WARNING, logger="stacking.cache"):
-        assert store.get(_key()) is None
-    assert len(caplog.records) == 1
-    assert store.verify() == [] and store.info()["entries"] == 1
-    assert_array_equal(store.get(_key(fold=1)), np.ones(4))
-
-
-def test_conformance_threads_never_read_a_partial_entry(store):
-    """Readers racing writers of one key get a whole entry every time: the key exists
-    before they start, so a read that misses (a torn entry dropped) fails too."""
-    arrays = [np.full(50_000, float(i)) for i in range(4)]
-    seen, errors = [], []
-    store.put(_key(), arrays[0])
-
-    def write(i):
-        for _ in range(10):
-            store.put(_key(), arrays[i])
-
-    def read():
-        for _ in range(40):
-            got = store.get(_key())
-            if got is not None:
-                seen.append(got[0])
-                if not (got == got[0]).all():
-                    errors.append("mixed entry")
-
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
-    threads += [threading.Thread(target=read) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert len(seen) == 2 * 40 and set(seen) <= {0.0, 1.0, 2.0, 3.0}
-    assert store.get(_key())[0] in {0.0, 1.0, 2.0, 3.0} and store.verify() == []
+        CacheConfig.build({"kind": "redis"})

@@ -457,3 +457,44 @@ def test_config_cross_references_are_checked_when_parsed(edit, match):
     with pytest.raises(ConfigError, match=match) as info:
         _parse(raw)
     assert str(info.value).startswith("exp.yaml: ") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (
+            {"tracking": {"kind": "none", "uri": "sqlite:///x.db"}},
+            r"unknown key 'tracking.uri' for tracking.kind 'none'; it is a key of kind 'mlflow'",
+        ),
+        (
+            {"cache": {"kind": "memory", "dir": "c"}},
+            r"unknown key 'cache.dir' for cache.kind 'memory'; it is a key of kind 'local'",
+        ),
+        (
+            {"executor": {"num_gpus": 1}},
+            r"unknown key 'executor.num_gpus' for executor.kind 'local'; it is a key of kind 'ray'",
+        ),
+        ({"executor": {"kind": "spark"}}, r"executor.kind 'spark' is not an executor; use one of"),
+        ({"tracking": {"kind": ["mlflow"]}}, r"tracking.kind \['mlflow'\] is not a tracker"),
+    ],
+)
+def test_config_plugin_section_keys_follow_the_kind(section, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(_raw(**section), root=Path("/tmp"))
+
+
+def test_config_plugin_sections_round_trip_with_their_kinds_keys():
+    sections = {
+        "tracking": {"kind": "mlflow", "uri": "sqlite:///x.db", "enabled": False},
+        "cache": {"kind": "memory"},
+        "executor": {"kind": "ray", "num_gpus": 1},
+    }
+    cfg = parse_config(_raw(**sections), root=Path("/tmp"))
+    dumped = cfg.to_dict()
+    assert dumped["tracking"]["uri"] == "sqlite:///x.db" and dumped["executor"]["num_gpus"] == 1
+    again = parse_config(dumped, root=Path("/tmp"))
+    assert again.to_dict() == dumped
+    assert [type(again.executor).__name__, type(again.cache).__name__] == [
+        "RayExecutorConfig",
+        "MemoryCacheConfig",
+    ]

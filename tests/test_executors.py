@@ -28,11 +28,11 @@ def heavy_model(tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["local", "prefetch"])
 def test_executor_gives_back_each_models_memory(kind, heavy_model):
-    from stacking.config import BaseModelSpec, LocalExecutorConfig, PrefetchExecutorConfig
+    from stacking.config import BaseModelSpec, ExecutorConfig
     from stacking.executors import Job, get_executor
 
     path, weights_mb = heavy_model
-    cfg = {"local": LocalExecutorConfig(), "prefetch": PrefetchExecutorConfig()}[kind]
+    cfg = ExecutorConfig.build({"kind": kind})
     x = np.ones((64, 4), dtype="float32")
     spec = BaseModelSpec(path=path, input="x")
     jobs = [Job(model="heavy", spec=spec, path=path, inputs=[[x]], keys=["k"]) for _ in range(14)]

@@ -188,7 +188,7 @@ def test_file_size_limit_on_the_store_is_a_file_system_error_with_its_path(
     assert code == 2 and len(err) == 1, err
     assert err[0].startswith(f"error: cannot write the MLflow store '{store / 'm.db'}': ")
     assert "the file system refused a write (File too large)" in err[0]
-    assert "tracking.kind: none" not in err[0]
+    assert "tracking.enabled: false" not in err[0]
     assert list(store.iterdir()) == []  # no empty m.db, no lock file beside it
     assert not out.exists()
 

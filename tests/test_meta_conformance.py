@@ -1,6 +1,10 @@
 """One conformance suite for the meta-learner family: every registered short name, every
 task it claims, resolved, cross-fitted on a fold plan and refitted like the experiment does.
-(Each of tf-stacking's own estimators also passes scikit-learn's own checks elsewhere.)"""
+(Each of tf-stacking's own estimators also passes scikit-learn's own checks elsewhere.)
+
+:class:`MetaLearnerContract` is the reusable suite, run by ``TestMetaLearnerContract`` over
+every registered name, each with its parameters in ``SAMPLES``; a registered name without
+one fails ``test_meta_every_registered_learner_has_a_sample``."""
 
 from __future__ import annotations
 
@@ -16,12 +20,26 @@ from stacking.meta import short_names as registered
 N, N_MODELS = 90, 3
 WIDTH = {"binary": 1, "multiclass": 3, "multilabel": 2, "regression": 1}
 N_OUT = {"binary": 2, "multiclass": 3, "multilabel": 2, "regression": 1}
-# Keras learners: a few epochs; a weighted mean needs its weights.
-PARAMS = {
-    "mlp": {"epochs": 60, "random_state": 0},
+# Every registered short name -> its parameters in this suite (Keras learners: a few
+# epochs; a weighted mean needs its weights). A name without a sample fails below.
+SAMPLES: dict[str, dict] = {
     "convex": {"epochs": 10, "random_state": 0},
+    "geometric": {},
+    "logistic": {},
+    "mean": {},
+    "median": {},
+    "mlp": {"epochs": 60, "random_state": 0},
+    "nnls": {},
+    "rank": {},
+    "ridge": {},
+    "selection": {},
+    "vote": {},
     "weighted": {"weights": [1, 2, 1]},
 }
+
+
+def names_without_sample() -> set[str]:
+    return set(registered()) - {"default"} - set(SAMPLES)
 
 
 def _cases():
@@ -53,39 +71,63 @@ def _level1(task: str, rng):
     return np.hstack(probas), y
 
 
+class MetaLearnerContract:
+    """What every meta-learner does in an experiment: resolved by its short name,
+    cross-fitted on a fold plan, refitted, its outputs shaped and better than a constant.
+    A subclass is parametrized with ``(name, task)`` and sets ``samples`` (name -> params)."""
+
+    samples: dict[str, dict] = SAMPLES
+
+    def test_conforms(self, name, task):
+        rng = np.random.default_rng(0)
+        X, y = _level1(task, rng)
+        spec = {"estimator": name, "params": self.samples[name]}
+        from stacking.config import CandidateConfig
+
+        candidate = make_candidate(CandidateConfig(**spec), task=task)
+        assert candidate.name == name
+        if "columns_per_model" in candidate.estimator.get_params():
+            candidate.estimator.set_params(columns_per_model=WIDTH[task])
+        frame = pd.DataFrame({"row_id": np.arange(N), "y": y if y.ndim == 1 else y[:, 0]})
+        plan = make_fold_plan(FoldsConfig(kind="kfold", n_splits=3), _Data(frame))
+        kw = {"task": task, "n_outputs": N_OUT[task]}
+
+        oof = cross_fit(candidate, X, y, plan, **kw)
+        model = refit(candidate, X, y)
+        out = predict_output(model, X, **kw)
+
+        expected = (N,) if task == "regression" else (N, N_OUT[task])
+        assert oof.shape == expected and out.shape == expected
+        assert np.isfinite(oof).all() and np.isfinite(out).all()
+        if task in ("binary", "multiclass"):
+            np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-6)
+        if task != "regression":
+            assert out.min() >= -1e-9 and out.max() <= 1 + 1e-9
+        # Every learner beats a constant on these informative inputs (the suite can fail).
+        if task == "regression":
+            assert np.mean((oof - y) ** 2) < np.var(y)
+        elif task == "multilabel":
+            assert ((oof >= 0.5) == y).mean() > 0.55
+        else:
+            assert (oof.argmax(axis=1) == y).mean() > 1.0 / N_OUT[task] + 0.05
+
+
 @pytest.mark.parametrize(("name", "task"), list(_cases()))
-def test_meta_learner_conforms(name, task):
-    rng = np.random.default_rng(0)
-    X, y = _level1(task, rng)
-    spec = {"estimator": name, "params": PARAMS.get(name, {})}
-    from stacking.config import CandidateConfig
+class TestMetaLearnerContract(MetaLearnerContract):
+    pass
 
-    candidate = make_candidate(CandidateConfig(**spec), task=task)
-    assert candidate.name == name
-    if "columns_per_model" in candidate.estimator.get_params():
-        candidate.estimator.set_params(columns_per_model=WIDTH[task])
-    frame = pd.DataFrame({"row_id": np.arange(N), "y": y if y.ndim == 1 else y[:, 0]})
-    plan = make_fold_plan(FoldsConfig(kind="kfold", n_splits=3), _Data(frame))
-    kw = {"task": task, "n_outputs": N_OUT[task]}
 
-    oof = cross_fit(candidate, X, y, plan, **kw)
-    model = refit(candidate, X, y)
-    out = predict_output(model, X, **kw)
+def test_meta_every_registered_learner_has_a_sample():
+    missing = names_without_sample()
+    assert not missing, f"add a sample to SAMPLES for {sorted(missing)}"
 
-    expected = (N,) if task == "regression" else (N, N_OUT[task])
-    assert oof.shape == expected and out.shape == expected
-    assert np.isfinite(oof).all() and np.isfinite(out).all()
-    if task in ("binary", "multiclass"):
-        np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-6)
-    if task != "regression":
-        assert out.min() >= -1e-9 and out.max() <= 1 + 1e-9
-    # Every learner beats a constant on these informative inputs (the suite can fail).
-    if task == "regression":
-        assert np.mean((oof - y) ** 2) < np.var(y)
-    elif task == "multilabel":
-        assert ((oof >= 0.5) == y).mean() > 0.55
-    else:
-        assert (oof.argmax(axis=1) == y).mean() > 1.0 / N_OUT[task] + 0.05
+
+def test_meta_a_learner_registered_without_a_sample_is_caught(monkeypatch):
+    from stacking.meta import _base, register_meta_learner
+
+    monkeypatch.setattr(_base, "_REGISTRY", dict(_base._REGISTRY))
+    register_meta_learner("unsampled", regressor="sklearn.linear_model.Ridge")
+    assert names_without_sample() == {"unsampled"}
 
 
 def test_short_names_resolve_by_task():

@@ -185,7 +185,7 @@ def test_server_lost_at_the_end_keeps_results_for_stacking_log(
     multiclass_project, tmp_path, capsys, empty_store
 ):
     from stacking.config import load_config
-    from stacking.executors import make_executor
+    from stacking.executors import get_executor
 
     with mlflow_server(tmp_path / "doomed", empty_store) as (url, proc):
         cfg = multiclass_project.config(
@@ -199,7 +199,7 @@ def test_server_lost_at_the_end_keeps_results_for_stacking_log(
             proc.wait()
             stopped.append(time.perf_counter())
 
-        inner = make_executor(load_config(cfg).executor, progress=False)
+        inner = get_executor(load_config(cfg).executor, progress=False)
         experiment = Experiment.from_yaml(
             cfg, output_dir=tmp_path / "out", executor=_ThenStop(inner, stop), progress=False
         )

@@ -7,6 +7,12 @@ be served a stale entry, and a key does not depend on file names or paths.
 An entry is the array in ``.npy`` format followed by a trailer: ``MAGIC`` and the sha256
 of the ``.npy`` bytes. :func:`decode_entry` checks it, so a flipped bit or a truncated file
 is never read as numbers: the store drops the entry and the engine recomputes it.
+
+A store is one module holding its config class (a :class:`~stacking.config.CacheConfig`
+subclass with ``kind: Literal["name"]`` and its keys) and its :class:`CacheStore`
+subclass, registered together with ``@register_cache(ItsConfig)``; :func:`get_cache`
+builds the one a ``cache:`` section names. ``tests/test_cache_conformance.py`` checks the
+contract below for every registered kind.
 """
 
 from __future__ import annotations
@@ -17,12 +23,14 @@ import io
 import json
 import logging
 import os
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, ClassVar, TypeVar
 
 import numpy as np
 
 from stacking.base import path_digest as path_digest  # hashing lives in base
-from stacking.errors import CacheError
+from stacking.config import CacheConfig
+from stacking.errors import CacheError, ConfigError
 
 log = logging.getLogger("stacking.cache")
 # 2: entries carry a checksum trailer. Bumping it changes every key, so entries of an older
@@ -136,7 +144,17 @@ class CacheStore(abc.ABC):
     * ``verify`` reads every entry and returns ``(entry, problem)`` for each bad one,
       without removing anything; ``clear`` removes all and returns how many there were.
     * A store owns no resources that need closing.
+
+    :func:`register_cache` sets ``kind``; a store builds itself from its ``cache:``
+    section in :meth:`from_config`.
     """
+
+    kind: ClassVar[str] = ""
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> CacheStore:
+        """This store configured by its ``cache:`` section (``cfg.kind == kind``)."""
+        return cls()
 
     @abc.abstractmethod
     def get(self, key: str) -> np.ndarray | None: ...
@@ -152,3 +170,57 @@ class CacheStore(abc.ABC):
 
     @abc.abstractmethod
     def verify(self) -> list[tuple[str, str]]: ...
+
+
+class NullCacheStore(CacheStore):
+    """No caching (``cache.enabled: false``): every ``get`` is a miss."""
+
+    def get(self, key: str) -> np.ndarray | None:
+        return None
+
+    def put(self, key: str, array: np.ndarray) -> None:
+        return None
+
+    def info(self) -> dict[str, Any]:
+        return {"enabled": False, "entries": 0, "bytes": 0}
+
+    def clear(self) -> int:
+        return 0
+
+    def verify(self) -> list[tuple[str, str]]:
+        return []
+
+
+S = TypeVar("S", bound=type[CacheStore])
+
+
+def register_cache(config: type[CacheConfig]) -> Callable[[S], S]:
+    """Class decorator: make the class the store of ``cache: {kind: ...}``, the kind and
+    keys of ``config`` (its module's :class:`~stacking.config.CacheConfig`)::
+
+        class DictCacheConfig(CacheConfig):
+            kind: Literal["dict"] = "dict"
+
+        @register_cache(DictCacheConfig)
+        class DictCacheStore(CacheStore): ...
+    """
+
+    def register(cls: S) -> S:
+        CacheConfig.register(config, cls)
+        cls.kind = config.kind_name()
+        return cls
+
+    return register
+
+
+def get_cache(cfg: CacheConfig) -> CacheStore:
+    """The store a ``cache:`` section asks for (``enabled: false``: none)."""
+    if not cfg.enabled:
+        return NullCacheStore()
+    implementation = type(cfg).implementation
+    if not (isinstance(implementation, type) and issubclass(implementation, CacheStore)):
+        raise ConfigError(
+            f"cache.kind {cfg.kind!r} is not a cache store; "
+            f"use one of {sorted(CacheConfig.registered())}"
+        )
+    return implementation.from_config(cfg)

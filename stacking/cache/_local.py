@@ -12,14 +12,31 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
-from stacking.cache._base import CacheStore, check_entry, read_entry, warn_dropped, write_entry
+from stacking.cache._base import (
+    CacheStore,
+    check_entry,
+    read_entry,
+    register_cache,
+    warn_dropped,
+    write_entry,
+)
+from stacking.config import CacheConfig
 from stacking.errors import CacheError
 
 
+class LocalCacheConfig(CacheConfig):
+    """A folder of entry files (the default); a shared filesystem path serves Ray workers."""
+
+    kind: Literal["local"] = "local"
+    dir: Path = Field(Path(".stacking_cache"), description="relative to the working folder")
+
+
+@register_cache(LocalCacheConfig)
 class LocalCacheStore(CacheStore):
     """``DIR/ab/abcdef….npy`` files (``.npy`` data plus a checksum trailer).
 
@@ -29,6 +46,10 @@ class LocalCacheStore(CacheStore):
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
+
+    @classmethod
+    def from_config(cls, cfg: LocalCacheConfig) -> LocalCacheStore:
+        return cls(cfg.dir)
 
     def _path(self, key: str) -> Path:
         return self.directory / key[:2] / f"{key}.npy"

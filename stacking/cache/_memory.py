@@ -1,16 +1,30 @@
-"""In-process stores: ``MemoryCacheStore`` (tests, notebooks) and ``NullCacheStore``."""
+"""``MemoryCacheStore``: entries in this process only (tests, notebooks)."""
 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from stacking.cache._base import CacheStore, decode_entry, encode_entry, warn_dropped
+from stacking.cache._base import (
+    CacheStore,
+    decode_entry,
+    encode_entry,
+    register_cache,
+    warn_dropped,
+)
+from stacking.config import CacheConfig
 from stacking.errors import CacheError
 
 
+class MemoryCacheConfig(CacheConfig):
+    """Entries in this process's memory: not shared with other processes, gone at exit."""
+
+    kind: Literal["memory"] = "memory"
+
+
+@register_cache(MemoryCacheConfig)
 class MemoryCacheStore(CacheStore):
     """Entries as checksummed bytes in a dict, so a stored array is a copy the caller
     cannot alter. Not shared between processes (Ray workers recompute).
@@ -62,22 +76,3 @@ class MemoryCacheStore(CacheStore):
             except CacheError as exc:
                 bad.append((f"memory:{key[:12]}", str(exc)))
         return bad
-
-
-class NullCacheStore(CacheStore):
-    """No caching (``cache.enabled: false``): every ``get`` is a miss."""
-
-    def get(self, key: str) -> np.ndarray | None:
-        return None
-
-    def put(self, key: str, array: np.ndarray) -> None:
-        return None
-
-    def info(self) -> dict[str, Any]:
-        return {"enabled": False, "entries": 0, "bytes": 0}
-
-    def clear(self) -> int:
-        return 0
-
-    def verify(self) -> list[tuple[str, str]]:
-        return []

@@ -1,11 +1,12 @@
 """Executors run inference jobs: in process (default), with prefetching, or on Ray.
 
-A family in Optuna's style: :mod:`._base` states the contract and holds the registry,
-each executor is one module that registers itself, and :func:`get_executor` builds the
-one an ``executor:`` config section names::
+A family in Optuna's style: :mod:`._base` states the contract, each executor is one module
+holding its config class and its class, registered together with
+:func:`register_executor`, and :func:`get_executor` builds the one an ``executor:`` config
+section names::
 
-    >>> from stacking.config import LocalExecutorConfig
-    >>> type(get_executor(LocalExecutorConfig(), progress=False)).__name__
+    >>> from stacking.config import ExecutorConfig
+    >>> type(get_executor(ExecutorConfig.build({"kind": "local"}), progress=False)).__name__
     'LocalExecutor'
 """
 
@@ -22,22 +23,22 @@ from stacking.executors._base import (
     releasing_models,
     run_job,
 )
-from stacking.executors._local import LocalExecutor
-from stacking.executors._prefetch import PrefetchExecutor
-from stacking.executors._ray import RayExecutor
-
-make_executor = get_executor  # the name experiment.py used before the registry
+from stacking.executors._local import LocalExecutor, LocalExecutorConfig
+from stacking.executors._prefetch import PrefetchExecutor, PrefetchExecutorConfig
+from stacking.executors._ray import RayExecutor, RayExecutorConfig
 
 __all__ = [
     "Executor",
     "Job",
     "LocalExecutor",
+    "LocalExecutorConfig",
     "PrefetchExecutor",
+    "PrefetchExecutorConfig",
     "RayExecutor",
+    "RayExecutorConfig",
     "check_inputs",
     "get_executor",
     "load_job",
-    "make_executor",
     "predict_job",
     "register_executor",
     "releasing_models",

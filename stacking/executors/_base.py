@@ -1,9 +1,12 @@
 """The executor plug-in contract: where inference jobs run.
 
 A :class:`Job` loads one model and predicts one or more input sets with it, so each model
-is loaded once. An :class:`Executor` runs a list of jobs; every implementation (one
-module each, registered with :func:`register_executor`, built by :func:`get_executor`
-from its config) keeps this contract, checked by ``tests/test_executors_conformance.py``:
+is loaded once. An :class:`Executor` runs a list of jobs. Each implementation is one
+module holding its config class (an :class:`~stacking.config.ExecutorConfig` subclass
+with ``kind: Literal["name"]`` and its keys) and its class, registered together with
+``@register_executor(ItsConfig)``; :func:`get_executor` builds it from an ``executor:``
+section. Every implementation keeps this contract, checked for every registered kind by
+``tests/test_executors_conformance.py``:
 
 - ``run(jobs, on_result)`` calls ``on_result(job, outputs)`` exactly once per finished
   job, always from the calling thread (the engine caches there, so a killed run resumes
@@ -32,7 +35,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 
-from stacking.config import BaseModelSpec
+from stacking.config import BaseModelSpec, ExecutorConfig
+from stacking.errors import ConfigError
 from stacking.quiet import is_terminal
 
 if TYPE_CHECKING:
@@ -68,11 +72,11 @@ def run_job(job: Job) -> list[np.ndarray]:
 class Executor(abc.ABC):
     """Runs inference jobs; see the module docstring for the contract.
 
-    Subclasses set ``kind`` (the config's ``executor.kind``) and build themselves from
-    that config in :meth:`from_config`.
+    :func:`register_executor` sets ``kind`` (the config's ``executor.kind``); a subclass
+    builds itself from its config section in :meth:`from_config`.
     """
 
-    kind: ClassVar[str]
+    kind: ClassVar[str] = ""
     models_in_memory: ClassVar[int] = 1
 
     @classmethod
@@ -85,27 +89,37 @@ class Executor(abc.ABC):
         """Run every job; call ``on_result`` for each as it finishes."""
 
 
-_EXECUTORS: dict[str, type[Executor]] = {}
-
 E = TypeVar("E", bound=type[Executor])
 
 
-def register_executor(cls: E) -> E:
-    """Class decorator: make ``cls`` the executor of ``executor: {kind: cls.kind}``."""
-    _EXECUTORS[cls.kind] = cls
-    return cls
+def register_executor(config: type[ExecutorConfig]) -> Callable[[E], E]:
+    """Class decorator: make the class the executor of ``executor: {kind: ...}``, the kind
+    and keys of ``config`` (its module's :class:`~stacking.config.ExecutorConfig`)::
+
+        class InlineConfig(ExecutorConfig):
+            kind: Literal["inline"] = "inline"
+
+        @register_executor(InlineConfig)
+        class InlineExecutor(Executor): ...
+    """
+
+    def register(cls: E) -> E:
+        ExecutorConfig.register(config, cls)
+        cls.kind = config.kind_name()
+        return cls
+
+    return register
 
 
-def get_executor(cfg: Any, *, progress: bool = True) -> Executor:
-    """The executor an ``executor:`` config section (``cfg.kind`` and its keys) asks for."""
-    if cfg.kind not in _EXECUTORS:
-        from stacking.errors import ConfigError
-
+def get_executor(cfg: ExecutorConfig, *, progress: bool = True) -> Executor:
+    """The executor an ``executor:`` config section (its kind and keys) asks for."""
+    implementation = type(cfg).implementation
+    if not (isinstance(implementation, type) and issubclass(implementation, Executor)):
         raise ConfigError(
             f"no executor is registered for executor.kind={cfg.kind!r}; "
-            f"use one of {sorted(_EXECUTORS)}"
+            f"use one of {sorted(ExecutorConfig.registered())}"
         )
-    return _EXECUTORS[cfg.kind].from_config(cfg, progress=progress)
+    return implementation.from_config(cfg, progress=progress)
 
 
 def load_job(job: Job) -> FrozenModel:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from stacking.config import ExecutorConfig
 from stacking.executors._base import (
     Executor,
     Job,
@@ -18,14 +19,18 @@ from stacking.executors._base import (
 )
 
 
-@register_executor
+class LocalExecutorConfig(ExecutorConfig):
+    """In process, one model in memory at a time (the default)."""
+
+    kind: Literal["local"] = "local"
+
+
+@register_executor(LocalExecutorConfig)
 class LocalExecutor(Executor):
     """Run jobs in order in this process; each model is loaded, predicts, and is freed.
 
     >>> LocalExecutor(progress=False).run(jobs, on_result)  # doctest: +SKIP
     """
-
-    kind = "local"
 
     def __init__(self, progress: bool = True) -> None:
         self.progress = progress

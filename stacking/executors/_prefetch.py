@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from stacking.config import ExecutorConfig
 from stacking.executors._base import (
     Executor,
     Job,
@@ -25,7 +26,13 @@ from stacking.executors._base import (
 )
 
 
-@register_executor
+class PrefetchExecutorConfig(ExecutorConfig):
+    """In process, the next model loaded while the current one predicts (two in memory)."""
+
+    kind: Literal["prefetch"] = "prefetch"
+
+
+@register_executor(PrefetchExecutorConfig)
 class PrefetchExecutor(Executor):
     """Like :class:`~stacking.executors.LocalExecutor`, with one model loaded ahead.
 
@@ -34,7 +41,6 @@ class PrefetchExecutor(Executor):
     is delivered first, exactly as in the local executor.
     """
 
-    kind = "prefetch"
     models_in_memory = 2
 
     def __init__(self, progress: bool = True) -> None:

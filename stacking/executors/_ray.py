@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from stacking.config import ExecutorConfig
 from stacking.errors import ConfigError
 from stacking.executors._base import Executor, Job, naming_model, register_executor, run_job
 
@@ -32,11 +34,18 @@ def run_job_in_worker(job: Job) -> list[np.ndarray]:
         gc.collect()
 
 
-@register_executor
+class RayExecutorConfig(ExecutorConfig):
+    """One Ray task per (model, fold) job, on a local or remote Ray cluster."""
+
+    kind: Literal["ray"] = "ray"
+    address: str | None = Field(None, description="Ray cluster; default: start a local one")
+    num_cpus: float = Field(1, gt=0, description="CPUs per Ray inference task")
+    num_gpus: float = Field(0, ge=0, description="GPUs per Ray inference task")
+
+
+@register_executor(RayExecutorConfig)
 class RayExecutor(Executor):
     """Run each job as a Ray task on ``address`` (``None``: start or join a local Ray)."""
-
-    kind = "ray"
 
     def __init__(
         self, address: str | None = None, *, num_cpus: float = 1, num_gpus: float = 0
@@ -46,7 +55,7 @@ class RayExecutor(Executor):
         self.num_gpus = num_gpus
 
     @classmethod
-    def from_config(cls, cfg: Any, *, progress: bool = True) -> RayExecutor:
+    def from_config(cls, cfg: RayExecutorConfig, *, progress: bool = True) -> RayExecutor:
         return cls(cfg.address, num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
 
     def _connect(self) -> Any:

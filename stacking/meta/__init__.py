@@ -12,6 +12,13 @@
 
 from __future__ import annotations
 
+from stacking.meta._base import (
+    LEVEL1_TAG,
+    get_meta_learner,
+    reads_blocks,
+    register_meta_learner,
+    short_names,
+)
 from stacking.meta._candidates import (
     Candidate,
     cross_fit,
@@ -31,13 +38,6 @@ from stacking.meta._nested import (
     repeated_oof,
 )
 from stacking.meta._nnls import NNLSClassifier, NNLSRegressor
-from stacking.meta._registry import (
-    LEVEL1_TAG,
-    get_meta_learner,
-    reads_blocks,
-    register_meta_learner,
-    short_names,
-)
 from stacking.meta._selection import EnsembleSelectionClassifier, EnsembleSelectionRegressor
 
 SHORT_NAMES = short_names()  # every learner module above has registered its names

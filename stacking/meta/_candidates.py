@@ -27,7 +27,7 @@ from sklearn.utils.validation import has_fit_parameter
 from stacking.config import CandidateConfig
 from stacking.errors import ConfigError, StackingError, did_you_mean, first_line
 from stacking.folds import FoldPlan
-from stacking.meta._registry import get_meta_learner, reads_blocks, short_names
+from stacking.meta._base import get_meta_learner, reads_blocks, short_names
 
 _API = ("fit", "get_params")
 

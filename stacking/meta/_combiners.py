@@ -35,8 +35,8 @@ from sklearn.utils.validation import (
 )
 
 from stacking.errors import ConfigError, DataError
+from stacking.meta._base import register_meta_learner
 from stacking.meta._layout import split_blocks
-from stacking.meta._registry import register_meta_learner
 from stacking.numeric import rank_against, rank_reference
 
 _EPS = 1e-15

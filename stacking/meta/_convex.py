@@ -22,6 +22,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from stacking.meta._base import register_meta_learner
 from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier, _BlockRegressor
 from stacking.meta._keras_common import (
     _EPS,
@@ -32,7 +33,6 @@ from stacking.meta._keras_common import (
     _weighted_loss,
     _weighted_standardisation,
 )
-from stacking.meta._registry import register_meta_learner
 
 
 @functools.cache

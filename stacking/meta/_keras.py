@@ -27,6 +27,7 @@ from sklearn.utils.validation import (
 )
 
 from stacking.errors import ConfigError, DataError
+from stacking.meta._base import register_meta_learner
 from stacking.meta._keras_common import (
     _MAX_SEED,
     _TRAINING_PARAMS,
@@ -38,7 +39,6 @@ from stacking.meta._keras_common import (
     _weighted_loss,
     _weighted_standardisation,
 )
-from stacking.meta._registry import register_meta_learner
 
 
 def _check_hidden_units(hidden_units: Sequence[int]) -> tuple[int, ...]:

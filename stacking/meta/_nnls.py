@@ -20,8 +20,8 @@ from scipy.optimize import nnls
 from sklearn.base import _fit_context
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from stacking.meta._base import register_meta_learner
 from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier, _BlockRegressor
-from stacking.meta._registry import register_meta_learner
 
 
 def _nnls_weights(

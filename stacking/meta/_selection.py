@@ -26,8 +26,8 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from stacking.errors import ConfigError
+from stacking.meta._base import register_meta_learner
 from stacking.meta._combiners import _COLUMNS_PER_MODEL, _BlockClassifier, _BlockRegressor
-from stacking.meta._registry import register_meta_learner
 from stacking.metrics import Metric, get_metric
 
 _PARAMS: dict = {

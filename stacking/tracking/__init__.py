@@ -1,8 +1,9 @@
 """Trackers record finished experiments; only this package imports MLflow.
 
-A family in Optuna's style: :class:`Tracker` in ``_base.py`` states the contract, one
-module per implementation, and :func:`get_tracker` picks one by ``tracking.kind``.
-Adding a tracker is one module plus ``register_tracker("kind")``.
+A family in Optuna's style: :class:`Tracker` in ``_base.py`` states the contract, each
+tracker is one module holding its config class and its class, registered together with
+:func:`register_tracker`, and :func:`get_tracker` builds the one a ``tracking:`` section
+names.
 
 >>> tracker = get_tracker(config.tracking)          # MlflowTracker or NoopTracker
 >>> out = preflight(tracker, Path("runs/x"))         # before computing
@@ -11,11 +12,9 @@ Adding a tracker is one module plus ``register_tracker("kind")``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from stacking.errors import ConfigError
 from stacking.tracking._base import (
     ChildRecord,
     DatasetRecord,
@@ -23,13 +22,12 @@ from stacking.tracking._base import (
     RunRecord,
     Tracker,
     flatten,
+    get_tracker,
+    register_tracker,
 )
-from stacking.tracking._mlflow import MlflowTracker, resolved_uri
-from stacking.tracking._noop import NoopTracker
+from stacking.tracking._mlflow import MlflowTracker, MlflowTrackingConfig, resolved_uri
+from stacking.tracking._noop import NoopTracker, NoopTrackingConfig
 from stacking.tracking._seeds import StoredRun, fetch_compared_runs, seed_run, seeds_parent
-
-if TYPE_CHECKING:  # `stacking runs` and `log` import this package and need no config models
-    from stacking.config import TrackingConfig
 
 # The results-folder path (pandas, the fold plan, scikit-learn) loads on first use, so that
 # `stacking runs` imports only MLflow's client.
@@ -42,7 +40,9 @@ __all__ = [
     "ChildRecord",
     "DatasetRecord",
     "MlflowTracker",
+    "MlflowTrackingConfig",
     "NoopTracker",
+    "NoopTrackingConfig",
     "RecordedRun",
     "RunRecord",
     "StoredRun",
@@ -51,7 +51,6 @@ __all__ = [
     "flatten",
     "get_tracker",
     "log_results",
-    "make_tracker",
     "preflight",
     "record_from_results",
     "register_tracker",
@@ -59,31 +58,6 @@ __all__ = [
     "seed_run",
     "seeds_parent",
 ]
-
-_TRACKERS: dict[str, Callable[[Any], Tracker]] = {
-    "mlflow": lambda cfg: MlflowTracker(
-        uri=cfg.uri, experiment=cfg.experiment, register_as=cfg.register_as
-    ),
-    "none": lambda cfg: NoopTracker(),
-}
-
-
-def register_tracker(kind: str, factory: Callable[[Any], Tracker]) -> None:
-    """Make ``tracking.kind: <kind>`` build ``factory(tracking_config)``."""
-    _TRACKERS[kind] = factory
-
-
-def get_tracker(cfg: TrackingConfig) -> Tracker:
-    """The tracker a :class:`~stacking.config.TrackingConfig` asks for."""
-    kind = "none" if not getattr(cfg, "enabled", True) else cfg.kind
-    if kind not in _TRACKERS:
-        raise ConfigError(
-            f"tracking.kind must be one of {sorted(_TRACKERS)}. Received: kind={kind!r}"
-        )
-    return _TRACKERS[kind](cfg)
-
-
-make_tracker = get_tracker  # the name used before the family had a registry
 
 
 def __getattr__(name: str) -> Any:

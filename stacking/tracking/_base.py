@@ -15,14 +15,24 @@ Contract of every :class:`Tracker`:
   stores nothing); failures are a ``TrackingError`` and never delete the results folder;
 - :meth:`~Tracker.fetch_run`, :meth:`~Tracker.download_model` and :meth:`~Tracker.runs`
   read back what :meth:`~Tracker.log` stored, for ``reproduce``, ``predict`` and ``runs``.
+
+A tracker is one module holding its config class (a :class:`~stacking.config.TrackingConfig`
+subclass with ``kind: Literal["name"]`` and its keys) and its :class:`Tracker` subclass,
+registered together with ``@register_tracker(ItsConfig)``; :func:`get_tracker` builds the
+one a ``tracking:`` section names. ``tests/test_tracking_conformance.py`` checks this
+contract for every registered kind.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
+
+from stacking.config import TrackingConfig
+from stacking.errors import ConfigError
 
 
 @dataclass
@@ -77,9 +87,27 @@ class RecordedRun:
 
 
 class Tracker(abc.ABC):
-    """Base class of trackers; see the module docstring for the contract."""
+    """Base class of trackers; see the module docstring for the contract.
 
-    kind: str = ""
+    :func:`register_tracker` sets ``kind``; a tracker builds itself from its
+    ``tracking:`` section in :meth:`from_config`.
+    """
+
+    kind: ClassVar[str] = ""
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> Tracker:
+        """This tracker configured by its ``tracking:`` section (``cfg.kind == kind``)."""
+        return cls()
+
+    def run_lines(self, run_id: str) -> list[str]:
+        """What ``stacking run`` prints about a recorded run: its id and where to see it."""
+        return [f"{self.kind} run: {run_id}"]
+
+    def experiments_with_runs(self) -> dict[str, int]:
+        """Experiment name -> number of recorded runs in the tracker's store (``stacking
+        runs`` suggests another experiment when the one asked for has none)."""
+        return {}
 
     @abc.abstractmethod
     def check(self) -> None:
@@ -100,6 +128,42 @@ class Tracker(abc.ABC):
     @abc.abstractmethod
     def runs(self, max_results: int = 20) -> list[RecordedRun]:
         """The most recent parent runs of the tracker's experiment, newest first."""
+
+
+T = TypeVar("T", bound=type[Tracker])
+
+
+def register_tracker(config: type[TrackingConfig]) -> Callable[[T], T]:
+    """Class decorator: make the class the tracker of ``tracking: {kind: ...}``, the kind
+    and keys of ``config`` (its module's :class:`~stacking.config.TrackingConfig`)::
+
+        class JsonTrackingConfig(TrackingConfig):
+            kind: Literal["json"] = "json"
+            folder: Path
+
+        @register_tracker(JsonTrackingConfig)
+        class JsonTracker(Tracker): ...
+    """
+
+    def register(cls: T) -> T:
+        TrackingConfig.register(config, cls)
+        cls.kind = config.kind_name()
+        return cls
+
+    return register
+
+
+def get_tracker(cfg: TrackingConfig) -> Tracker:
+    """The tracker a ``tracking:`` section asks for (``enabled: false``: kind ``none``)."""
+    if not cfg.enabled:
+        cfg = TrackingConfig.build({"kind": "none"})
+    implementation = type(cfg).implementation
+    if not (isinstance(implementation, type) and issubclass(implementation, Tracker)):
+        raise ConfigError(
+            f"tracking.kind {cfg.kind!r} is not a tracker; "
+            f"use one of {sorted(TrackingConfig.registered())}"
+        )
+    return implementation.from_config(cfg)
 
 
 def flatten(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:

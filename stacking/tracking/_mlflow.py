@@ -18,12 +18,14 @@ import tempfile
 from contextlib import nullcontext
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import Field
 
+from stacking.config import TrackingConfig
 from stacking.errors import OutputError, TrackingError
-from stacking.tracking._base import RecordedRun, RunRecord, Tracker
+from stacking.tracking._base import RecordedRun, RunRecord, Tracker, register_tracker
 from stacking.tracking._model import log_datasets, log_ensemble_model, params
 from stacking.tracking._store import (
     CHECK_HTTP,
@@ -48,10 +50,21 @@ def resolved_uri(uri: str | None) -> str:
     return uri or mlflow.get_tracking_uri()
 
 
+class MlflowTrackingConfig(TrackingConfig):
+    """An MLflow tracking store (the default): MLflow's own default store, a SQLite file or
+    a tracking server."""
+
+    kind: Literal["mlflow"] = "mlflow"
+    uri: str | None = Field(None, description="default: MLflow's own default store")
+    experiment: str = Field("tf-stacking", description="MLflow experiment name")
+    register_as: str | None = Field(
+        None, description="register the ensemble model under this name (a new version)"
+    )
+
+
+@register_tracker(MlflowTrackingConfig)
 class MlflowTracker(Tracker):
     """Records runs in an MLflow tracking store (a SQLite file or a tracking server)."""
-
-    kind = "mlflow"
 
     def __init__(
         self,
@@ -62,6 +75,16 @@ class MlflowTracker(Tracker):
         self.uri = uri
         self.experiment = experiment
         self.register_as = register_as
+
+    @classmethod
+    def from_config(cls, cfg: MlflowTrackingConfig) -> MlflowTracker:
+        return cls(uri=cfg.uri, experiment=cfg.experiment, register_as=cfg.register_as)
+
+    def run_lines(self, run_id: str) -> list[str]:
+        return [
+            f"mlflow run: {run_id}",
+            f"browse it:  mlflow ui --backend-store-uri {resolved_uri(self.uri)}",
+        ]
 
     # -- helpers --------------------------------------------------------------------------
     def _fail(self, doing: str, exc: BaseException, fix: str) -> TrackingError:
@@ -117,7 +140,7 @@ class MlflowTracker(Tracker):
             raise self._fail(
                 "record the run in",
                 exc,
-                "nothing was computed; check tracking.uri, or set tracking.kind: none",
+                "nothing was computed; check tracking.uri, or set tracking.enabled: false",
             ) from exc
 
     def _end_dead_runs(self, client: Any, experiment_id: str) -> None:

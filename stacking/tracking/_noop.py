@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
+from stacking.config import TrackingConfig
 from stacking.errors import TrackingError
-from stacking.tracking._base import RecordedRun, RunRecord, Tracker
+from stacking.tracking._base import RecordedRun, RunRecord, Tracker, register_tracker
 
 
+class NoopTrackingConfig(TrackingConfig):
+    """Records nothing (the same as `enabled: false`)."""
+
+    kind: Literal["none"] = "none"
+
+
+@register_tracker(NoopTrackingConfig)
 class NoopTracker(Tracker):
     """Stores nothing: :meth:`log` returns ``None`` and there is no run to read back."""
-
-    kind = "none"
 
     def check(self) -> None:
         return None

@@ -1,16 +1,29 @@
-"""The meta-learner family: short names, and what a learner reads from level 1.
+"""The meta-learner plug-in contract: what a meta-learner is, and the short names.
 
-A meta-learner is any scikit-learn estimator. A *short name* (``mean``, ``nnls``,
-``logistic`` …) maps to a classifier class, a regressor class (either may be missing)
-and default parameters; each learner module registers its own names, so adding a learner
-is one module plus its :func:`register_meta_learner` call::
+A meta-learner is a **scikit-learn estimator** (the contract is scikit-learn's own, as
+checked by ``sklearn.utils.estimator_checks.parametrize_with_checks``):
+
+- ``__init__`` only stores its parameters; ``fit(X, y, sample_weight=None)`` validates
+  and sets the fitted state on attributes ending in ``_``; ``predict`` (and, for a
+  classifier, ``predict_proba`` with ``classes_`` in the order of ``y``'s labels) refuse
+  an unfitted estimator; ``get_params``/``set_params``/``clone`` work;
+- ``X`` is the level-1 matrix: one block of columns per base model, side by side
+  (:mod:`stacking.meta._layout`). What a learner reads is an estimator tag,
+  :data:`LEVEL1_TAG`: a class attribute ``_stacking_level1 = "blocks"`` says the learner
+  combines per-model probability blocks; anything else (the default) reads the level-1
+  features as plain columns. Third-party estimators may set it too;
+- it is cross-fitted by the experiment on the fold plan, so it keeps no state between
+  ``fit`` calls and is safe to ``clone``.
+
+A *short name* (``mean``, ``nnls``, ``logistic`` …) maps to a classifier class, a
+regressor class (either may be missing) and default parameters; each learner module
+registers its own names next to its classes, so adding a learner is one module plus its
+:func:`register_meta_learner` call::
 
     register_meta_learner("nnls", classifier=NNLSClassifier, regressor=NNLSRegressor)
 
-What a learner reads is an estimator tag, :data:`LEVEL1_TAG`: a class attribute
-``_stacking_level1 = "blocks"`` says the learner combines per-model probability blocks
-(:mod:`stacking.meta._layout`); anything else (the default) reads the level-1 features.
-Third-party estimators may set it too.
+:func:`get_meta_learner` looks a short name up (``meta.candidates: [nnls]``);
+``tests/test_meta_conformance.py`` runs scikit-learn's checks over every registered name.
 """
 
 from __future__ import annotations

@@ -417,7 +417,7 @@ def test_run_seeds_without_tracking_moves_only_seeded_candidates(tmp_path):
 
     _members(tmp_path)
     path = _config(tmp_path, "both", [*BAGGED, "default"], "unused")
-    done = run_seeds(path, [0, 1], overrides=["tracking.kind=none"], output_dir=tmp_path / "o")
+    done = run_seeds(path, [0, 1], overrides=["tracking.enabled=false"], output_dir=tmp_path / "o")
     assert [r.run_id for r in done] == [None, None]
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["seed-0", "seed-1"]
     meta = [pd.read_parquet(tmp_path / "o" / f"seed-{s}" / "meta_oof.parquet") for s in (0, 1)]

@@ -343,6 +343,20 @@ def _session_in_tmp_path(tmp_path_factory):
     os.chdir(before)
 
 
+def freeze_heap_with_tensorflow() -> None:
+    """Import TensorFlow and Keras, then freeze the heap (see ``_frozen_heap``): session
+    fixtures that train models are set up before any module's ``_frozen_heap``, and
+    TensorFlow is imported by their first model, so its objects would otherwise be walked
+    by every collection during their training."""
+    import gc
+
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _frozen_heap():
     """Each module starts with the heap it inherits frozen (:func:`gc.freeze`).
@@ -423,6 +437,7 @@ def projects(tmp_path_factory) -> dict[str, Project]:
     folder, a lock per project: each worker trains the projects no other worker is
     training, then waits for the rest.
     """
+    freeze_heap_with_tensorflow()
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # shared by every worker of this session
@@ -678,6 +693,7 @@ def model_zoo(tmp_path_factory) -> dict[str, ZooModel]:
     import importlib
     import sys
 
+    freeze_heap_with_tensorflow()
     root = tmp_path_factory.mktemp("zoo")
     (root / "zoo_layers.py").write_text(ZOO_LAYERS)
     sys.path.insert(0, str(root))

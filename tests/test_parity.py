@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import N_FEATURES, build_model
+from conftest import N_FEATURES, build_model, freeze_heap_with_tensorflow
 from scipy.special import expit
 from scipy.special import softmax as scipy_softmax
 
@@ -85,6 +85,7 @@ def _eager(model):
 @pytest.fixture(scope="session")
 def fold_sets(tmp_path_factory):
     """``{(task, kind): (plan, x, y, x_test, {format: directory})}``, trained once."""
+    freeze_heap_with_tensorflow()
     root = tmp_path_factory.mktemp("parity")
     sets = {}
     for i, (task, kind) in enumerate(SETS):

@@ -407,6 +407,7 @@ _LONG_FILES = (
     "test_stack.py",
     "test_images.py",
     "test_docs.py",  # ~30 s: docs/training.md trains six tiny fold models and stacks them
+    "test_parity.py",  # ~22 s of CPU: seven fold sets in four formats (a test-fast file)
     "test_bad_inputs.py",
     "test_base_formats.py",
     "test_ray_cluster.py",

@@ -814,6 +814,7 @@ def _cli_argv(row: Row, tmp: Path, cfg: Path) -> list[str]:
     return ["run", str(cfg), "--quiet", *[a for s in row.sets for a in ("--set", s)]]
 
 
+@pytest.mark.e2e  # a whole experiment, though on the module's own project
 def test_bad_inputs_control_project_runs(bad_root, tmp_path, capsys):
     """The project every row breaks in one place runs cleanly as it is."""
     from stacking.cli import main

@@ -193,3 +193,17 @@ def _expected_failed_checks(estimator):
 )
 def test_selection_sklearn_conformance(estimator, check):
     check(estimator)
+
+
+def test_selection_scores_clipped_float64_blocks():
+    # The scores are those of the blocks clipped to [0, 1] and computed in float64: values
+    # out of range (round-off, a margin) and float32 input change nothing.
+    X, y = _library(5, n_rows=30, n_models=4)
+    X[::4, 0] = 1.4
+    X[1::4, 4] = -0.3
+    reference = EnsembleSelectionClassifier(n_iter=4).fit(np.clip(X, 0.0, 1.0), y)
+    assert EnsembleSelectionClassifier(n_iter=4).fit(X, y).scores_path_ == reference.scores_path_
+    X32 = X.astype(np.float32)
+    from32 = EnsembleSelectionClassifier(n_iter=4).fit(X32, y)
+    exact = EnsembleSelectionClassifier(n_iter=4).fit(np.clip(X32.astype(np.float64), 0, 1), y)
+    assert from32.scores_path_ == exact.scores_path_

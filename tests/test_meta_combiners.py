@@ -419,3 +419,40 @@ def test_combiner_classifier_multilabel_tags(method, multi):
     assert tags.classifier_tags.multi_label is multi
     assert tags.target_tags.multi_output is multi
     assert tags.classifier_tags.poor_score is True
+
+
+@pytest.mark.parametrize(
+    ("estimator", "y", "error", "match"),
+    [
+        (
+            CombinerClassifier(),
+            [[0, 2], [1, 0], [2, 1]],
+            DataError,
+            r"^a 2-D target must be a 0/1 multilabel indicator matrix. Received: y of type "
+            r"'multiclass-multioutput' and shape \(3, 2\)$",
+        ),
+        (
+            CombinerClassifier(),
+            [1, 1, 1],
+            DataError,
+            r"^a classifier needs at least 2 classes in y to combine class probabilities. "
+            r"Received: y with 1 class np.int64\(1\)$",
+        ),
+        # Labels 0 and 3 are no class indices of 3-column blocks: a binary target.
+        (
+            CombinerClassifier(columns_per_model=3),
+            [0, 3, 3],
+            ConfigError,
+            r"^a binary block holds 1 or 2 columns for 2 classes/labels",
+        ),
+    ],
+)
+def test_combiner_target_errors_by_message(estimator, y, error, match):
+    with pytest.raises(error, match=match):
+        estimator.fit(X_MC if len(np.shape(y)) == 1 else X_MC[:, :4], y)
+
+
+def test_combiner_classifier_explicit_width_one_is_binary():
+    clf = CombinerClassifier(columns_per_model=1).fit(X_BIN, Y_BIN)
+    assert_array_equal(clf.classes_, [0, 1])
+    assert_allclose(clf.predict_proba(X_BIN)[:, 1], X_BIN.mean(axis=1), rtol=1e-15)

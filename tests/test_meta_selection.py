@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import is_classifier
+from sklearn.metrics import log_loss
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -207,3 +208,20 @@ def test_selection_scores_clipped_float64_blocks():
     from32 = EnsembleSelectionClassifier(n_iter=4).fit(X32, y)
     exact = EnsembleSelectionClassifier(n_iter=4).fit(np.clip(X32.astype(np.float64), 0, 1), y)
     assert from32.scores_path_ == exact.scores_path_
+
+
+def test_selection_classifier_reads_multilabel_targets():
+    tags = EnsembleSelectionClassifier().__sklearn_tags__()
+    assert tags.classifier_tags.multi_label is True
+    assert tags.target_tags.multi_output is True
+
+
+def test_selection_scores_blocks_of_classes_absent_from_y():
+    # 3-column blocks, y without class 1 (a meta-level training fold): each single model's
+    # score is scikit-learn's log loss over the three classes.
+    X, _ = _library(6, n_rows=20, n_models=3)
+    y = np.where(np.arange(20) % 2 == 0, 0, 2)
+    clf = EnsembleSelectionClassifier(n_iter=0, columns_per_model=3).fit(X, y)
+    singles = [log_loss(y, X[:, 3 * m : 3 * m + 3], labels=[0, 1, 2]) for m in range(3)]
+    assert clf.selection_path_ == [int(np.argmin(singles))]
+    assert clf.scores_path_[0] == pytest.approx(min(singles), rel=1e-11)

@@ -117,10 +117,19 @@ def test_binary_stack_reads_the_positive_class_and_logit_features():
 
     feats_train = np.column_stack([logit(train["a"]), logit(train["b"])])
     logreg = LogisticRegression().fit(feats_train, y_train)
-    stack = _stack("binary", FeaturesConfig(kind="logit"), [[Member("top", False, logreg)]])
+    mean = CombinerClassifier().fit(np.column_stack([train["a"][:, 1], train["b"][:, 1]]), y_train)
+    stack = _stack(
+        "binary",
+        FeaturesConfig(kind="logit"),
+        [[Member("top", False, logreg), Member("mean", True, mean)]],
+    )
     frame = _frame(new, "binary")
+    frame["index"] = "a user column named like pandas' index"
     level1 = stack.level1(new, frame, source="rows")
-    assert level1.columns_per_model == 1
+    assert level1.models == MODELS
+    assert level1.columns_per_model == 1 and isinstance(level1.columns_per_model, int)
+    every = stack.combine(level1)
+    assert_allclose(every["mean"][:, 1], (new["a"][:, 1] + new["b"][:, 1]) / 2, rtol=1e-12)
     assert_allclose(level1.blocks, np.column_stack([new["a"][:, 1], new["b"][:, 1]]))
     expected = logreg.predict_proba(np.column_stack([logit(new["a"]), logit(new["b"])]))
     assert stack.n_outputs == 2
@@ -191,8 +200,59 @@ def test_stack_given_columns_and_the_missing_ones_refused():
     with pytest.raises(
         DataError,
         match=r"^new\.csv lacks column\(s\) \['b__dog'\] of base model 'b': it is given by "
-        r"prediction files .* in columns \['b__cat', 'b__dog', 'b__eel'\]; add them",
+        r"prediction files .* in columns \['b__cat', 'b__dog', 'b__eel'\]; add them \(the "
+        r"model's predictions of these rows\)$",
     ):
         stack.predict_proba(frame.drop(columns=["b__dog"]), source="new.csv")
     with pytest.raises(DataError, match=r"^new\.csv has no rows to predict$"):
         stack.predict_proba(frame.iloc[:0], source="new.csv")
+    with pytest.raises(DataError, match=r"^the input table has no rows to predict$"):
+        stack.predict_proba(frame.iloc[:0])
+
+
+def test_stack_passthrough_columns_missing_from_rows_are_named_with_the_table():
+    rng = np.random.default_rng(5)
+    new = {m: _probas(rng, 4, 3) for m in MODELS}
+    frame = _frame(new, "multiclass")
+    stack = _stack("multiclass", FeaturesConfig(passthrough=["f_0"]), [[]])
+    with pytest.raises(DataError, match=r"new\.csv.*f_0|f_0.*new\.csv"):
+        stack.predict_proba(frame, source="new.csv")
+    frame["f_0"] = np.arange(4.0)
+    level1 = stack.level1(new, frame, source="rows")
+    assert_allclose(level1.features["f_0"], np.arange(4.0))
+
+
+def _image_stack() -> FittedStack:
+    recipe = BaseModelRecipe(
+        name="cnn",
+        kind="folds",
+        fold_paths=[],
+        row_paths=[],
+        views=[ViewConfig(image="path", size=[2, 2])],
+    )
+    return FittedStack(
+        task="binary",
+        classes=[0, 1],
+        output_names=["0", "1"],
+        id_column="row_id",
+        base_models=[recipe],
+        features=FeaturesConfig(),
+        levels=[[]],
+    )
+
+
+def test_stack_reads_image_rows_from_root_and_names_them_by_id(tmp_path):
+    # The rows' images are read before any model runs: a missing one is named by its row
+    # id and table, relative to the root given (or, for a served model, without a path).
+    frame = pd.DataFrame({"row_id": [101, 102], "path": ["a.png", "b.png"]})
+    with pytest.raises(
+        DataError,
+        match=rf"^image '{tmp_path / 'a.png'}' \(row id 101, column 'path' of new\.csv\) "
+        "does not exist",
+    ):
+        _image_stack().predict_proba(frame, source="new.csv", root=tmp_path)
+    from stacking.images import ImageAccess
+
+    with pytest.raises(DataError, match=r"^row 0 \(id 101\), column 'path': ") as info:
+        _image_stack().predict_proba(frame, access=ImageAccess.serving(tmp_path))
+    assert tmp_path.name not in str(info.value)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import is_classifier
-from sklearn.metrics import log_loss
+from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -225,3 +225,47 @@ def test_selection_scores_blocks_of_classes_absent_from_y():
     singles = [log_loss(y, X[:, 3 * m : 3 * m + 3], labels=[0, 1, 2]) for m in range(3)]
     assert clf.selection_path_ == [int(np.argmin(singles))]
     assert clf.scores_path_[0] == pytest.approx(min(singles), rel=1e-11)
+
+
+def test_selection_sorted_initialisation_keeps_tied_models_in_index_order():
+    # 20 models, the odd ones off by 0.5 and the even ones by 1.0: ties within each group
+    # keep index order (a stable sort), beyond the 16 elements numpy sorts by insertion.
+    errors = np.where(np.arange(20) % 2 == 1, 0.5, 1.0)
+    X = Y_REG[:, None] + errors[None, :]
+    reg = EnsembleSelectionRegressor(n_iter=0, n_init=20).fit(X, Y_REG)
+    assert reg.selection_path_ == list(range(1, 20, 2)) + list(range(0, 20, 2))
+
+
+def test_selection_sorted_initialisation_of_a_greater_is_better_metric():
+    # roc_auc: higher is better, so the n_init models of highest single AUC come first.
+    X, y = _library(7, n_rows=40, n_models=6, n_classes=2)
+    positive = X[:, 1::2]
+    auc = [roc_auc_score(y, positive[:, m]) for m in range(6)]
+    clf = EnsembleSelectionClassifier(n_iter=0, n_init=3, scoring="roc_auc", columns_per_model=2)
+    clf.fit(X, y)
+    assert clf.selection_path_ == np.argsort(-np.array(auc), kind="stable")[:3].tolist()
+    assert_allclose(clf.scores_path_[0], max(auc), rtol=1e-11)
+
+
+def test_selection_a_nan_score_loses_to_any_number():
+    # Model 0's predictions score NaN (a metric undefined on them): it is never chosen,
+    # neither first nor in the greedy steps.
+    from stacking.meta._selection import _greedy_path
+    from stacking.metrics import get_metric
+
+    preds = np.array([[np.inf, 1.0, 2.0], [np.inf, 2.0, 2.5]])
+    target = np.array([1.0, 2.0])
+
+    def score(pred):
+        return np.nan if np.isinf(pred).any() else float(np.sqrt(np.mean((pred - target) ** 2)))
+
+    path, scores = _greedy_path(preds, np.arange(3), score, get_metric("rmse"), 2, 2)
+    assert path == [1, 2, 1, 1]
+    assert not np.isnan(scores).any()
+
+
+def test_selection_regressor_keeps_its_scoring():
+    assert EnsembleSelectionRegressor(scoring="mae").get_params()["scoring"] == "mae"
+    X = np.column_stack([Y_REG + np.array([0, 0, 0, 0, 0, 3.0]), Y_REG + 0.6])  # mae .5 vs .6
+    assert EnsembleSelectionRegressor(n_iter=0, scoring="mae").fit(X, Y_REG).selection_path_ == [0]
+    assert EnsembleSelectionRegressor(n_iter=0).fit(X, Y_REG).selection_path_ == [1]

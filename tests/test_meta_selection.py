@@ -269,3 +269,15 @@ def test_selection_regressor_keeps_its_scoring():
     X = np.column_stack([Y_REG + np.array([0, 0, 0, 0, 0, 3.0]), Y_REG + 0.6])  # mae .5 vs .6
     assert EnsembleSelectionRegressor(n_iter=0, scoring="mae").fit(X, Y_REG).selection_path_ == [0]
     assert EnsembleSelectionRegressor(n_iter=0).fit(X, Y_REG).selection_path_ == [1]
+
+
+def test_selection_bags_are_drawn_without_replacement_from_random_state():
+    X, y = _library(0)
+    clf = EnsembleSelectionClassifier(n_iter=2, n_bags=3, bag_fraction=0.5, random_state=7)
+    clf.fit(X, y)
+    rng = np.random.RandomState(7)
+    expected = [np.sort(rng.choice(8, size=4, replace=False)) for _ in range(3)]
+    for bag, want in zip(clf.bags_, expected, strict=True):
+        assert_array_equal(bag, want)
+    assert clf.n_models_ == 8
+    assert len(clf.scores_path_) == 3 and all(len(s) == 3 for s in clf.scores_path_)

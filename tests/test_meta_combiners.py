@@ -376,10 +376,10 @@ def test_combiner_classifier_rank_multiclass_with_implied_first_class():
     # class column against its training column, then ranks are averaged over models and
     # normalised per row.
     rng = np.random.default_rng(0)
-    X = rng.uniform(0.0, 0.7, size=(12, 4))
+    X = rng.uniform(0.1, 0.9, size=(12, 4))  # most rows imply a negative P(0)
     y = np.arange(12) % 3
     clf = CombinerClassifier("rank", columns_per_model=2).fit(X, y)
-    new = rng.uniform(0.0, 0.7, size=(5, 4))
+    new = rng.uniform(0.1, 0.9, size=(5, 4))
 
     def full(a):
         return [np.column_stack([1 - b.sum(axis=1), b]) for b in (a[:, :2], a[:, 2:])]

@@ -216,6 +216,7 @@ class FittedStack:
         return self.combine(level1)[self.ensemble]
 
     # -- persistence --------------------------------------------------------------------
+    # pragma: no mutate block (save, load: mutation testing covers the predict path only)
     def save(self, directory: str | Path, *, copy_models: bool = False) -> Path:
         """Write the stack as a folder; ``copy_models`` copies the base models in.
 
@@ -315,6 +316,7 @@ class FittedStack:
         )
 
 
+# pragma: no mutate start (training and loading: mutation testing covers the predict path)
 def _copy_model(directory: Path, name: str, source: Path) -> Path:
     target = Path("models") / name / source.name
     (directory / target).parent.mkdir(parents=True, exist_ok=True)
@@ -546,11 +548,12 @@ def load_stack(location: str | Path) -> FittedStack:
     return FittedStack.load(path)
 
 
+# pragma: no mutate end
 def _test_of(pred: BasePredictions) -> np.ndarray:
     assert pred.test is not None, "predict_base_models was given rows"
     return pred.test
 
 
-def _oof_of(pred: BasePredictions) -> np.ndarray:
+def _oof_of(pred: BasePredictions) -> np.ndarray:  # pragma: no mutate block
     assert pred.oof is not None, "predict_base_models was given the training rows"
     return pred.oof

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import is_classifier
+from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
@@ -193,3 +194,89 @@ def _expected_failed_checks(estimator):
 )
 def test_selection_sklearn_conformance(estimator, check):
     check(estimator)
+
+
+def test_selection_scores_clipped_float64_blocks():
+    # The scores are those of the blocks clipped to [0, 1] and computed in float64: values
+    # out of range (round-off, a margin) and float32 input change nothing.
+    X, y = _library(5, n_rows=30, n_models=4)
+    X = 1.6 * X - 0.2  # every model has values above 1 and below 0
+    reference = EnsembleSelectionClassifier(n_iter=4).fit(np.clip(X, 0.0, 1.0), y)
+    assert EnsembleSelectionClassifier(n_iter=4).fit(X, y).scores_path_ == reference.scores_path_
+    X32 = X.astype(np.float32)
+    from32 = EnsembleSelectionClassifier(n_iter=4).fit(X32, y)
+    exact = EnsembleSelectionClassifier(n_iter=4).fit(np.clip(X32.astype(np.float64), 0, 1), y)
+    assert from32.scores_path_ == exact.scores_path_
+
+
+def test_selection_classifier_reads_multilabel_targets():
+    tags = EnsembleSelectionClassifier().__sklearn_tags__()
+    assert tags.classifier_tags.multi_label is True
+    assert tags.target_tags.multi_output is True
+
+
+def test_selection_scores_blocks_of_classes_absent_from_y():
+    # 3-column blocks, y without class 1 (a meta-level training fold): each single model's
+    # score is scikit-learn's log loss over the three classes.
+    X, _ = _library(6, n_rows=20, n_models=3)
+    y = np.where(np.arange(20) % 2 == 0, 0, 2)
+    clf = EnsembleSelectionClassifier(n_iter=0, columns_per_model=3).fit(X, y)
+    singles = [log_loss(y, X[:, 3 * m : 3 * m + 3], labels=[0, 1, 2]) for m in range(3)]
+    assert clf.selection_path_ == [int(np.argmin(singles))]
+    assert clf.scores_path_[0] == pytest.approx(min(singles), rel=1e-11)
+
+
+def test_selection_sorted_initialisation_keeps_tied_models_in_index_order():
+    # 20 models, the odd ones off by 0.5 and the even ones by 1.0: ties within each group
+    # keep index order (a stable sort), beyond the 16 elements numpy sorts by insertion.
+    errors = np.where(np.arange(20) % 2 == 1, 0.5, 1.0)
+    X = Y_REG[:, None] + errors[None, :]
+    reg = EnsembleSelectionRegressor(n_iter=0, n_init=20).fit(X, Y_REG)
+    assert reg.selection_path_ == list(range(1, 20, 2)) + list(range(0, 20, 2))
+
+
+def test_selection_sorted_initialisation_of_a_greater_is_better_metric():
+    # roc_auc: higher is better, so the n_init models of highest single AUC come first.
+    X, y = _library(7, n_rows=40, n_models=6, n_classes=2)
+    positive = X[:, 1::2]
+    auc = [roc_auc_score(y, positive[:, m]) for m in range(6)]
+    clf = EnsembleSelectionClassifier(n_iter=0, n_init=3, scoring="roc_auc", columns_per_model=2)
+    clf.fit(X, y)
+    assert clf.selection_path_ == np.argsort(-np.array(auc), kind="stable")[:3].tolist()
+    assert_allclose(clf.scores_path_[0], max(auc), rtol=1e-11)
+
+
+def test_selection_a_nan_score_loses_to_any_number():
+    # Model 0's predictions score NaN (a metric undefined on them): it is never chosen,
+    # neither first nor in the greedy steps.
+    from stacking.meta._selection import _greedy_path
+    from stacking.metrics import get_metric
+
+    preds = np.array([[np.inf, 1.0, 2.0], [np.inf, 2.0, 2.5]])
+    target = np.array([1.0, 2.0])
+
+    def score(pred):
+        return np.nan if np.isinf(pred).any() else float(np.sqrt(np.mean((pred - target) ** 2)))
+
+    path, scores = _greedy_path(preds, np.arange(3), score, get_metric("rmse"), 2, 2)
+    assert path == [1, 2, 1, 1]
+    assert not np.isnan(scores).any()
+
+
+def test_selection_regressor_keeps_its_scoring():
+    assert EnsembleSelectionRegressor(scoring="mae").get_params()["scoring"] == "mae"
+    X = np.column_stack([Y_REG + np.array([0, 0, 0, 0, 0, 3.0]), Y_REG + 0.6])  # mae .5 vs .6
+    assert EnsembleSelectionRegressor(n_iter=0, scoring="mae").fit(X, Y_REG).selection_path_ == [0]
+    assert EnsembleSelectionRegressor(n_iter=0).fit(X, Y_REG).selection_path_ == [1]
+
+
+def test_selection_bags_are_drawn_without_replacement_from_random_state():
+    X, y = _library(0)
+    clf = EnsembleSelectionClassifier(n_iter=2, n_bags=3, bag_fraction=0.5, random_state=7)
+    clf.fit(X, y)
+    rng = np.random.RandomState(7)
+    expected = [np.sort(rng.choice(8, size=4, replace=False)) for _ in range(3)]
+    for bag, want in zip(clf.bags_, expected, strict=True):
+        assert_array_equal(bag, want)
+    assert clf.n_models_ == 8
+    assert len(clf.scores_path_) == 3 and all(len(s) == 3 for s in clf.scores_path_)

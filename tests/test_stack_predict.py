@@ -15,8 +15,8 @@ from numpy.testing import assert_allclose
 from scipy.stats import rankdata
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from stacking.config import FeaturesConfig, ViewConfig
-from stacking.engine import BaseModelRecipe
+from stacking.base import ResolvedBaseModel
+from stacking.config import BaseModelSpec, FeaturesConfig, ViewConfig
 from stacking.errors import DataError
 from stacking.meta._combiners import CombinerClassifier, CombinerRegressor
 from stacking.stack import FittedStack, Member
@@ -33,15 +33,24 @@ def _columns(model: str, task: str) -> list[str]:
     return [f"{model}__{c}" for c in names]
 
 
-def _recipe(model: str, task: str) -> BaseModelRecipe:
-    return BaseModelRecipe(
-        name=model,
-        kind="predictions",
+def _resolved(name: str, kind: str, views: list, outputs_are: str | None) -> ResolvedBaseModel:
+    """A resolved base model built by hand (no files: the rows carry its predictions)."""
+    return ResolvedBaseModel.model_construct(
+        name=name,
+        spec=BaseModelSpec.model_construct(),
+        kind=kind,
         fold_paths=[],
         row_paths=[],
-        views=[ViewConfig(columns=_columns(model, task), dtype="float64")],
-        outputs_are="proba",
+        views=views,
+        fitted_outputs_are=outputs_are,
+        heads=[],
+        predictions=None,
     )
+
+
+def _recipe(model: str, task: str) -> ResolvedBaseModel:
+    views = [ViewConfig(columns=_columns(model, task), dtype="float64")]
+    return _resolved(model, "predictions", views, "proba")
 
 
 def _probas(rng, n: int, n_classes: int) -> np.ndarray:
@@ -223,13 +232,7 @@ def test_stack_passthrough_columns_missing_from_rows_are_named_with_the_table():
 
 
 def _image_stack() -> FittedStack:
-    recipe = BaseModelRecipe(
-        name="cnn",
-        kind="folds",
-        fold_paths=[],
-        row_paths=[],
-        views=[ViewConfig(image="path", size=[2, 2])],
-    )
+    recipe = _resolved("cnn", "folds", [ViewConfig(image="path", size=[2, 2])], None)
     return FittedStack(
         task="binary",
         classes=[0, 1],
